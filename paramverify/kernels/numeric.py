@@ -1,0 +1,67 @@
+"""Plain float64 evaluation: the reference semantics of an imported model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+
+class NumericKernel:
+    """Evaluates ops on float64 numpy arrays (constants and variables alike)."""
+
+    def shape(self, a: Any) -> tuple[int, ...]:
+        return tuple(np.shape(a))
+
+    def add(self, a: Any, b: Any) -> np.ndarray:
+        return np.add(a, b)
+
+    def sub(self, a: Any, b: Any) -> np.ndarray:
+        return np.subtract(a, b)
+
+    def mul(self, a: Any, b: Any) -> np.ndarray:
+        return np.multiply(a, b)
+
+    def div(self, a: Any, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b)
+
+    def neg(self, a: Any) -> np.ndarray:
+        return np.negative(a)
+
+    def matmul(self, a: Any, b: Any) -> np.ndarray:
+        return np.matmul(a, b)
+
+    def relu(self, a: Any) -> np.ndarray:
+        return np.maximum(a, 0.0)
+
+    def leaky_relu(self, a: Any, alpha: float) -> np.ndarray:
+        a = np.asarray(a)
+        return np.where(a >= 0, a, alpha * a)
+
+    def sigmoid(self, a: Any) -> np.ndarray:
+        return expit(a)
+
+    def tanh(self, a: Any) -> np.ndarray:
+        return np.tanh(a)
+
+    def softmax(self, a: Any, axis: int) -> np.ndarray:
+        a = np.asarray(a)
+        e = np.exp(a - a.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def reshape(self, a: Any, shape: tuple[int, ...]) -> np.ndarray:
+        return np.reshape(a, shape)
+
+    def transpose(self, a: Any, perm: tuple[int, ...]) -> np.ndarray:
+        return np.transpose(a, perm)
+
+    def concat(self, values: Sequence[Any], axis: int) -> np.ndarray:
+        return np.concatenate(values, axis=axis)
+
+    def take(self, a: Any, indices: np.ndarray, axis: int) -> np.ndarray:
+        return np.take(a, indices, axis=axis)
+
+    def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> np.ndarray:
+        return np.pad(a, pad_width)

@@ -1,0 +1,131 @@
+"""The contract between ONNX op lowerings and the arithmetic they run on.
+
+Every op is written once, against :class:`Kernel`.  A kernel decides what a
+value *is*: a float64 array (evaluation), an interval (sound bounds), a
+(nominal, perturbed, difference) triple (differential bounds), or an array
+of solver terms (SMT encodings).  Plain ``numpy.ndarray`` operands are
+always constants and every kernel must accept them.
+
+An op is a frozen dataclass whose fields are its ONNX attributes, typed
+(tinygrad's ``Gemm(alpha, beta, transA, transB)`` style);
+:meth:`Op.from_onnx` fills them from a ``NodeProto`` and rejects attributes
+it does not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from paramverify.errors import ModelError
+
+V = TypeVar("V")
+
+#: Roles an op assigns to its initializer inputs.  "weight" and "bias" are
+#: perturbed by default; "stat" (BatchNorm running statistics) and "constant"
+#: (normalisation constants, shapes) only when a spec names them.
+ROLE_WEIGHT = "weight"
+ROLE_BIAS = "bias"
+ROLE_STAT = "stat"
+ROLE_CONSTANT = "constant"
+DEFAULT_PERTURBED_ROLES = frozenset({ROLE_WEIGHT, ROLE_BIAS})
+
+
+@runtime_checkable
+class Kernel(Protocol):
+    """Primitive arithmetic every value representation provides.
+
+    Shapes follow numpy broadcasting.  ``div`` requires a constant divisor;
+    ``take``/``pad``/``reshape``/``transpose``/``concat`` are linear and exact
+    in every kernel.
+    """
+
+    def shape(self, a: Any) -> tuple[int, ...]: ...
+    def add(self, a: Any, b: Any) -> Any: ...
+    def sub(self, a: Any, b: Any) -> Any: ...
+    def mul(self, a: Any, b: Any) -> Any: ...
+    def div(self, a: Any, b: np.ndarray) -> Any: ...
+    def neg(self, a: Any) -> Any: ...
+    def matmul(self, a: Any, b: Any) -> Any: ...
+    def relu(self, a: Any) -> Any: ...
+    def leaky_relu(self, a: Any, alpha: float) -> Any: ...
+    def sigmoid(self, a: Any) -> Any: ...
+    def tanh(self, a: Any) -> Any: ...
+    def softmax(self, a: Any, axis: int) -> Any: ...
+    def reshape(self, a: Any, shape: tuple[int, ...]) -> Any: ...
+    def transpose(self, a: Any, perm: tuple[int, ...]) -> Any: ...
+    def concat(self, values: Sequence[Any], axis: int) -> Any: ...
+    def take(self, a: Any, indices: np.ndarray, axis: int) -> Any: ...
+    def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> Any: ...
+
+
+def is_const(a: Any) -> bool:
+    """Plain numpy arrays (and Python scalars) are constants in every kernel."""
+    return isinstance(a, (np.ndarray, np.generic, int, float))
+
+
+_T = TypeVar("_T", bound="Op")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """Base of every op lowering; subclasses are frozen dataclasses of attributes."""
+
+    op_type: ClassVar[str] = ""
+    #: input index -> role, for inputs that are usually initializers
+    input_roles: ClassVar[dict[int, str]] = {}
+    #: (min, max) number of inputs
+    arity: ClassVar[tuple[int, int]] = (1, 1)
+
+    @classmethod
+    def from_onnx(cls: type[_T], node: onnx.NodeProto) -> _T:
+        """Build the op from a node, converting attributes to the typed fields."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for attr in node.attribute:
+            if attr.name not in fields:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op_type}): attribute '{attr.name}' is not supported "
+                    f"(supported: {', '.join(fields) or 'none'})"
+                )
+            value = helper.get_attribute_value(attr)
+            kwargs[attr.name] = _coerce(value, hints[attr.name])
+        lo, hi = cls.arity
+        if not lo <= len(node.input) <= hi:
+            raise ModelError(
+                f"node '{node.name}' ({node.op_type}) has {len(node.input)} inputs; expected {lo}..{hi}"
+            )
+        return cls(**kwargs)
+
+    def role(self, index: int) -> str:
+        return self.input_roles.get(index, ROLE_CONSTANT)
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return tuple(int(v) if isinstance(v, (int, np.integer)) else float(v) for v in value)
+    if hint is int:
+        return int(value)
+    if hint is float:
+        return float(value)
+    return value
+
+
+def const_value(a: Any, what: str) -> np.ndarray:
+    """Return ``a`` as a numpy constant or raise a clear error if it varies."""
+    if not is_const(a):
+        raise ModelError(f"{what} must be a constant (it may not be a perturbed parameter)")
+    return np.asarray(a)

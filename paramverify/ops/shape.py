@@ -1,0 +1,80 @@
+"""Shape ops (static shapes only): Identity, Flatten, Reshape, Concat, Constant."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from onnx import numpy_helper
+
+from paramverify.errors import ModelError
+from paramverify.ops.base import Kernel, Op, const_value
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity(Op):
+    op_type: ClassVar[str] = "Identity"
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        return inputs[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten(Op):
+    axis: int = 1
+    op_type: ClassVar[str] = "Flatten"
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        shape = k.shape(inputs[0])
+        axis = self.axis if self.axis >= 0 else self.axis + len(shape)
+        return k.reshape(inputs[0], (math.prod(shape[:axis]), math.prod(shape[axis:])))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reshape(Op):
+    allowzero: int = 0
+    op_type: ClassVar[str] = "Reshape"
+    arity: ClassVar[tuple[int, int]] = (2, 2)
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        in_shape = k.shape(inputs[0])
+        target = [int(v) for v in const_value(inputs[1], "the shape input of Reshape")]
+        if not self.allowzero:
+            target = [in_shape[i] if v == 0 else v for i, v in enumerate(target)]
+        if target.count(-1) > 1:
+            raise ModelError("Reshape: at most one -1 is allowed in the target shape")
+        if -1 in target:
+            known = math.prod(v for v in target if v != -1)
+            target[target.index(-1)] = math.prod(in_shape) // max(known, 1)
+        if math.prod(target) != math.prod(in_shape):
+            raise ModelError(f"Reshape: cannot reshape {in_shape} to {tuple(target)}")
+        return k.reshape(inputs[0], tuple(target))
+
+
+@dataclasses.dataclass(frozen=True)
+class Concat(Op):
+    axis: int = 0
+    op_type: ClassVar[str] = "Concat"
+    arity: ClassVar[tuple[int, int]] = (1, 1 << 16)
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        return k.concat(list(inputs), self.axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant(Op):
+    value: Any = None
+    op_type: ClassVar[str] = "Constant"
+    arity: ClassVar[tuple[int, int]] = (0, 0)
+
+    def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if self.value is None:
+            raise ModelError("Constant: only the 'value' attribute is supported")
+        arr = numpy_helper.to_array(self.value)
+        return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+
+
+OPS: tuple[type[Op], ...] = (Identity, Flatten, Reshape, Concat, Constant)

@@ -1,0 +1,93 @@
+"""Concrete witnesses: snapping to the model's dtype and replay on onnxruntime.
+
+Every counterexample is evaluated twice before it is reported: in float64 on
+the exact (float32-representable) values, which is the real-number semantics
+the proofs are about, and by onnxruntime on a copy of the ONNX model whose
+initializers are replaced by the counterexample's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from paramverify.ir import Graph
+from paramverify.properties import Problem, Property, violates
+from paramverify.results import Counterexample
+
+
+def snap(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round ``value`` to ``dtype`` while staying inside ``[lo, hi]``.
+
+    Returns float64 values exactly representable in ``dtype``.  If no such
+    value lies inside a degenerate interval, the nearest one is returned
+    (the caller's float64 re-evaluation decides whether it still counts).
+    """
+    v = np.clip(np.asarray(value, dtype=np.float64), lo, hi)
+    r = v.astype(dtype)
+    below = r.astype(np.float64) < lo
+    above = r.astype(np.float64) > hi
+    r = np.where(below, np.nextafter(r, np.asarray(np.inf, dtype)), r)
+    r = np.where(above, np.nextafter(r, np.asarray(-np.inf, dtype)), r)
+    ok = (r.astype(np.float64) >= lo) & (r.astype(np.float64) <= hi)
+    return np.where(ok, r.astype(np.float64), v.astype(dtype).astype(np.float64))
+
+
+def input_dtype(graph: Graph) -> np.dtype:
+    elem = graph.model.graph.input[[i.name for i in graph.model.graph.input].index(graph.input_name)].type.tensor_type.elem_type
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+
+
+def snap_witness(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    g = problem.graph
+    xs = snap(np.asarray(x, dtype=np.float64).reshape(-1), problem.region.lo, problem.region.hi, input_dtype(g))
+    ps = {n: snap(params[n], problem.box.lo[n], problem.box.hi[n], g.dtypes[n]) for n in problem.box.names}
+    return xs, ps
+
+
+def run_onnxruntime(graph: Graph, x: np.ndarray, params: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Outputs of onnxruntime on ``x`` (flat or batch) with initializers replaced by ``params``."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    if params:
+        for init in model.graph.initializer:
+            if init.name in params:
+                arr = np.asarray(params[init.name]).astype(graph.dtypes[init.name]).reshape(graph.initializers[init.name].shape)
+                init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    batch = graph.as_batch(x).astype(input_dtype(graph))
+    y = sess.run([graph.output_name], {graph.input_name: batch})[0]
+    return np.asarray(y, dtype=np.float64).reshape(batch.shape[0], -1)
+
+
+def confirm(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Counterexample | None:
+    """A replayed counterexample, or None when it does not reproduce.
+
+    The witness is snapped to representable values inside the boxes; it must
+    violate ``prop`` both in float64 and on onnxruntime.
+    """
+    xs, ps = snap_witness(problem, x, params)
+    g = problem.graph
+    y0 = g.evaluate(xs)
+    yp = g.evaluate(xs, ps)
+    if not violates(prop, y0, yp, problem.level)[0]:
+        return None
+    r0 = run_onnxruntime(g, xs)
+    rp = run_onnxruntime(g, xs, ps)
+    if not violates(prop, r0, rp, problem.level)[0]:
+        return None
+    return Counterexample(xs, ps, y0[0], yp[0], replayed=True)
+
+
+def witness(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray], note: str = "") -> Counterexample:
+    """A snapped witness with its float64 outputs (not a violation: a bracket's concrete end)."""
+    xs, ps = snap_witness(problem, x, params)
+    g = problem.graph
+    return Counterexample(xs, ps, g.evaluate(xs)[0], g.evaluate(xs, ps)[0], replayed=False, note=note)
