@@ -15,7 +15,6 @@ it does not know.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -87,7 +86,6 @@ class Op:
     def from_onnx(cls: type[_T], node: onnx.NodeProto) -> _T:
         """Build the op from a node, converting attributes to the typed fields."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
         kwargs: dict[str, Any] = {}
         for attr in node.attribute:
             if attr.name not in fields:
@@ -96,7 +94,7 @@ class Op:
                     f"(supported: {', '.join(fields) or 'none'})"
                 )
             value = helper.get_attribute_value(attr)
-            kwargs[attr.name] = _coerce(value, hints[attr.name])
+            kwargs[attr.name] = _coerce(value, fields[attr.name].default)
         lo, hi = cls.arity
         if not lo <= len(node.input) <= hi:
             raise ModelError(
@@ -111,15 +109,17 @@ class Op:
         raise NotImplementedError
 
 
-def _coerce(value: Any, hint: Any) -> Any:
+def _coerce(value: Any, default: Any) -> Any:
+    """Convert an ONNX attribute value to the type of the field's default."""
     if isinstance(value, bytes):
         value = value.decode()
-    origin = typing.get_origin(hint)
-    if origin is tuple:
+    if isinstance(default, tuple):
         return tuple(int(v) if isinstance(v, (int, np.integer)) else float(v) for v in value)
-    if hint is int:
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
         return int(value)
-    if hint is float:
+    if isinstance(default, float):
         return float(value)
     return value
 

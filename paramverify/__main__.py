@@ -1,0 +1,5 @@
+import sys
+
+from paramverify.cli import main
+
+sys.exit(main())

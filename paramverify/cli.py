@@ -1,0 +1,293 @@
+"""The ``paramverify`` command line.
+
+Exit codes: 0 verified / bound found, 1 falsified, 3 unknown, 2 usage or
+input error (one line on stderr, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from paramverify import __version__
+from paramverify.errors import ParamVerifyError, SpecError
+from paramverify.options import Options
+from paramverify.progress import ConsoleProgress
+
+EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+
+_EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 3 unknown, 2 usage or input error.
+Write negative interval ends with '=': --domain=-1:1,-2:2"""
+
+
+def parse_vector(text: str, field: str) -> np.ndarray:
+    """``"1,2.5,3"`` or a path to a .npy / text file."""
+    if os.path.exists(text):
+        try:
+            arr = np.load(text) if text.endswith(".npy") else np.loadtxt(text, delimiter=",")
+        except (OSError, ValueError) as exc:
+            raise SpecError(field, f"cannot read '{text}': {exc}") from exc
+        return np.asarray(arr, dtype=np.float64).reshape(-1)
+    try:
+        return np.array([float(v) for v in text.split(",") if v.strip() != ""], dtype=np.float64)
+    except ValueError as exc:
+        raise SpecError(field, f"'{text}' is not a comma-separated list of numbers", f"e.g. --{field} 0.5,1.2") from exc
+
+
+def parse_domain(text: str) -> list[tuple[float, float]]:
+    """``"LO1:HI1,LO2:HI2"``; a single ``LO:HI`` applies to every input."""
+    out = []
+    for i, part in enumerate(text.split(",")):
+        bits = part.split(":")
+        if len(bits) != 2:
+            raise SpecError("domain", f"interval {i} ('{part}') is not LO:HI", "e.g. --domain 0:1,2:3.5 (use --domain=-1:1 for negatives)")
+        try:
+            out.append((float(bits[0]), float(bits[1])))
+        except ValueError as exc:
+            raise SpecError("domain", f"interval {i} ('{part}') has a non-number", "e.g. --domain 0:1,2:3.5") from exc
+    return out
+
+
+def parse_names(text: str | None) -> tuple[str, ...] | None:
+    return None if not text else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+# --------------------------------------------------------------------- parsers
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> None:
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
+    g = p.add_argument_group("perturbation (give one)")
+    g.add_argument("--delta", type=float, help="absolute box |p - p0| <= D on the chosen parameters")
+    g.add_argument("--relative", type=float, metavar="F", help="relative box |p - p0| <= F |p0|")
+    g.add_argument("--bits", type=int, help="rounding box of a BITS-bit uniform quantization scheme")
+    g.add_argument("--asymmetric", action="store_true", help="with --bits: asymmetric (zero point) instead of symmetric")
+    g.add_argument("--per-channel", action="store_true", help="with --bits: one scale per output channel")
+    g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
+    g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
+    g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
+    r = p.add_argument_group("inputs (give one)")
+    r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
+    r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
+    p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
+    s = p.add_argument_group("engine")
+    s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
+    s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)")
+    s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
+    s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paramverify",
+        description="Prove how far a network's outputs and labels move when its parameters move "
+        "(quantization rounding, pruning, drift).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"paramverify {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("bound", help="optimise: largest epsilon, smallest sigma, largest delta", epilog=_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Compute a proved bracket [lower, upper] of the largest output change (eps), "
+                       "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
+    b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"])
+    b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    _problem_args(b)
+    _common(b)
+
+    v = sub.add_parser("verify", help="prove or refute one property", epilog=_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
+                       "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
+    v.add_argument("--property", required=True, choices=["eps", "label", "sigma"])
+    v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
+    v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    _problem_args(v)
+    _common(v)
+
+    e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
+                       description="Write an SMT-LIB2 script whose unsat answer proves the property.")
+    e.add_argument("--property", required=True, choices=["eps", "label", "sigma"])
+    e.add_argument("--epsilon", type=float)
+    e.add_argument("--sigma", type=float)
+    e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
+    _problem_args(e)
+    _common(e)
+
+    rp = sub.add_parser("reproduce", help="the seed paper's case studies: Table 1 and Figures 6-8",
+                        description="Run the built-in case studies (CAT, ATH-ReLU, ATH-Linear): proved brackets "
+                        "for Table 1 and PNG analogues of Figures 6-8.")
+    rp.add_argument("--out", default="reproduce_out", help="folder for figures and results.json (default: reproduce_out)")
+    rp.add_argument("--points", type=int, default=1000, help="random inputs for the figures (default 1000)")
+    rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    rp.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"])
+    rp.add_argument("--timeout", type=float, default=30.0, help="budget per table cell in seconds")
+    _common(rp)
+
+    _optional_subcommands(sub)
+    return parser
+
+
+def _optional_subcommands(sub: Any) -> None:
+    """Subcommands whose modules are optional (smoothing needs torch at run time)."""
+    import importlib
+    import importlib.util
+
+    for module in ("paramverify.smoothing.cli",):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_subparser(sub)
+
+
+# -------------------------------------------------------------------- commands
+def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
+    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, progress=progress)
+
+
+def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
+    from paramverify import api
+
+    x0 = parse_vector(args.x0, "x0") if args.x0 is not None else None
+    domain = parse_domain(args.domain) if args.domain is not None else None
+    if args.spec:
+        from paramverify.specs import load_spec_file, perturbation_from_dict
+
+        data = load_spec_file(args.spec)
+        if x0 is None and domain is None:
+            x0, domain = data.get("x0"), data.get("domain")
+        pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
+        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level)
+    return api.make_problem(
+        args.model,
+        delta=args.delta,
+        relative=args.relative,
+        bits=args.bits,
+        symmetric=not args.asymmetric,
+        per_channel=args.per_channel,
+        quantized_model=args.quantized,
+        params=parse_names(args.params),
+        x0=x0,
+        domain=domain,
+        level=args.level,
+        unit_box=unit_box,
+    )
+
+
+def cmd_bound(args: argparse.Namespace) -> int:
+    from paramverify import api
+
+    if args.property == "delta" and args.delta is not None:
+        raise SpecError("delta", "--property delta searches for delta itself", "drop --delta (or use --bits/--relative to scale a scheme's box)")
+    if args.property != "delta" and args.sigma is not None:
+        raise SpecError("sigma", "is only used with --property delta", "drop --sigma")
+    problem = _problem(args, unit_box=args.property == "delta")
+    with ConsoleProgress(enabled=not args.quiet) as progress:
+        bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
+    payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **bracket.to_json()}
+    _emit(args, payload, _bound_text(bracket))
+    return bracket.exit_code
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from paramverify import api
+
+    problem = _problem(args)
+    with ConsoleProgress(enabled=not args.quiet) as progress:
+        verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend,
+                             options=_options(args, progress))
+    payload = {"command": "verify", "property": args.property, "model": args.model, "backend": args.backend,
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **verdict.to_json()}
+    text = f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"
+    if verdict.name == "unknown":
+        text += f"\nreason: {verdict.reason}"  # type: ignore[union-attr]
+    if verdict.name == "falsified":
+        cex = verdict.counterexample  # type: ignore[union-attr]
+        text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
+        text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+    _emit(args, payload, text)
+    return verdict.exit_code
+
+
+def cmd_export_smt(args: argparse.Namespace) -> int:
+    from encoders.smtlib import export_smtlib
+    from paramverify import api
+
+    problem = _problem(args)
+    prop = api.make_property(problem, args.property, args.epsilon, args.sigma)
+    text = export_smtlib(problem, prop)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        _emit(args, {"command": "export-smt", "output": args.output, "bytes": len(text)}, f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from paramverify import reproduce
+
+    return reproduce.run(args)
+
+
+def _bound_text(b: Any) -> str:
+    lines = [f"{b.quantity}: [{b.lower:.8g}, {b.upper:.8g}]  gap {b.gap:.3g}  ({b.method}, {b.time_s:.2f} s)"]
+    side = "upper" if b.proof_side == "upper" else "lower"
+    lines.append(f"  {side} end proved; the other from a concrete witness" + ("" if b.complete else "  [INCOMPLETE: " + b.note + "]"))
+    for pc in b.extra.get("per_class", []):
+        lines.append(f"  class {pc['class']}: [{pc['lower']:.8g}, {pc['upper']:.8g}]  gap {pc['gap']:.3g}")
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=_json_default))
+    else:
+        print(text)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_smt, "reproduce": cmd_reproduce}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return int(handler(args))
+    except ParamVerifyError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"paramverify: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("paramverify: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
