@@ -27,6 +27,8 @@ else is plain full-batch arithmetic).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +261,7 @@ def train_mlp(
         raise SpecError("hidden", f"layer sizes must be positive integers, got {sizes!r}")
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise SpecError("epochs", f"must be a positive integer, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
         raise SpecError("lr", f"must be a positive finite number, got {lr!r}")
 
     mean32 = std32 = None

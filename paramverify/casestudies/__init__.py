@@ -48,8 +48,9 @@ class CaseStudy:
     ``class_names[1]`` is the class the model's output ``y`` estimates the
     probability of; a point gets label 1 iff ``y > level``.  ``domain_lo``
     and ``domain_hi`` bound the inputs (raw units, ``feature_names`` order).
-    ``load_data`` returns ``X`` (float64 ``[N, d]``) and ``y`` (float64
-    ``[N]`` of 0.0/1.0, 1.0 for rows whose ``label_column`` equals
+    ``load_data`` reads ``data_columns`` (the CSV's names for the features,
+    in model input order) and returns ``X`` (float64 ``[N, d]``) and ``y``
+    (float64 ``[N]`` of 0.0/1.0, 1.0 for rows whose ``label_column`` equals
     ``positive_label``).
     """
 
@@ -63,6 +64,7 @@ class CaseStudy:
     domain_lo: tuple[float, ...]
     domain_hi: tuple[float, ...]
     data_path: Path
+    data_columns: tuple[str, ...]
     label_column: str
     positive_label: str
     n_rows: int
@@ -72,8 +74,10 @@ class CaseStudy:
 
     def __post_init__(self) -> None:
         d = len(self.feature_names)
-        if not (len(self.feature_units) == len(self.domain_lo) == len(self.domain_hi) == d):
-            raise SpecError("feature_names", "feature_names, feature_units and the domain bounds differ in length")
+        lengths = {len(self.feature_units), len(self.data_columns), len(self.domain_lo), len(self.domain_hi)}
+        if lengths != {d}:
+            raise SpecError("feature_names", "feature_names, feature_units, data_columns and the domain bounds "
+                            "differ in length")
         if any(lo > hi for lo, hi in zip(self.domain_lo, self.domain_hi)):
             raise SpecError("domain_lo", "every lower bound must be <= its upper bound")
 
@@ -89,7 +93,7 @@ class CaseStudy:
 
     def load_data(self) -> tuple[np.ndarray, np.ndarray]:
         """Read the CSV extract; return ``(X, y)`` as float64 arrays."""
-        return _load_csv(self.data_path, self.feature_names, self.label_column, self.positive_label)
+        return _load_csv(self.data_path, self.data_columns, self.label_column, self.positive_label)
 
 
 def _load_csv(
@@ -125,6 +129,7 @@ _CAT = CaseStudy(
     domain_lo=(6.3, 2.0),
     domain_hi=(20.5, 3.9),
     data_path=DATA_DIR / "cats.csv",
+    data_columns=("Hwt", "Bwt"),
     label_column="Sex",
     positive_label="M",
     n_rows=144,
@@ -148,6 +153,7 @@ def _ath(name: str, title: str, onnx_file: str, description: str) -> CaseStudy:
         domain_lo=(148.9, 37.8),
         domain_hi=(209.4, 123.2),
         data_path=DATA_DIR / "ais.csv",
+        data_columns=("ht", "wt"),
         label_column="sex",
         positive_label="m",
         n_rows=202,

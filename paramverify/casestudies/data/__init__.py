@@ -1,0 +1,1 @@
+"""Package data of the case studies (CSV extracts, ONNX models, PROVENANCE.md)."""

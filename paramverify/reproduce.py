@@ -1,0 +1,165 @@
+"""``paramverify reproduce``: the seed paper's case studies, as proved brackets.
+
+Table 1 analogue: for CAT, ATH-ReLU and ATH-Linear, the largest output
+change epsilon over the input box (Def 2 / Eq. 11) for delta = 0.005 and
+0.01 on every weight and bias, and the smallest sigma per class (Def 5 /
+Eqs. 12-13).  Figures 6-8 analogues: epsilon at 1,000 random inputs with
+the decision boundary, and flippable points with the +/- sigma bands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from paramverify import api
+from paramverify.casestudies import CASE_STUDIES, CaseStudy
+from paramverify.options import Options
+from paramverify.progress import ConsoleProgress
+from paramverify.properties import Problem
+from paramverify.results import Bracket
+
+DELTAS = (0.005, 0.01)
+#: what the seed paper prints for CAT (Table 1); see docs/casestudies.md
+PAPER_CAT_EPSILON = {0.005: 0.00691, 0.01: 0.05054}
+#: the largest output change found by dReal bisection (shared/ANCHORS.md)
+ANCHOR_CAT_EPSILON = {0.005: 0.0285255, 0.01: 0.0575258}
+GAP_TARGET = {"cat": 1e-4, "ath-relu": 1e-3, "ath-linear": 1e-3}
+
+
+@dataclass(frozen=True)
+class Cell:
+    study: str
+    quantity: str
+    delta: float
+    cls: int | None
+    bracket: Bracket
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"study": self.study, "delta": self.delta, **self.bracket.to_json()}
+        if self.cls is not None:
+            out["class"] = self.cls
+        out["gap_target"] = GAP_TARGET.get(self.study)
+        out["meets_gap_target"] = bool(self.bracket.gap <= GAP_TARGET.get(self.study, np.inf))
+        return out
+
+
+def problem_for(study: CaseStudy, delta: float) -> Problem:
+    lo, hi = study.domain
+    return api.make_problem(str(study.onnx_path), delta=delta, domain=list(zip(lo, hi)), level=study.level)
+
+
+def run_table(backend: str, timeout_s: float, progress: ConsoleProgress) -> list[Cell]:
+    cells: list[Cell] = []
+    for name, study in CASE_STUDIES.items():
+        for delta in DELTAS:
+            problem = problem_for(study, delta)
+            tol = GAP_TARGET[name] / 100
+            opts = Options(timeout_s=timeout_s, tolerance=tol, progress=progress)
+            progress.update(f"{name}: epsilon at delta {delta}")
+            eps = api.bound(problem, "eps", backend=backend, options=opts)
+            cells.append(Cell(name, "epsilon", delta, None, eps))
+            progress.note(f"{name:11s} delta {delta:<6g} epsilon  [{eps.lower:.7f}, {eps.upper:.7f}]  {eps.time_s:6.2f} s")
+            for cls in (0, 1):
+                progress.update(f"{name}: sigma for class {cls} at delta {delta}")
+                sig = api.bound(problem, "sigma", cls=cls, backend=backend, options=opts)
+                cells.append(Cell(name, "sigma", delta, cls, sig))
+                progress.note(f"{name:11s} delta {delta:<6g} sigma[{cls}] [{sig.lower:.7f}, {sig.upper:.7f}]  {sig.time_s:6.2f} s")
+    return cells
+
+
+def format_table(cells: list[Cell]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Table 1 analogue: proved brackets [witness, proof] (delta on every weight and bias)")
+    for col in ("model", "delta", "quantity", "lower", "upper", "gap", "time (s)", "paper", "dReal (ANCHORS)"):
+        table.add_column(col, justify="right" if col not in ("model", "quantity") else "left")
+    for c in cells:
+        q = c.quantity if c.cls is None else f"sigma class {c.cls} ({CASE_STUDIES[c.study].class_names[c.cls]})"
+        paper = f"{PAPER_CAT_EPSILON[c.delta]:.5f}" if c.study == "cat" and c.quantity == "epsilon" else ""
+        anchor = f"{ANCHOR_CAT_EPSILON[c.delta]:.7f}" if c.study == "cat" and c.quantity == "epsilon" else ""
+        b = c.bracket
+        table.add_row(c.study, f"{c.delta:g}", q, f"{b.lower:.7f}", f"{b.upper:.7f}", f"{b.gap:.1e}",
+                      f"{b.time_s:.2f}", paper, anchor)
+    console = Console(width=140, record=True, file=open(os.devnull, "w"))
+    console.print(table)
+    return console.export_text()
+
+
+def pointwise(problem: Problem, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per input: a proved upper bound on the local epsilon, and whether the label is certified.
+
+    Uses sound interval propagation over the parameter box at each point (one
+    batch).  For networks with one hidden layer it is exact: each hidden
+    unit's parameters are independent, so the interval ends are attained.
+    """
+    from paramverify.bounds.pointwise import local_output_bounds
+
+    lo, hi = local_output_bounds(problem, points)
+    y0 = problem.graph.evaluate(points)[:, 0]
+    eps = np.maximum(hi[:, 0] - y0, y0 - lo[:, 0])
+    positive = y0 >= problem.level
+    certified = np.where(positive, lo[:, 0] >= problem.level, hi[:, 0] < problem.level)
+    return eps, certified
+
+
+def make_figures(cells: list[Cell], out: str, n_points: int, seed: int = 0) -> list[str]:
+    from paramverify import plots
+
+    paths = []
+    rng = np.random.default_rng(seed)
+    for name, study in CASE_STUDIES.items():
+        delta = max(DELTAS)
+        problem = problem_for(study, delta)
+        lo, hi = study.domain
+        pts = rng.uniform(lo, hi, size=(n_points, len(lo)))
+        eps, certified = pointwise(problem, pts)
+        f0 = problem.graph.evaluate(pts)[:, 0]
+
+        def boundary(x: np.ndarray, g: Any = problem.graph) -> np.ndarray:
+            return g.evaluate(x)[:, 0]
+
+        sig = {c.cls: c.bracket.upper for c in cells if c.study == name and c.quantity == "sigma" and c.delta == delta}
+        title = f"{study.title}: delta = {delta}"
+        paths.append(plots.plot_epsilon_map(pts, eps, boundary, os.path.join(out, f"{name}_epsilon.png"),
+                                            title=title, feature_names=study.feature_names))
+        paths.append(plots.plot_flippable(pts, ~certified, f0, study.level, sig, boundary,
+                                          os.path.join(out, f"{name}_flippable.png"), title=title,
+                                          feature_names=study.feature_names))
+    return [str(p) for p in paths]
+
+
+def run(args: argparse.Namespace) -> int:
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.monotonic()
+    with ConsoleProgress(enabled=not args.quiet) as progress:
+        cells = run_table(args.backend, args.timeout, progress)
+        figures = [] if args.no_figures else make_figures(cells, args.out, args.points)
+    result = {
+        "command": "reproduce",
+        "backend": args.backend,
+        "deltas": list(DELTAS),
+        "cells": [c.to_json() for c in cells],
+        "figures": figures,
+        "paper_cat_epsilon": {str(k): v for k, v in PAPER_CAT_EPSILON.items()},
+        "anchor_cat_epsilon_dreal": {str(k): v for k, v in ANCHOR_CAT_EPSILON.items()},
+        "all_gap_targets_met": all(c.bracket.gap <= GAP_TARGET[c.study] for c in cells),
+        "time_s": time.monotonic() - t0,
+    }
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(cells))
+        print(f"figures: {', '.join(figures) if figures else 'skipped'}")
+        print(f"results: {os.path.join(args.out, 'results.json')}  ({result['time_s']:.1f} s in all)")
+        print("Where these differ from the paper's printed numbers: see docs/casestudies.md")
+    return 0
