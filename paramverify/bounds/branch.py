@@ -1,0 +1,170 @@
+"""Best-first branch and bound over an input box, batched.
+
+The caller supplies ``bound(lo, hi) -> ub`` (a *sound* upper bound of the
+objective on each of N boxes, ``-inf`` where the box holds nothing that
+counts) and ``probe(lo, hi, ub, best) -> Probe | None`` (concrete points,
+already soundly re-evaluated, that raise the lower bound).  Guarantee:
+the returned ``upper`` is >= the objective's supremum over the region
+(every discarded box had ``ub`` at most the returned upper), and
+``lower`` is the value of a concrete witness (or the caller's floor).
+The search stops at the tolerance, at a verification threshold, at the
+deadline, at ``max_splits`` boxes or on KeyboardInterrupt, and always
+returns the best valid bracket reached.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from paramverify.options import Deadline, Options
+
+BoundFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """A soundly evaluated lower bound ``value`` attained by ``witness``."""
+
+    value: float
+    witness: Any
+
+
+ProbeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, float], "Probe | None"]
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """Outcome of :func:`branch_and_bound`; ``lower <= sup <= upper`` always holds."""
+
+    lower: float
+    upper: float
+    witness: Any
+    boxes: int
+    complete: bool
+    reason: str  # tolerance | exhausted | below-threshold | above-threshold | deadline | max-splits | interrupted
+
+
+def branch_and_bound(
+    bound: BoundFn,
+    probe: ProbeFn,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    options: Options,
+    deadline: Deadline,
+    *,
+    floor: float = -np.inf,
+    initial: Probe | None = None,
+    verify_at: float | None = None,
+    strict: bool = False,
+    refute_at: float | None = None,
+    batch: int = 64,
+    label: str = "",
+) -> SearchResult:
+    """Maximise over the box [lo, hi]; see the module docstring.
+
+    ``floor``: a value the supremum is known to be at least (e.g. 0).
+    ``verify_at``: stop as soon as the upper bound is <= it (< it when
+    ``strict``); boxes below it are discarded.  ``refute_at``: stop as soon
+    as the lower bound exceeds it.  Without either, stop when
+    ``upper - lower <= options.tolerance``.
+    """
+    lo = np.asarray(lo, dtype=np.float64).reshape(-1)
+    hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    best = initial if initial is not None else Probe(floor, None)
+    if best.value < floor:
+        best = Probe(floor, best.witness)
+    counter = itertools.count()
+    heap: list[tuple[float, int, np.ndarray, np.ndarray]] = []
+    final_ub = -np.inf  # boxes too small to split
+    boxes = 1
+
+    discarded = -np.inf  # largest ub of a box dropped for being below verify_at
+    pending = -np.inf  # largest ub of the boxes being split right now (an interrupt may land here)
+
+    def keep(ub: float) -> bool:
+        nonlocal discarded
+        if verify_at is not None and (ub < verify_at if strict else ub <= verify_at):
+            discarded = max(discarded, ub)
+            return False
+        return ub > best.value
+
+    def push(blo: np.ndarray, bhi: np.ndarray, ub: np.ndarray) -> None:
+        nonlocal final_ub
+        for i in range(len(ub)):
+            if not keep(float(ub[i])):
+                continue
+            w = bhi[i] - blo[i]
+            splittable = np.any(w > np.maximum(np.abs(blo[i]), np.abs(bhi[i])) * 1e-13 + 1e-300)
+            if splittable:
+                heapq.heappush(heap, (-float(ub[i]), next(counter), blo[i], bhi[i]))
+            else:
+                final_ub = max(final_ub, float(ub[i]))
+
+    def upper() -> float:
+        top = -heap[0][0] if heap else -np.inf
+        return max(best.value, final_ub, top, floor, discarded, pending)
+
+    ub0 = bound(lo[None], hi[None])
+    got = probe(lo[None], hi[None], ub0, best.value)
+    if got is not None and got.value > best.value:
+        best = got
+    push(lo[None], hi[None], ub0)
+    reason, complete = "exhausted", True
+    try:
+        while True:
+            up_now = upper()
+            options.progress.update(f"{label}{boxes} boxes", best.value, up_now)
+            if refute_at is not None and best.value > refute_at:
+                reason = "above-threshold"
+                break
+            if verify_at is not None and not heap and (final_ub < verify_at if strict else final_ub <= verify_at):
+                reason = "below-threshold"
+                break
+            if not heap:
+                reason = "exhausted"
+                break
+            if verify_at is None and up_now - best.value <= options.tolerance:
+                reason = "tolerance"
+                break
+            if deadline.expired():
+                reason, complete = "deadline", False
+                break
+            if boxes >= options.max_splits:
+                reason, complete = "max-splits", False
+                break
+            take = []
+            while heap and len(take) < batch:
+                negub, _, blo, bhi = heapq.heappop(heap)
+                if keep(-negub):
+                    take.append((blo, bhi))
+                    pending = max(pending, -negub)
+            if not take:
+                continue
+            plo = np.stack([t[0] for t in take])
+            phi = np.stack([t[1] for t in take])
+            dim = np.argmax((phi - plo) / scale, axis=1)
+            rows = np.arange(len(take))
+            mid = (plo[rows, dim] + phi[rows, dim]) * 0.5
+            lo_a, hi_a = plo.copy(), phi.copy()
+            hi_a[rows, dim] = mid
+            lo_b, hi_b = plo.copy(), phi.copy()
+            lo_b[rows, dim] = mid
+            clo = np.concatenate([lo_a, lo_b])
+            chi = np.concatenate([hi_a, hi_b])
+            ub = bound(clo, chi)
+            boxes += len(clo)
+            got = probe(clo, chi, ub, best.value)
+            if got is not None and got.value > best.value:
+                best = got
+            push(clo, chi, ub)
+            pending = -np.inf
+    except KeyboardInterrupt:
+        reason, complete = "interrupted", False
+    return SearchResult(best.value, upper(), best.witness, boxes, complete, reason)

@@ -1,0 +1,321 @@
+"""Differential interval bounds: nominal, perturbed and their difference, together.
+
+A :class:`DiffValue` carries three sound enclosures of one tensor over the
+input region ``X`` and the parameter box ``P``:
+
+* ``n`` -- the nominal value ``v_{p0}(x)``,
+* ``p`` -- the perturbed value ``v_p(x)`` (same ``x``),
+* ``d`` -- the difference ``v_p(x) - v_{p0}(x)``, bounded *directly*.
+
+Guarantee: for every ``x`` in the input intervals and every ``p`` in the
+parameter box, ``v_{p0}(x) in n``, ``v_p(x) in p`` and ``v_p(x) - v_{p0}(x)
+in d`` (real arithmetic; float rounding is covered by the interval layer).
+
+Rules: sums are linear; products use the exact identity
+``a'b' - ab = a'(b' - b) + (a' - a)b`` (and its mirror), intersected with
+``p - n``; monotone activations use the mean-value theorem or the exact
+difference rules (relu; sigmoid and tanh, see :func:`sigmoidal_difference`).
+Because ``d`` is propagated directly, input correlations cancel, which makes
+``|f_p(x) - f_p0(x)|`` over an input box far tighter than ``p - n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+from paramverify.bounds.interval import (
+    TINY,
+    TRANSCENDENTAL_REL,
+    Interval,
+    U,
+    as_interval,
+    down,
+    gamma,
+    iadd,
+    idiv_const,
+    ileaky_relu,
+    imatmul,
+    imul,
+    intersect,
+    irelu,
+    isigmoid,
+    isoftmax,
+    isub,
+    itanh,
+    up,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class DiffValue:
+    """(nominal, perturbed, difference) enclosures of one tensor."""
+
+    n: Interval
+    p: Interval
+    d: Interval
+
+    @staticmethod
+    def const(a: Any) -> DiffValue:
+        iv = as_interval(a)
+        return DiffValue(iv, iv, Interval.zeros(iv.shape))
+
+    @staticmethod
+    def input(x: Interval) -> DiffValue:
+        """The data input: the same ``x`` feeds the nominal and the perturbed model."""
+        return DiffValue(x, x, Interval.zeros(x.shape))
+
+    @staticmethod
+    def parameter(nominal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> DiffValue:
+        nominal = np.asarray(nominal, dtype=np.float64)
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        d = Interval(down(lo - nominal), up(hi - nominal))
+        p = Interval(lo, lo, True) if np.array_equal(lo, hi) else Interval(lo, hi)
+        return DiffValue(Interval.const(nominal), p, d)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.n.shape
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> DiffValue:
+        return DiffValue(self.n.map(fn), self.p.map(fn), self.d.map(fn))
+
+
+def as_diff(a: Any) -> DiffValue:
+    return a if isinstance(a, DiffValue) else DiffValue.const(a)
+
+
+def _tighten(n: Interval, p: Interval, d: Interval) -> DiffValue:
+    """Intersect ``d`` with ``p - n`` and ``p`` with ``n + d`` (all sound)."""
+    d = intersect(d, isub(p, n))
+    p = intersect(p, iadd(n, d))
+    return DiffValue(n, p, d)
+
+
+def _vertex_terms(a: Interval, da: Interval, b: Interval, db: Interval, lo_hi: Callable[..., Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-term bounds of ``(a + da)(b + db) - ab = a db + da b + da db`` (before summing).
+
+    For fixed ``a, b`` this is bilinear in ``(da, db)``, so its extremes over the
+    ``(da, db)`` box are at one of the four vertices; at a vertex it is linear in
+    ``a`` and in ``b`` separately, so interval evaluation is exact there.  Hence
+    the result is the exact range for independent ``a, da, b, db``.
+    ``lo_hi`` broadcasts operands (elementwise or as matmul terms).
+    """
+    al, ah, bl, bh = lo_hi(a.lo, a.hi, b.lo, b.hi)
+    dal, dah, dbl, dbh = lo_hi(da.lo, da.hi, db.lo, db.hi)
+    lo = hi = None
+    for dav in (dal, dah):
+        for dbv in (dbl, dbh):
+            t1a, t1b = al * dbv, ah * dbv
+            t2a, t2b = dav * bl, dav * bh
+            t3 = dav * dbv
+            fmax = np.maximum(t1a, t1b) + np.maximum(t2a, t2b) + t3
+            fmin = np.minimum(t1a, t1b) + np.minimum(t2a, t2b) + t3
+            hi = fmax if hi is None else np.maximum(hi, fmax)
+            lo = fmin if lo is None else np.minimum(lo, fmin)
+    assert lo is not None and hi is not None
+    return lo, hi
+
+
+def _diff_mul(a: DiffValue, b: DiffValue) -> Interval:
+    lo, hi = _vertex_terms(a.n, a.d, b.n, b.d, lambda *v: v)
+    mag = a.n.mag * b.d.mag + a.d.mag * b.n.mag + a.d.mag * b.d.mag
+    m = mag * gamma(8) + 4 * TINY
+    return Interval(down(lo - m), up(hi + m))
+
+
+def _diff_matmul(a: DiffValue, b: DiffValue) -> Interval:
+    """Exact per-term vertex rule summed over the contraction axis (chunked over rows)."""
+    sa, sb = a.n.lo.ndim == 1, b.n.lo.ndim == 1
+    if sa:
+        a = a.map(lambda v: v[None, :])
+    if sb:
+        b = b.map(lambda v: v[:, None])
+    k = a.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m_rows, n_cols = a.shape[-2], b.shape[-1]
+    per_row = max(1, int(np.prod(batch, dtype=np.int64)) * k * n_cols)
+    chunk = max(1, (1 << 18) // per_row)
+    los, his = [], []
+    for s in range(0, m_rows, chunk):
+        sl = a.map(lambda v, s=s: v[..., s : s + chunk, :])
+        lo, hi = _vertex_terms(
+            sl.n, sl.d, b.n, b.d,
+            lambda xl, xh, yl, yh: (xl[..., :, :, None], xh[..., :, :, None], yl[..., None, :, :], yh[..., None, :, :]),
+        )
+        los.append(lo.sum(axis=-2))
+        his.append(hi.sum(axis=-2))
+    lo = np.concatenate(los, axis=-2) if len(los) > 1 else los[0]
+    hi = np.concatenate(his, axis=-2) if len(his) > 1 else his[0]
+    mag = np.matmul(a.n.mag, b.d.mag) + np.matmul(a.d.mag, b.n.mag) + np.matmul(a.d.mag, b.d.mag)
+    m = mag * gamma(2 * k + 16) + (3 * k + 8) * TINY
+    out = Interval(down(lo - m), up(hi + m))
+    if sb:
+        out = out.map(lambda v: v[..., 0])
+    if sa:
+        out = out.map(lambda v: v[..., 0, :])
+    return Interval(out.lo, out.hi)
+
+
+def _bilinear(a: DiffValue, b: DiffValue, op: Callable[[Any, Any], Interval], vertex: Callable[[DiffValue, DiffValue], Interval]) -> DiffValue:
+    n = op(a.n, b.n)
+    p = op(a.p, b.p)
+    a_const = a.d.point and not np.any(a.d.lo)
+    b_const = b.d.point and not np.any(b.d.lo)
+    if a_const and b_const:
+        return DiffValue(n, p, Interval.zeros(n.shape))
+    if a_const:
+        return _tighten(n, p, op(a.n, b.d))
+    if b_const:
+        return _tighten(n, p, op(a.d, b.n))
+    d1 = iadd(op(a.p, b.d), op(a.d, b.n))
+    d2 = iadd(op(a.n, b.d), op(a.d, b.p))
+    return _tighten(n, p, intersect(intersect(d1, d2), vertex(a, b)))
+
+
+# ---------------------------------------------------------------------------
+# sigmoid / tanh: the exact difference rule
+
+
+def _farther(zl: np.ndarray, zh: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(zl - c) >= np.abs(zh - c), zl, zh)
+
+
+def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: float, n: Interval, d: Interval) -> Interval:
+    """Bounds of ``f(z + delta) - f(z)`` for ``z in n``, ``delta in d``; f = sigmoid or tanh.
+
+    Proof: ``f'`` is even and decreasing in ``|z|``, so for fixed ``delta``
+    the map ``z -> f(z + delta) - f(z)`` is symmetric about ``-delta / 2``,
+    maximal there when ``delta >= 0`` and minimal there when ``delta <= 0``,
+    and monotone away from it; it is increasing in ``delta`` for every
+    ``z``.  Hence the upper bound is at ``delta = d.hi`` and ``z`` the point
+    of ``n`` closest to (``d.hi >= 0``) or farthest from (``d.hi < 0``)
+    ``-d.hi/2``; symmetrically for the lower bound.  ``-delta/2`` and the
+    clip are exact in float; the rounding of ``z + delta`` costs at most
+    ``lipschitz * u * |z + delta|`` and the library function is covered by
+    ``TRANSCENDENTAL_REL``.
+    """
+    zl, zh = n.lo, n.hi
+    with np.errstate(invalid="ignore"):
+        c_hi = -d.hi * 0.5
+        z_hi = np.where(d.hi >= 0, np.clip(c_hi, zl, zh), _farther(zl, zh, c_hi))
+        c_lo = -d.lo * 0.5
+        z_lo = np.where(d.lo <= 0, np.clip(c_lo, zl, zh), _farther(zl, zh, c_lo))
+        a_hi, a_lo = z_hi + d.hi, z_lo + d.lo
+        f1, f0 = fn(a_hi), fn(z_hi)
+        g1, g0 = fn(a_lo), fn(z_lo)
+        err_hi = lipschitz * 2 * U * np.abs(a_hi) + TRANSCENDENTAL_REL * (np.abs(f1) + np.abs(f0)) + 2 * TINY
+        err_lo = lipschitz * 2 * U * np.abs(a_lo) + TRANSCENDENTAL_REL * (np.abs(g1) + np.abs(g0)) + 2 * TINY
+        hi = up(up(f1 - f0) + err_hi)
+        lo = down(down(g1 - g0) - err_lo)
+    span = 1.0 if fn is expit else 2.0
+    hi = np.where(np.isnan(hi), span, np.minimum(hi, span))
+    lo = np.where(np.isnan(lo), -span, np.maximum(lo, -span))
+    return Interval(lo, hi)
+
+
+class DiffKernel:
+    """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants)."""
+
+    def shape(self, a: Any) -> tuple[int, ...]:
+        return a.shape if isinstance(a, DiffValue) else tuple(np.shape(a))
+
+    # linear ---------------------------------------------------------------
+    def add(self, a: Any, b: Any) -> DiffValue:
+        a, b = as_diff(a), as_diff(b)
+        return DiffValue(iadd(a.n, b.n), iadd(a.p, b.p), iadd(a.d, b.d))
+
+    def sub(self, a: Any, b: Any) -> DiffValue:
+        a, b = as_diff(a), as_diff(b)
+        return DiffValue(isub(a.n, b.n), isub(a.p, b.p), isub(a.d, b.d))
+
+    def neg(self, a: Any) -> Any:
+        if not isinstance(a, DiffValue):
+            return np.negative(a)
+        return DiffValue(Interval(-a.n.hi, -a.n.lo, a.n.point), Interval(-a.p.hi, -a.p.lo, a.p.point), Interval(-a.d.hi, -a.d.lo, a.d.point))
+
+    def div(self, a: Any, b: np.ndarray) -> DiffValue:
+        a = as_diff(a)
+        return DiffValue(idiv_const(a.n, b), idiv_const(a.p, b), idiv_const(a.d, b))
+
+    def mul(self, a: Any, b: Any) -> DiffValue:
+        a, b = as_diff(a), as_diff(b)
+        return _bilinear(a, b, imul, _diff_mul)
+
+    def matmul(self, a: Any, b: Any) -> DiffValue:
+        a, b = as_diff(a), as_diff(b)
+        return _bilinear(a, b, imatmul, _diff_matmul)
+
+    # activations ------------------------------------------------------------
+    def relu(self, a: Any) -> DiffValue:
+        a = as_diff(a)
+        n, p = irelu(a.n), irelu(a.p)
+        # relu(z + delta) - relu(z) lies between min(delta, 0) and max(delta, 0); it
+        # equals delta where both sides are active and 0 where both are inactive
+        active = (a.n.lo >= 0) & (a.p.lo >= 0)
+        dead = (a.n.hi <= 0) & (a.p.hi <= 0)
+        lo = np.where(active, a.d.lo, np.minimum(a.d.lo, 0.0))
+        hi = np.where(active, a.d.hi, np.maximum(a.d.hi, 0.0))
+        lo = np.where(dead, 0.0, lo)
+        hi = np.where(dead, 0.0, hi)
+        return _tighten(n, p, Interval(lo, hi))
+
+    def leaky_relu(self, a: Any, alpha: float) -> DiffValue:
+        a = as_diff(a)
+        n, p = ileaky_relu(a.n, alpha), ileaky_relu(a.p, alpha)
+        # f(z + delta) - f(z) = s * delta with s an average slope in hull{1, alpha}
+        slope = Interval(np.asarray(min(1.0, alpha)), np.asarray(max(1.0, alpha)))
+        return _tighten(n, p, imul(slope, a.d))
+
+    def sigmoid(self, a: Any) -> DiffValue:
+        a = as_diff(a)
+        return _tighten(isigmoid(a.n), isigmoid(a.p), sigmoidal_difference(expit, 0.25, a.n, a.d))
+
+    def tanh(self, a: Any) -> DiffValue:
+        a = as_diff(a)
+        return _tighten(itanh(a.n), itanh(a.p), sigmoidal_difference(np.tanh, 1.0, a.n, a.d))
+
+    def softmax(self, a: Any, axis: int) -> DiffValue:
+        a = as_diff(a)
+        n, p = isoftmax(a.n, axis), isoftmax(a.p, axis)
+        return DiffValue(n, p, isub(p, n))
+
+    # exact rearrangements -------------------------------------------------------
+    def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:
+        return a.map(lambda v: np.reshape(v, shape)) if isinstance(a, DiffValue) else np.reshape(a, shape)
+
+    def transpose(self, a: Any, perm: tuple[int, ...]) -> Any:
+        return a.map(lambda v: np.transpose(v, perm)) if isinstance(a, DiffValue) else np.transpose(a, perm)
+
+    def concat(self, values: Sequence[Any], axis: int) -> Any:
+        if not any(isinstance(v, DiffValue) for v in values):
+            return np.concatenate(values, axis=axis)
+        dvs = [as_diff(v) for v in values]
+
+        def cat(get: Callable[[DiffValue], Interval]) -> Interval:
+            return Interval(np.concatenate([get(v).lo for v in dvs], axis=axis), np.concatenate([get(v).hi for v in dvs], axis=axis))
+
+        return DiffValue(cat(lambda v: v.n), cat(lambda v: v.p), cat(lambda v: v.d))
+
+    def take(self, a: Any, indices: np.ndarray, axis: int) -> Any:
+        return a.map(lambda v: np.take(v, indices, axis=axis)) if isinstance(a, DiffValue) else np.take(a, indices, axis=axis)
+
+    def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> Any:
+        return a.map(lambda v: np.pad(v, pad_width)) if isinstance(a, DiffValue) else np.pad(a, pad_width)
+
+
+def diff_parameters(box: Any, t: float | None = None) -> dict[str, DiffValue]:
+    """DiffValues of every parameter of a :class:`ParamBox` (optionally ``box.scaled(t)``)."""
+    if t is not None:
+        box = box.scaled(t)
+    return {n: DiffValue.parameter(box.nominal[n], box.lo[n], box.hi[n]) for n in box.names}
+
+
+def point_parameters(box: Any, values: Mapping[str, np.ndarray]) -> dict[str, DiffValue]:
+    """DiffValues for one concrete parameter vector (``n`` = nominal, ``p`` = ``values``)."""
+    return {n: DiffValue.parameter(box.nominal[n], values[n], values[n]) for n in box.names}

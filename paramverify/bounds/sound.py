@@ -1,0 +1,125 @@
+"""Sound evaluations shared by the engine: boxes, points and snapped witnesses.
+
+Every function here returns enclosures valid in real arithmetic (the
+interval layer rounds outward), so the numbers can serve as proof sides
+and as the concrete (witness) sides of a bracket alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from paramverify.bounds.differential import (
+    DiffKernel,
+    DiffValue,
+    diff_parameters,
+    point_parameters,
+)
+from paramverify.bounds.interval import Interval, down, up
+from paramverify.ir import Graph
+from paramverify.specs import ParamBox
+
+
+def _flat(v: DiffValue) -> DiffValue:
+    n = v.shape[0]
+    return v.map(lambda a: np.reshape(a, (n, -1)))
+
+
+def box_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) -> DiffValue:
+    """Differential enclosure of the outputs over N input boxes ``[lo, hi]`` (``[N, d]``).
+
+    Returns a DiffValue of shape ``[N, k]``: ``n`` encloses ``f_p0(x)``,
+    ``p`` encloses ``f_p(x)`` and ``d`` encloses ``f_p(x) - f_p0(x)`` for
+    every ``x`` in box i and every ``p`` in ``box``.
+    """
+    lo = graph.as_batch(lo)
+    hi = graph.as_batch(hi)
+    x = Interval(lo, lo, True) if np.array_equal(lo, hi) else Interval(lo, hi)
+    return _flat(graph.run(DiffKernel(), DiffValue.input(x), diff_parameters(box)))
+
+
+def point_outputs(graph: Graph, box: ParamBox, x: np.ndarray, params: Mapping[str, np.ndarray]) -> DiffValue:
+    """Enclosures at one concrete (x, params): ``n`` of ``f_p0(x)``, ``p`` of ``f_params(x)``, ``d`` of the change."""
+    xb = graph.as_batch(x)
+    return _flat(graph.run(DiffKernel(), DiffValue.input(Interval(xb, xb, True)), point_parameters(box, params)))
+
+
+def change_upper(out: DiffValue) -> np.ndarray:
+    """Per row: an upper bound of ``|f_p(x) - f_p0(x)|_inf``."""
+    return np.max(np.maximum(out.d.hi, -out.d.lo), axis=1)
+
+
+def change_lower(out: DiffValue) -> float:
+    """For a point evaluation: a lower bound of ``|f_params(x) - f_p0(x)|_inf`` (row 0)."""
+    return float(np.max(np.maximum(np.maximum(out.d.lo, -out.d.hi), 0.0)[0]))
+
+
+# ---------------------------------------------------------------------------
+# labels and margins
+
+
+def flippable_margin_upper(out: DiffValue, cls: int, level: float) -> np.ndarray:
+    """Per row: an upper bound of the nominal margin over inputs of nominal class
+    ``cls`` whose label some parameter in the box flips; ``-inf`` where none can.
+
+    Binary, class 1 (``f0 >= l`` and ``f_p < l``): margin ``f0 - l < -d``, so
+    ``ub = min(f0.hi - l, -d.lo)``.  Class 0 (``f0 < l <= f_p``): ``l - f0 <= d``.
+    k classes, winner ``c`` beaten or tied by ``j``: ``f0_c - f0_j <= d_j - d_c``.
+    """
+    n, p, d = out.n, out.p, out.d
+    if n.shape[1] == 1:
+        if cls == 1:
+            relevant = (n.hi[:, 0] >= level) & (p.lo[:, 0] < level) & (d.lo[:, 0] < 0)
+            ub = np.minimum(up(n.hi[:, 0] - level), -d.lo[:, 0])
+        else:
+            relevant = (n.lo[:, 0] < level) & (p.hi[:, 0] >= level) & (d.hi[:, 0] > 0)
+            ub = np.minimum(up(level - n.lo[:, 0]), d.hi[:, 0])
+        return np.where(relevant, np.maximum(ub, 0.0), -np.inf)
+    k = n.shape[1]
+    others = np.arange(k) != cls
+    can_win = n.hi[:, cls] >= np.max(n.lo[:, others], axis=1)
+    can_flip = np.max(p.hi[:, others], axis=1) >= p.lo[:, cls]
+    ub_nom = up(n.hi[:, cls] - np.max(n.lo[:, others], axis=1))
+    ub_diff = np.max(up(d.hi[:, others] - d.lo[:, cls : cls + 1]), axis=1)
+    ub = np.minimum(ub_nom, ub_diff)
+    return np.where(can_win & can_flip, np.maximum(ub, 0.0), -np.inf)
+
+
+def certain_flip_margin(out: DiffValue, cls: int, level: float) -> float | None:
+    """For a point evaluation (row 0): a lower bound of the nominal margin if the
+    nominal class is certainly ``cls`` and the label certainly flips, else None."""
+    n, p = out.n, out.p
+    if n.shape[1] == 1:
+        if cls == 1 and n.lo[0, 0] >= level and p.hi[0, 0] < level:
+            return float(max(down(n.lo[0, 0] - level), 0.0))
+        if cls == 0 and n.hi[0, 0] < level and p.lo[0, 0] >= level:
+            return float(max(down(level - n.hi[0, 0]), 0.0))
+        return None
+    k = n.shape[1]
+    others = np.arange(k) != cls
+    if not n.lo[0, cls] >= np.max(n.hi[0, others]):
+        return None
+    if not np.max(p.lo[0, others]) >= p.hi[0, cls]:
+        return None
+    return float(max(down(n.lo[0, cls] - np.max(n.hi[0, others])), 0.0))
+
+
+def label_kept_certified(out: DiffValue, level: float, sigma: float | None) -> np.ndarray:
+    """Per row: True when every input of the box whose nominal margin is at least
+    ``sigma`` (all inputs when None) provably keeps its label for every parameter."""
+    n, p, d = out.n, out.p, out.d
+    if n.shape[1] == 1:
+        ok1 = (n.hi[:, 0] < level) | (p.lo[:, 0] >= level)
+        ok0 = (n.lo[:, 0] >= level) | (p.hi[:, 0] < level)
+        if sigma is not None:
+            # class-1 points with f0 >= l + sigma: f_p >= l + sigma + d.lo; class 0: f_p <= l - sigma + d.hi
+            ok1 |= (up(n.hi[:, 0] - level) < sigma) | (d.lo[:, 0] >= -sigma)
+            ok0 |= (up(level - n.lo[:, 0]) < sigma) | (d.hi[:, 0] < sigma)
+        return ok1 & ok0
+    ok = np.ones(n.shape[0], dtype=bool)
+    for c in range(n.shape[1]):
+        ub = flippable_margin_upper(out, c, level)
+        ok &= (ub < sigma) if sigma else (ub == -np.inf)
+    return ok
