@@ -141,14 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: subcommands that live in their own modules: name -> (module, add-parser function, run function)
+PLUGGED: dict[str, tuple[str, str, str]] = {
+    "smooth": ("paramverify.smoothing.cli", "add_subparser", "run"),
+    "compare": ("paramverify.compare", "add_compare_subparser", "run_compare"),
+    "report": ("paramverify.report", "add_report_subparser", "run_report"),
+    "bits": ("paramverify.bits", "add_subparser", "run"),
+    "search": ("paramverify.search.cli", "add_subparser", "run"),
+}
+
+
 def _optional_subcommands(sub: Any) -> None:
-    """Subcommands whose modules are optional (smoothing needs torch at run time)."""
+    """Subcommands implemented in their own modules (they import heavy packages lazily)."""
     import importlib
     import importlib.util
 
-    for module in ("paramverify.smoothing.cli",):
+    for module, add, _ in PLUGGED.values():
         if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).add_subparser(sub)
+            getattr(importlib.import_module(module), add)(sub)
 
 
 # -------------------------------------------------------------------- commands
@@ -276,7 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        import importlib
+
+        module, _, run = PLUGGED[args.command]
+        handler = getattr(importlib.import_module(module), run)
     try:
         return int(handler(args))
     except ParamVerifyError as exc:

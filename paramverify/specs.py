@@ -135,10 +135,15 @@ class ParamBox:
 
 
 def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str) -> ParamBox:
+    """``p0 -/+ radius``, rounded outward so the box covers the real-number box."""
     nominal = {n: graph.initializers[n] for n in names}
-    lo = {n: nominal[n] - radius[n] for n in names}
-    hi = {n: nominal[n] + radius[n] for n in names}
+    lo = {n: _outward(nominal[n] - radius[n], nominal[n], radius[n], -np.inf) for n in names}
+    hi = {n: _outward(nominal[n] + radius[n], nominal[n], radius[n], np.inf) for n in names}
     return ParamBox(MappingProxyType(nominal), MappingProxyType(lo), MappingProxyType(hi), description)
+
+
+def _outward(end: np.ndarray, nominal: np.ndarray, radius: np.ndarray, direction: float) -> np.ndarray:
+    return np.where(radius > 0, np.nextafter(end, direction), nominal)
 
 
 def _names(graph: Graph, params: tuple[str, ...] | None, field: str) -> tuple[str, ...]:
