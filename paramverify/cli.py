@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epsilon", type=float)
     e.add_argument("--sigma", type=float)
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
+    e.add_argument("--logit", action="store_true",
+                   help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
     _problem_args(e)
     _common(e)
 
@@ -237,7 +239,7 @@ def cmd_export_smt(args: argparse.Namespace) -> int:
 
     problem = _problem(args)
     prop = api.make_property(problem, args.property, args.epsilon, args.sigma)
-    text = export_smtlib(problem, prop)
+    text = export_smtlib(problem, prop, logit=args.logit)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -1,0 +1,264 @@
+"""``paramverify smooth certify|predict``: randomized smoothing from the command line.
+
+    paramverify smooth certify MODEL.onnx --sigma S --n N --n0 N0 --alpha A --inputs X.npy
+        [--labels Y.npy] [--policy BITS.json [--incremental NQ --alpha-q AQ]] [--batch B]
+        [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--seed SEED] [--json]
+        [--tsv OUT.tsv] [--plot OUT.png]
+    paramverify smooth predict MODEL.onnx --sigma S --n N --alpha A --inputs X.npy [...]
+
+With ``--json`` exactly one JSON object goes to stdout; it has ``results``, one
+object per input with ``predict`` (class index, -1 = abstain) and ``radius``.
+Progress goes to stderr.  Inputs are in the model's input units (the noise is
+added to them as they are); ``X.npy`` holds a batch ``(N, *input_shape)`` or a
+single input.  torch is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="ONNX classifier (float or QDQ-quantized)")
+    p.add_argument("--sigma", type=float, required=True, help="noise standard deviation, in input units")
+    p.add_argument("--n", type=int, required=True, help="samples per input (estimation)")
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability (default 0.001)")
+    p.add_argument("--inputs", type=Path, required=True, help=".npy with (N, *input_shape) or one input")
+    p.add_argument("--labels", type=Path, help=".npy with N integer labels (adds 'correct')")
+    p.add_argument("--policy", help="mixed-precision policy JSON (file or text): layer -> bits")
+    p.add_argument("--calib", type=Path, help=".npy calibration inputs for activation ranges "
+                   "(default: the inputs plus independent noise)")
+    p.add_argument("--batch", type=int, default=1000, help="noisy copies per forward pass (default 1000)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available; default cpu)")
+    p.add_argument("--dtype", choices=_DTYPES, default="float32", help="compute precision (default float32)")
+    p.add_argument("--seed", type=int, help="makes the run repeatable (a random one is chosen and reported)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_subparser(subparsers: Any) -> None:
+    """Add ``smooth`` (with ``certify`` and ``predict``) to an argparse subparsers object."""
+    smooth = subparsers.add_parser(
+        "smooth", help="randomized smoothing: statistical certificates for float and quantized models",
+        description="Randomized smoothing (Cohen et al. 2019) for float and quantized ONNX classifiers.",
+    )
+    sub = smooth.add_subparsers(dest="smooth_command", metavar="{certify,predict}")
+    sub.required = True
+    cert = sub.add_parser("certify", help="certified class and L2 radius per input")
+    _common(cert)
+    cert.add_argument("--n0", type=int, default=100, help="selection samples per input (default 100)")
+    cert.add_argument("--incremental", type=int, metavar="NQ",
+                      help="with --policy: certify the float model, then the quantized copy incrementally "
+                           "from NQ samples (Ugare et al. 2024)")
+    cert.add_argument("--alpha-q", type=float, help="failure probability of the disagreement bound "
+                      "(default: --alpha); the combined confidence is 1 - alpha - alpha_q")
+    cert.add_argument("--tsv", type=Path, help="write per-input rows (idx label predict radius correct time)")
+    cert.add_argument("--plot", type=Path, help="write a PNG of certified accuracy against radius (needs --labels)")
+    pred = sub.add_parser("predict", help="smoothed prediction per input (abstains by a binomial test)")
+    _common(pred)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``smooth certify`` or ``smooth predict``; 0 on success, 2 on an input error."""
+    try:
+        return _run(args)
+    except ParamVerifyError as exc:
+        print(f"paramverify smooth: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load_array(path: Path, what: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SpecError(what, f"cannot read {path} as .npy: {exc}", "save it with numpy.save") from exc
+    if not isinstance(arr, np.ndarray):
+        raise SpecError(what, f"{path} is not a single .npy array", "use numpy.save, not savez")
+    return arr
+
+
+def _shape_inputs(x: np.ndarray, dims: tuple[int | None, ...]) -> np.ndarray:
+    want = dims[1:]
+    if not np.issubdtype(x.dtype, np.number):
+        raise SpecError("inputs", f"dtype {x.dtype} is not numeric")
+
+    def fits(shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(want) and all(w is None or w == s for w, s in zip(want, shape, strict=True))
+
+    if not want or fits(tuple(x.shape[1:])):
+        return x.astype(np.float32)
+    if fits(tuple(x.shape)):
+        return x[None].astype(np.float32)
+    raise SpecError("inputs", f"shape {x.shape} does not fit the model input {dims}",
+                    "pass (N, *input_shape) or a single input")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError("randomized smoothing needs torch: pip install 'paramverify[smooth]'") from exc
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from paramverify.smoothing.core import Smooth, SmoothOptions, resolve_device
+    from paramverify.smoothing.dataset import (
+        CertRow,
+        certified_accuracy,
+        plot_certified_accuracy,
+        write_tsv,
+    )
+    from paramverify.smoothing.incremental import certify_incremental
+    from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
+    from paramverify.smoothing.quant import QuantPolicy, bitops, quantize_model
+
+    command = args.smooth_command
+    incremental = getattr(args, "incremental", None)
+    if incremental is not None and not args.policy:
+        raise SpecError("--incremental", "needs --policy (the quantized copy to certify)", "add --policy BITS.json")
+    if getattr(args, "plot", None) is not None and args.labels is None:
+        raise SpecError("--plot", "certified accuracy needs --labels", "pass --labels Y.npy")
+    options = SmoothOptions(sigma=args.sigma, batch_size=args.batch, device=args.device, dtype=args.dtype)
+    model = load_onnx(args.model)
+    x = _shape_inputs(_load_array(args.inputs, "inputs"), model.input_shape)
+    labels = None
+    if args.labels is not None:
+        labels = _load_array(args.labels, "labels").reshape(-1)
+        if len(labels) != len(x) or not np.issubdtype(labels.dtype, np.integer):
+            raise SpecError("labels", f"need {len(x)} integer labels, got {labels.dtype} x {len(labels)}")
+    smooth_device = str(resolve_device(options.device))
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+    num_classes = num_classes_of(model, torch.from_numpy(x[:1]))
+    out: dict[str, Any] = {
+        "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
+        "alpha": args.alpha, "device": smooth_device, "dtype": options.dtype, "batch": args.batch, "seed": seed,
+    }
+    target = model
+    if args.policy:
+        policy = QuantPolicy.from_json(args.policy)
+        calib = _calibration(args, x, seed)
+        target = quantize_model(model, policy, torch.from_numpy(calib))
+        out["policy"] = policy.to_mapping()
+        out["bitops"] = bitops(model, policy, torch.from_numpy(x[:1])).to_dict()
+    gen = torch.Generator().manual_seed(seed)
+    smooth = Smooth(target, num_classes, options, generator=gen)
+    fsmooth = Smooth(model, num_classes, options, generator=gen) if incremental is not None else None
+    per_input = args.n + (args.n0 if command == "certify" else 0)
+    if incremental is not None:
+        per_input += incremental
+    console = Console(stderr=True)
+    results: list[dict[str, Any]] = []
+    float_rows: list[CertRow] = []
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, disable=args.quiet, transient=True) as bar:
+        task = bar.add_task(f"smooth {command}", total=per_input * len(x))
+
+        def advance(k: int) -> None:
+            bar.advance(task, k)
+
+        for i in range(len(x)):
+            entry: dict[str, Any] = {"idx": i}
+            if labels is not None:
+                entry["label"] = int(labels[i])
+            if command == "predict":
+                p = smooth.predict(x[i], args.n, args.alpha, progress=advance)
+                entry.update(predict=p.predict, radius=0.0, counts=list(p.counts), p_value=p.p_value,
+                             time=round(p.seconds, 4))
+            elif fsmooth is not None:
+                fc = fsmooth.certify(x[i], args.n0, args.n, args.alpha, keep_labels=True, progress=advance)
+                alpha_q = args.alpha_q if args.alpha_q is not None else args.alpha
+                ic = certify_incremental(smooth, fc, x[i], incremental, alpha_q, progress=advance)
+                entry.update(predict=ic.predict, radius=ic.radius, pa_lower=ic.pa_lower, zeta=ic.zeta,
+                             disagreements=ic.disagreements, confidence=ic.confidence,
+                             float={"predict": fc.predict, "radius": fc.radius, "pa_lower": fc.pa_lower},
+                             time=round(fc.seconds + ic.seconds, 4))
+                label = int(labels[i]) if labels is not None else -1
+                float_rows.append(CertRow(i, label, fc.predict, fc.radius, int(label >= 0 and fc.predict == label),
+                                         fc.seconds))
+            else:
+                c = smooth.certify(x[i], args.n0, args.n, args.alpha, progress=advance)
+                entry.update(predict=c.predict, radius=c.radius, pa_lower=c.pa_lower, count=c.count,
+                             time=round(c.seconds, 4))
+            if labels is not None:
+                entry["correct"] = int(entry["predict"] == int(labels[i]))
+            results.append(entry)
+    if command == "certify":
+        out["n0"] = args.n0
+        if incremental is not None:
+            out["incremental"] = {"n_q": incremental, "alpha_q": args.alpha_q or args.alpha,
+                                  "confidence": 1.0 - args.alpha - (args.alpha_q or args.alpha)}
+    out["results"] = results
+    rows = [CertRow(r["idx"], r.get("label", -1), r["predict"], r["radius"], r.get("correct", 0), r["time"])
+            for r in results]
+    out["summary"] = {
+        "inputs": len(results),
+        "abstained": sum(r["predict"] == -1 for r in results),
+        "mean_radius": float(np.mean([r["radius"] for r in results])) if results else 0.0,
+    }
+    if labels is not None:
+        out["summary"]["accuracy"] = float(np.mean([r["correct"] for r in results]))
+        if command == "certify":
+            radii = [0.0, 0.25, 0.5, 0.75, 1.0]
+            acc = certified_accuracy(rows, radii)
+            out["summary"]["certified_accuracy"] = {str(r): float(a) for r, a in zip(radii, acc, strict=True)}
+    if command == "certify" and args.tsv is not None:
+        write_tsv(rows, args.tsv)
+    if command == "certify" and args.plot is not None:
+        curves = {"float32": float_rows} if float_rows else {}
+        curves["quantized (incremental)" if float_rows else "quantized" if args.policy else "float32"] = rows
+        plot_certified_accuracy(curves, args.plot)
+    if args.json:
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        _print_table(out, Console())
+    return 0
+
+
+def _calibration(args: argparse.Namespace, x: np.ndarray, seed: int) -> np.ndarray:
+    """Calibration inputs: --calib, or the inputs plus noise independent of the certification noise."""
+    if args.calib is not None:
+        return _load_array(args.calib, "calib").astype(np.float32)
+    reps = max(1, -(-256 // len(x)))
+    base = np.concatenate([x] * reps)[: max(256, len(x))]
+    rng = np.random.default_rng([seed, 0xCA11B])
+    return (base + args.sigma * rng.standard_normal(base.shape)).astype(np.float32)
+
+
+def _print_table(out: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"paramverify {out['command']} (sigma {out['sigma']}, n {out['n']}, alpha {out['alpha']})")
+    for col in ("idx", "label", "predict", "radius", "correct", "time"):
+        table.add_column(col, justify="right")
+    for r in out["results"]:
+        table.add_row(str(r["idx"]), str(r.get("label", "")), "abstain" if r["predict"] == -1 else str(r["predict"]),
+                      f"{r['radius']:.4f}", str(r.get("correct", "")), f"{r['time']:.2f}")
+    console.print(table)
+    console.print(json.dumps(out["summary"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m paramverify.smoothing.cli smooth certify ...``."""
+    parser = argparse.ArgumentParser(prog="paramverify")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
