@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Compute a proved bracket [lower, upper] of the largest output change (eps), "
                        "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
-    b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"])
+    b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
     b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
     _problem_args(b)
     _common(b)
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
                        "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
-    v.add_argument("--property", required=True, choices=["eps", "label", "sigma"])
+    v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
     v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     _problem_args(v)
@@ -120,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
                        description="Write an SMT-LIB2 script whose unsat answer proves the property.")
-    e.add_argument("--property", required=True, choices=["eps", "label", "sigma"])
-    e.add_argument("--epsilon", type=float)
-    e.add_argument("--sigma", type=float)
+    e.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="the property whose negation the script asserts")
+    e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
+    e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
     e.add_argument("--logit", action="store_true",
                    help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reproduce_out", help="folder for figures and results.json (default: reproduce_out)")
     rp.add_argument("--points", type=int, default=1000, help="random inputs for the figures (default 1000)")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    rp.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"])
+    rp.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds); cells it cannot answer soundly are n/a")
     rp.add_argument("--timeout", type=float, default=30.0, help="budget per table cell in seconds")
     _common(rp)
 

@@ -25,6 +25,8 @@ import numpy as np
 from paramverify.options import Deadline, Options
 
 BoundFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: tighten(lo, hi, ub) -> a (costlier) sound bound of the same boxes, applied only to boxes that survive ``ub``
+TightenFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +67,7 @@ def branch_and_bound(
     refute_at: float | None = None,
     batch: int = 64,
     label: str = "",
+    tighten: TightenFn | None = None,
 ) -> SearchResult:
     """Maximise over the box [lo, hi]; see the module docstring.
 
@@ -72,7 +75,9 @@ def branch_and_bound(
     ``verify_at``: stop as soon as the upper bound is <= it (< it when
     ``strict``); boxes below it are discarded.  ``refute_at``: stop as soon
     as the lower bound exceeds it.  Without either, stop when
-    ``upper - lower <= options.tolerance``.
+    ``upper - lower <= options.tolerance``.  ``tighten``: a second, costlier
+    bound applied only to the boxes the first one cannot discard; the
+    smaller of the two is used (both are sound).
     """
     lo = np.asarray(lo, dtype=np.float64).reshape(-1)
     hi = np.asarray(hi, dtype=np.float64).reshape(-1)
@@ -111,7 +116,18 @@ def branch_and_bound(
         top = -heap[0][0] if heap else -np.inf
         return max(best.value, final_ub, top, floor, discarded, pending)
 
-    ub0 = bound(lo[None], hi[None])
+    def bound_all(blo: np.ndarray, bhi: np.ndarray) -> np.ndarray:
+        ub = bound(blo, bhi)
+        if tighten is None:
+            return ub
+        keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
+        live = np.flatnonzero(ub > keep_ub)
+        if live.size:
+            ub = ub.copy()
+            ub[live] = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
+        return ub
+
+    ub0 = bound_all(lo[None], hi[None])
     got = probe(lo[None], hi[None], ub0, best.value)
     if got is not None and got.value > best.value:
         best = got
@@ -158,7 +174,7 @@ def branch_and_bound(
             lo_b[rows, dim] = mid
             clo = np.concatenate([lo_a, lo_b])
             chi = np.concatenate([hi_a, hi_b])
-            ub = bound(clo, chi)
+            ub = bound_all(clo, chi)
             boxes += len(clo)
             got = probe(clo, chi, ub, best.value)
             if got is not None and got.value > best.value:

@@ -1,35 +1,42 @@
-"""The bound engine (``--backend bounds``, the default): sound differential interval
-bounds with input branch and bound, and a gradient falsifier for the other side.
+"""The bound engine (``--backend bounds``, the default).
 
-Guarantees: ``Verified`` only when every box of the input region is
-certified by outward-rounded differential interval bounds over the whole
-parameter box; ``Falsified`` only with a counterexample that
-``replay.confirm`` reproduced on onnxruntime; every :class:`Bracket` has a
-proved side (interval bounds) and a concrete side (a snapped witness whose
-value is itself bounded soundly, so it holds in real arithmetic).
+* Point regions (local properties): CROWN-style linear bounds with
+  perturbed weights and best-first neuron-split branch and bound
+  (:mod:`paramverify.bounds.point`).
+* Box regions (global properties): differential interval bounds
+  intersected with differential CROWN (both networks traced with one shared
+  input) and input branch and bound (:mod:`paramverify.bounds.searches`).
+
+Both pair the proof with a gradient falsifier for the other side.
+Guarantees: ``Verified`` only when every domain of the region is certified
+by outward-rounded sound bounds over the whole parameter box; ``Falsified``
+only with a counterexample that ``replay.confirm`` reproduced on
+onnxruntime; every :class:`Bracket` has a proved side and a concrete side
+(a snapped witness whose value is itself bounded soundly, so it holds in
+real arithmetic).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from paramverify.bounds.branch import SearchResult
-from paramverify.bounds.falsify import ascend, flip_score
 from paramverify.bounds.interval import down, up
+from paramverify.bounds.local import nominal_enclosure
+from paramverify.bounds.point import PointResult, point_change, point_labels
 from paramverify.bounds.searches import (
     FlipWitness,
     classes_of,
-    nominal_params,
+    confirm_in_box,
     scaled_problem,
     search_change,
     search_flips,
-    sound_flip,
 )
-from paramverify.bounds.sound import box_outputs, label_kept_certified
 from paramverify.errors import SpecError
-from paramverify.options import Deadline, Options
+from paramverify.options import Deadline, NullProgress, Options
 from paramverify.properties import (
     LabelInvariance,
     MarginLabelInvariance,
@@ -40,9 +47,7 @@ from paramverify.properties import (
     OutputBound,
     Problem,
     Property,
-    margins,
 )
-from paramverify.replay import confirm
 from paramverify.results import (
     Bracket,
     Counterexample,
@@ -52,7 +57,24 @@ from paramverify.results import (
     Verified,
 )
 
-_KERNEL = "differential interval bounds"
+_KERNEL = "differential interval + linear bounds"
+_LINEAR = "CROWN with perturbed weights"
+
+
+def _point_method(res: PointResult | int, what: str = "") -> str:
+    n = res if isinstance(res, int) else res.domains
+    split = "neuron-split branch-and-bound" if n > 1 else "no neuron splitting"
+    return f"bounds: {_LINEAR} + {split} ({n} domains){what}"
+
+
+def _point_note(reason: str) -> str:
+    notes = {
+        "deadline": "stopped at the time limit before reaching the tolerance",
+        "max-splits": "stopped at max_splits domains before reaching the tolerance",
+        "interrupted": "interrupted; the bracket is the best one proved so far",
+        "exhausted": "no unstable neuron left to split in the worst domain; the bound is as tight as the relaxation gets",
+    }
+    return notes.get(reason, reason)
 
 
 def _method(res: SearchResult, what: str) -> str:
@@ -89,6 +111,8 @@ class BoundsEngine:
         """Verified / Falsified (replayed) / Unknown for Def 1-5 on the problem's region."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if problem.region.is_point:
+            return self._verify_point(problem, prop, options, deadline, t0)
         if isinstance(prop, OutputBound):
             res = search_change(problem, options, deadline, verify_at=prop.epsilon, refute_at=prop.epsilon)
             elapsed = time.monotonic() - t0
@@ -97,7 +121,7 @@ class BoundsEngine:
                 return Verified(method, elapsed)
             if res.reason == "above-threshold":
                 w: Counterexample = res.witness
-                ce = confirm(problem, prop, w.input, w.parameters)
+                ce = confirm_in_box(problem, prop, w.input, w.parameters)
                 if ce is not None:
                     return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
                 return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, elapsed)
@@ -111,11 +135,35 @@ class BoundsEngine:
                 return Verified(method, elapsed)
             if res.reason == "above-threshold":
                 fw: FlipWitness = res.witness
-                ce = confirm(problem, prop, fw.counterexample.input, fw.counterexample.parameters)
+                ce = confirm_in_box(problem, prop, fw.counterexample.input, fw.counterexample.parameters)
                 if ce is not None:
                     return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
                 return Unknown("a label flip found in real arithmetic did not reproduce on onnxruntime", method, elapsed)
             return Unknown(f"{_incomplete_note(res)}; some boxes could be neither certified nor refuted", method, elapsed)
+        raise SpecError("property", f"unsupported property {prop!r}")
+
+    def _verify_point(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
+        if isinstance(prop, OutputBound):
+            res = point_change(problem, options, deadline, verify_at=prop.epsilon)
+            method = _point_method(res)
+            if res.reason == "holds":
+                return Verified(method, time.monotonic() - t0)
+            if res.reason == "refuted" and res.witness is not None:
+                ce = confirm_in_box(problem, prop, res.witness.input, res.witness.parameters)
+                if ce is not None:
+                    return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
+                return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, time.monotonic() - t0)
+            return Unknown(f"{_point_note(res.reason)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]", method, time.monotonic() - t0)
+        if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
+            if isinstance(prop, MarginLabelInvariance) and _margin_below(problem, prop.sigma):
+                return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0)
+            lab = point_labels(problem, prop, options, deadline)
+            method = _point_method(lab.domains)
+            if lab.status == "holds":
+                return Verified(method, time.monotonic() - t0)
+            if lab.status == "violated" and lab.counterexample is not None:
+                return Falsified(lab.counterexample, method + " + gradient falsifier", time.monotonic() - t0)
+            return Unknown(f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted", method, time.monotonic() - t0)
         raise SpecError("property", f"unsupported property {prop!r}")
 
     # ---------------------------------------------------------------- optimise
@@ -123,6 +171,14 @@ class BoundsEngine:
         """A proved bracket for MaxEpsilon, MinSigma(cls) or MaxDelta."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if isinstance(objective, MaxEpsilon) and problem.region.is_point:
+            pres = point_change(problem, options, deadline)
+            complete = pres.complete and pres.upper - pres.lower <= options.tolerance
+            return Bracket(
+                "max_epsilon", pres.lower, pres.upper, time.monotonic() - t0, _point_method(pres, " + gradient falsifier"), "upper",
+                witness=pres.witness, complete=complete, note="" if complete else _point_note(pres.reason),
+                extra={"domains": pres.domains},
+            )
         if isinstance(objective, MaxEpsilon):
             res = search_change(problem, options, deadline)
             return self._bracket("max_epsilon", res, t0, options.tolerance, res.witness)
@@ -180,9 +236,19 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
     """True: labels provably kept under box.scaled(t); a FlipWitness: a certain flip; None: undecided."""
     sp = scaled_problem(problem, t)
     if problem.region.is_point:
-        out = box_outputs(sp.graph, sp.box, problem.region.lo[None], problem.region.hi[None])
-        st.boxes += 1
-        return True if bool(label_kept_certified(out, problem.level, sigma)[0]) else None
+        # one bisection step gets a share of the remaining time and a few splits
+        left = deadline.remaining()
+        sub = Deadline(None if left is None else time.monotonic() + max(0.2, left / 8))
+        sub_opts = replace(options, max_splits=min(options.max_splits, 64), progress=NullProgress())
+        lab = point_labels(problem, LabelInvariance(), sub_opts, sub, scale=t)
+        st.boxes += lab.domains
+        if lab.status == "holds":
+            return True
+        if lab.status == "violated" and lab.counterexample is not None:
+            y0 = problem.graph.evaluate(lab.counterexample.input)
+            cls = int(y0[0, 0] >= problem.level) if problem.binary else int(np.argmax(y0[0]))
+            return FlipWitness(lab.counterexample, cls)
+        return None
     res = search_flips(sp, classes_of(sp), options, deadline, verify_sigma=sigma or 0.0)
     st.boxes += res.boxes
     if res.reason == "below-threshold":
@@ -192,17 +258,13 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
     return None
 
 
-def _flip_at_point(problem: Problem, t: float, sigma: float | None) -> FlipWitness | None:
-    """Parameter ascent at the point x0 towards a flip of its nominal label."""
-    sp = scaled_problem(problem, t)
-    x0 = problem.region.lo
-    y0 = problem.graph.evaluate(x0)
-    if sigma is not None and margins(y0, problem.level)[0] < sigma:
-        return None
-    cls = int(y0[0, 0] >= problem.level) if problem.binary else int(np.argmax(y0[0]))
-    cand = ascend(sp.graph, sp.box, x0, x0, x0, nominal_params(sp.box), flip_score(cls, problem.level, problem.binary), 8)
-    got = sound_flip(sp, cand.x, cand.params, cls)
-    return None if got is None else got.witness
+def _margin_below(problem: Problem, sigma: float) -> bool:
+    """True when the nominal margin of the point x0 is provably < sigma (Def 5 is then vacuous there)."""
+    f0 = nominal_enclosure(problem)
+    if f0.lo.size == 1:
+        return bool(f0.hi[0] < problem.level + sigma and f0.lo[0] > problem.level - sigma)
+    second_lo = np.sort(f0.lo)[-2]
+    return bool(up(np.max(f0.hi) - second_lo) < sigma)
 
 
 def _record_flip(problem: Problem, fw: FlipWitness, st: _DeltaState) -> None:
@@ -218,12 +280,10 @@ def max_delta(problem: Problem, objective: MaxDelta, options: Options, deadline:
     """Bisection on t: certified t raise the lower end, witnessed flips lower the upper end."""
     sigma = objective.sigma
     st = _DeltaState(objective.t_max)
-    if problem.region.is_point and sigma is not None:
-        y0 = problem.graph.evaluate(problem.region.lo)
-        if margins(y0, problem.level)[0] < sigma:
-            return Bracket("max_delta", objective.t_max, objective.t_max, time.monotonic() - t0,
-                           "bounds: the point's margin is below sigma, so no label is constrained", "lower",
-                           note="vacuous: margin < sigma", extra={"sigma": sigma})
+    if problem.region.is_point and sigma is not None and _margin_below(problem, sigma):
+        return Bracket("max_delta", objective.t_max, objective.t_max, time.monotonic() - t0,
+                       "bounds: the point's margin is below sigma, so no label is constrained", "lower",
+                       note="vacuous: margin < sigma", extra={"sigma": sigma})
     search_hi = objective.t_max
     first = True
     stop = ""
@@ -240,10 +300,6 @@ def max_delta(problem: Problem, objective: MaxDelta, options: Options, deadline:
             else:
                 if isinstance(got, FlipWitness):
                     _record_flip(problem, got, st)
-                elif problem.region.is_point:
-                    fw = _flip_at_point(problem, t, sigma)
-                    if fw is not None:
-                        _record_flip(problem, fw, st)
                 search_hi = min(search_hi, t)
             options.progress.update(f"max delta: t = {t:.6g}", st.lower, st.upper)
     except KeyboardInterrupt:
@@ -259,7 +315,7 @@ def max_delta(problem: Problem, objective: MaxDelta, options: Options, deadline:
         )
     if st.witness is None and st.upper == objective.t_max and st.lower < objective.t_max:
         note = "; ".join(s for s in (note, "no flip found up to t_max; the upper end is t_max") if s)
-    where = "input branch-and-bound" if not problem.region.is_point else "the point x0"
+    where = "input branch-and-bound" if not problem.region.is_point else f"the point x0 ({_LINEAR}, neuron splits)"
     return Bracket(
         "max_delta", st.lower, st.upper, time.monotonic() - t0,
         f"bounds: bisection on t with {_KERNEL} at {where} ({st.boxes} boxes) + gradient falsifier", "lower",

@@ -18,6 +18,7 @@ from paramverify.bounds.branch import (
     Probe,
     ProbeFn,
     SearchResult,
+    TightenFn,
     branch_and_bound,
 )
 from paramverify.bounds.falsify import (
@@ -36,10 +37,11 @@ from paramverify.bounds.sound import (
     change_upper,
     flippable_margin_upper,
     point_outputs,
+    tight_box_outputs,
 )
 from paramverify.options import Deadline, Options
-from paramverify.properties import Problem, label_kept, margins
-from paramverify.replay import witness
+from paramverify.properties import Problem, Property, label_kept, margins
+from paramverify.replay import confirm, witness
 from paramverify.results import Counterexample
 from paramverify.specs import ParamBox
 
@@ -56,19 +58,55 @@ def nominal_params(box: ParamBox) -> dict[str, np.ndarray]:
     return {n: np.asarray(box.nominal[n], dtype=np.float64) for n in box.names}
 
 
+def in_region(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray]) -> bool:
+    """Does (x, params) lie in the problem's input region and parameter box?"""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    return bool(np.all(x >= problem.region.lo) and np.all(x <= problem.region.hi) and problem.box.contains(params))
+
+
+def boxed_witness(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Counterexample:
+    """A witness inside the region and the box: the snapped one when it is inside, else the float64 point.
+
+    Snapping rounds to the model's dtype; when a degenerate interval (a
+    quantized copy whose values are not float32) holds no such value the
+    snapped point lies outside the box, and its value would not bound the
+    optimum.  The float64 point (clipped into the boxes) is then the witness.
+    """
+    w = witness(problem, x, params)
+    if in_region(problem, w.input, w.parameters):
+        return w
+    xc = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), problem.region.lo, problem.region.hi)
+    pc = {n: np.clip(np.asarray(params[n], dtype=np.float64), problem.box.lo[n], problem.box.hi[n]) for n in problem.box.names}
+    g = problem.graph
+    return Counterexample(xc, pc, g.evaluate(xc)[0], g.evaluate(xc, pc)[0], replayed=False,
+                          note="float64 witness: no value of the model's dtype lies in the box there")
+
+
+def confirm_in_box(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Counterexample | None:
+    """``replay.confirm`` (the point is snapped into the boxes wherever the model's dtype allows it)."""
+    return confirm(problem, prop, x, params)
+
+
 # ---------------------------------------------------------------------------
 # output change (MaxEpsilon, OutputBound)
 
 
 def sound_change(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Probe:
     """Snap (x, params) into the boxes and bound |f_p(x) - f_p0(x)|_inf from below there."""
-    w = witness(problem, x, params)
+    w = boxed_witness(problem, x, params)
     return Probe(change_lower(point_outputs(problem.graph, problem.box, w.input, w.parameters)), w)
 
 
 def change_bound(problem: Problem) -> BoundFn:
+    """Per input box: differential interval bounds of the largest output change."""
     g, box = problem.graph, problem.box
     return lambda lo, hi: change_upper(box_outputs(g, box, lo, hi))
+
+
+def change_tighten(problem: Problem) -> TightenFn:
+    """Per input box: the same quantity from interval bounds intersected with differential CROWN."""
+    g, box = problem.graph, problem.box
+    return lambda lo, hi, ub: change_upper(tight_box_outputs(g, box, lo, hi))
 
 
 def change_probe(problem: Problem, steps: int = 6) -> ProbeFn:
@@ -124,6 +162,7 @@ def search_change(
         verify_at=verify_at,
         refute_at=refute_at,
         label="max epsilon: ",
+        tighten=change_tighten(problem),
     )
 
 
@@ -139,20 +178,27 @@ def classes_of(problem: Problem) -> list[int]:
 def sound_flip(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray], cls: int) -> Probe | None:
     """Snap (x, params); if the nominal class is certainly ``cls`` and the label certainly
     flips there, a Probe whose value is a lower bound of the nominal margin."""
-    w = witness(problem, x, params)
+    w = boxed_witness(problem, x, params)
     out = point_outputs(problem.graph, problem.box, w.input, w.parameters)
     m = certain_flip_margin(out, cls, problem.level)
     return None if m is None else Probe(m, FlipWitness(w, cls))
 
 
-def flip_bound(problem: Problem, classes: Sequence[int]) -> BoundFn:
+def flip_bound(problem: Problem, classes: Sequence[int], tight: bool = False) -> BoundFn:
+    """Per input box: the flippable-margin bound from interval (``tight``: and CROWN) enclosures."""
     g, box, level = problem.graph, problem.box, problem.level
+    outputs = tight_box_outputs if tight else box_outputs
 
     def bound(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        out = box_outputs(g, box, lo, hi)
+        out = outputs(g, box, lo, hi)
         return np.max(np.stack([flippable_margin_upper(out, c, level) for c in classes]), axis=0)
 
     return bound
+
+
+def flip_tighten(problem: Problem, classes: Sequence[int]) -> TightenFn:
+    tight = flip_bound(problem, classes, tight=True)
+    return lambda lo, hi, ub: tight(lo, hi)
 
 
 def push_margin(problem: Problem, cand: Candidate, cls: int) -> Candidate:
@@ -249,13 +295,13 @@ def search_flips(
     if verify_sigma is None:
         return branch_and_bound(
             flip_bound(problem, classes), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
-            options, deadline, floor=0.0, initial=init, label="min sigma: ",
+            options, deadline, floor=0.0, initial=init, label="min sigma: ", tighten=flip_tighten(problem, classes),
         )
     refute = float(np.nextafter(verify_sigma, -np.inf))
     return branch_and_bound(
         flip_bound(problem, classes), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
         options, deadline, floor=-np.inf, initial=init, verify_at=verify_sigma, strict=True, refute_at=refute,
-        label="labels: ",
+        label="labels: ", tighten=flip_tighten(problem, classes),
     )
 
 

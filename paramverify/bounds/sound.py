@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from paramverify.bounds.crown import linear_outputs
 from paramverify.bounds.differential import (
     DiffKernel,
     DiffValue,
@@ -18,6 +19,7 @@ from paramverify.bounds.differential import (
     point_parameters,
 )
 from paramverify.bounds.interval import Interval, down, up
+from paramverify.errors import CapabilityError
 from paramverify.ir import Graph
 from paramverify.specs import ParamBox
 
@@ -38,6 +40,31 @@ def box_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) -> 
     hi = graph.as_batch(hi)
     x = Interval(lo, lo, True) if np.array_equal(lo, hi) else Interval(lo, hi)
     return _flat(graph.run(DiffKernel(), DiffValue.input(x), diff_parameters(box)))
+
+
+def tight_box_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) -> DiffValue:
+    """:func:`box_outputs` intersected with differential CROWN (:func:`~paramverify.bounds.crown.linear_outputs`)."""
+    return tighten(graph, box, lo, hi, box_outputs(graph, box, lo, hi))
+
+
+def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: DiffValue) -> DiffValue:
+    """Intersect interval enclosures ``out`` of N input boxes with differential CROWN's.
+
+    Both are sound enclosures, so the intersection is too; graphs the linear
+    bounds cannot batch fall back to ``out`` alone.
+    """
+    n_in = graph.input_size
+    try:
+        n, p, d = linear_outputs(graph, box, np.reshape(lo, (-1, n_in)), np.reshape(hi, (-1, n_in)))
+    except CapabilityError:
+        return out
+
+    def cut(a: Interval, b: Interval) -> Interval:
+        lo_, hi_ = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)
+        assert np.all(lo_ <= hi_), "disjoint sound enclosures (rounding bug)"
+        return Interval(lo_, hi_)
+
+    return DiffValue(cut(out.n, n), cut(out.p, p), cut(out.d, d))
 
 
 def point_outputs(graph: Graph, box: ParamBox, x: np.ndarray, params: Mapping[str, np.ndarray]) -> DiffValue:

@@ -78,3 +78,37 @@ def softmax_mlp(seed: int = 0) -> onnx.ModelProto:
 
 def corner_params(box, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {n: np.where(rng.random(box.lo[n].shape) < 0.5, box.lo[n], box.hi[n]) for n in box.names}
+
+
+def batchnorm_mlp(seed: int = 0) -> onnx.ModelProto:
+    """x [N, 4] -> MatMul -> Add -> reshape [N, 3, 1, 1] -> BatchNorm -> Flatten -> LeakyRelu -> Gemm -> 2 logits."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["m"]),
+        helper.make_node("Add", ["m", "b1"], ["z"]),
+        helper.make_node("Reshape", ["z", "shape"], ["img"]),
+        helper.make_node("BatchNormalization", ["img", "gamma", "beta", "mean", "var"], ["bn"]),
+        helper.make_node("Flatten", ["bn"], ["f"]),
+        helper.make_node("LeakyRelu", ["f"], ["h"], alpha=0.1),
+        helper.make_node("Gemm", ["h", "W2", "b2"], ["y"], transB=1),
+    ]
+    inits = {"W1": rng.standard_normal((4, 3)), "b1": rng.standard_normal(3) * 0.2,
+             "gamma": 1 + 0.2 * rng.standard_normal(3), "beta": 0.1 * rng.standard_normal(3),
+             "mean": 0.1 * rng.standard_normal(3), "var": 0.5 + rng.random(3),
+             "W2": rng.standard_normal((2, 3)), "b2": rng.standard_normal(2) * 0.1}
+    graph = helper.make_graph(
+        nodes, "bn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()]
+        + [numpy_helper.from_array(np.array([-1, 3, 1, 1], dtype=np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def sampled_outputs(graph, box, xs: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Outputs ``[n * len(xs), k]`` at random box points and corners (half each)."""
+    ys = [graph.evaluate(xs, corner_params(box, rng) if i % 2 else box.sample(rng)) for i in range(n)]
+    return np.concatenate(ys)

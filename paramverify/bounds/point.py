@@ -1,0 +1,193 @@
+"""Point-region queries of the bound engine: output change, labels, and the largest delta.
+
+Proof side: :class:`~paramverify.bounds.local.SplitSearch` (CROWN with
+perturbed weights + neuron splits).  Concrete side: projected sign-gradient
+ascent over the parameter box (:func:`~paramverify.bounds.falsify.ascend`)
+aimed at the rows with the largest bounds; every candidate is snapped into
+the box and re-evaluated soundly (:func:`~paramverify.bounds.searches.sound_change`)
+or replayed on onnxruntime (:func:`~paramverify.replay.confirm`) before it
+counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from paramverify.bounds.autodiff import AutodiffKernel
+from paramverify.bounds.falsify import Objective, ascend, output_change
+from paramverify.bounds.local import (
+    Rows,
+    SplitSearch,
+    change_rows,
+    holds,
+    label_rows,
+    nominal_enclosure,
+)
+from paramverify.bounds.searches import confirm_in_box, nominal_params, sound_change
+from paramverify.options import Deadline, Options
+from paramverify.properties import Problem, Property
+from paramverify.results import Counterexample
+
+#: sign-gradient steps per falsifier attack on one row
+ATTACK_STEPS = 12
+
+
+def row_objective(coefs: np.ndarray) -> Objective:
+    """``C . f_p(x)`` as a falsifier objective."""
+    c = np.asarray(coefs, dtype=np.float64).reshape(1, -1)
+
+    def obj(k: AutodiffKernel, yp: Any, y0: Any) -> Any:
+        shape = k.shape(yp)
+        flat = k.reshape(yp, (shape[0], int(np.prod(shape[1:], dtype=np.int64))))
+        return k.mul(flat, c)
+
+    return obj
+
+
+def _attack(problem: Problem, objective: Objective, start: Mapping[str, np.ndarray] | None = None,
+            steps: int = ATTACK_STEPS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    x = problem.region.lo
+    p0 = nominal_params(problem.box) if start is None else dict(start)
+    cand = ascend(problem.graph, problem.box, x, x, x, p0, objective, steps)
+    return cand.x, dict(cand.params)
+
+
+def _near(deadline: Deadline, options: Options) -> bool:
+    """Too close to the deadline to start a falsifier attack (keeps a tenth of the budget)."""
+    left = deadline.remaining()
+    return left is not None and left <= 0.1 * (options.timeout_s or 0.0) + 0.05
+
+
+@dataclass(frozen=True, eq=False)
+class PointResult:
+    lower: float
+    upper: float
+    witness: Counterexample | None
+    domains: int
+    complete: bool
+    reason: str
+
+
+# ---------------------------------------------------------------------------
+# output change
+
+
+def point_change(problem: Problem, options: Options, deadline: Deadline, verify_at: float | None = None) -> PointResult:
+    """MaxEpsilon at x0 (``verify_at`` None) or the decision ``max change <= verify_at``.
+
+    Decision reasons: "holds" (proved), "refuted" (the witness exceeds it),
+    otherwise incomplete.
+    """
+    f0 = nominal_enclosure(problem)
+    rows = change_rows(f0)
+    k = f0.lo.size
+    search = SplitSearch(problem, rows)
+    best = sound_change(problem, problem.region.lo, nominal_params(problem.box))
+    state = {"best": best}
+    attacked: set[int] = set()
+
+    def attack(r: int, splits: tuple) -> None:
+        """Falsifier on row r: from the relaxation's maximiser of the domain, and (once) from nominal."""
+        if _near(deadline, options):
+            return
+        o, sign = r % k, (1.0 if r < k else -1.0)
+        starts = [search.candidate(r, splits)]
+        if r not in attacked:
+            attacked.add(r)
+            starts.append(None)
+        for start in starts:
+            cands = [] if start is None else [start]
+            _, p = _attack(problem, output_change(o, sign), start)
+            cands.append(p)
+            for c in cands:
+                got = sound_change(problem, problem.region.lo, c)
+                if got.value > state["best"].value:
+                    state["best"] = got
+
+    root = search.root_bounds()
+    for r in np.argsort(-root)[:2]:
+        attack(int(r), ())
+    if verify_at is not None:
+        shifted = Rows(rows.coefs, rows.offsets - verify_at, np.zeros(len(rows), bool), rows.names)
+        search.rows = shifted
+        if state["best"].value > verify_at:
+            return PointResult(state["best"].value, float(np.max(root)), state["best"].witness, 1, True, "refuted")
+
+        def refuted(r: int, splits: tuple) -> None:
+            attack(r, splits)
+            if state["best"].value > verify_at:
+                raise _Refuted
+
+        try:
+            out = search.run(options, deadline, mode="verify", on_top=refuted, label="max epsilon <= threshold: ")
+        except _Refuted:
+            return PointResult(state["best"].value, float(np.max(root)), state["best"].witness, search.evaluations, True, "refuted")
+        up_ = float(np.max(out.upper)) + verify_at
+        return PointResult(state["best"].value, max(up_, state["best"].value), state["best"].witness, out.domains, out.complete, out.reason)
+    out = search.run(options, deadline, mode="optimise", lower=lambda: state["best"].value, on_top=attack, label="max epsilon: ")
+    upper = max(float(np.max(out.upper)), state["best"].value, 0.0)
+    return PointResult(state["best"].value, upper, state["best"].witness, out.domains, out.complete, out.reason)
+
+
+class _Refuted(Exception):
+    """Internal: the falsifier found a violation during a decision search."""
+
+
+# ---------------------------------------------------------------------------
+# labels
+
+
+@dataclass(frozen=True, eq=False)
+class LabelResult:
+    status: str  # holds | violated | unknown
+    counterexample: Counterexample | None
+    domains: int
+    reason: str
+
+
+def point_labels(problem: Problem, prop: Property, options: Options, deadline: Deadline, scale: float | None = None) -> LabelResult:
+    """Is the nominal label of x0 kept for every parameter of the box (``box.scaled(scale)``)?"""
+    f0 = nominal_enclosure(problem)
+    y0 = problem.graph.evaluate(problem.region.lo)[0]
+    rows = label_rows(y0, problem.level)
+    # the nominal class must be certain from the enclosure, else the rows are not the property
+    if not _class_certain(f0, problem.level, y0):
+        return LabelResult("unknown", None, 0, "the nominal output is too close to a tie to fix the label")
+    search = SplitSearch(problem, rows, scale)
+    sp = problem if scale is None else Problem(problem.graph, problem.box.scaled(scale), problem.region, problem.level)
+    found: dict[str, Counterexample] = {}
+
+    def attack(r: int, splits: tuple) -> None:
+        if _near(deadline, options) or found:
+            return
+        start = search.candidate(r, splits)
+        for p in (start, _attack(sp, row_objective(rows.coefs[r]), start)[1], _attack(sp, row_objective(rows.coefs[r]))[1]):
+            ce = confirm_in_box(sp, prop, sp.region.lo, p)
+            if ce is not None:
+                found["ce"] = ce
+                raise _Refuted
+
+    root = search.root_bounds()
+    if all(holds(float(root[r]), bool(rows.strict[r])) for r in range(len(rows))):
+        return LabelResult("holds", None, 1, "holds")
+    try:
+        for r in np.argsort(-root)[:1]:
+            attack(int(r), ())
+        out = search.run(options, deadline, mode="verify", on_top=attack, label="labels: ")
+    except _Refuted:
+        return LabelResult("violated", found["ce"], search.evaluations, "refuted")
+    if out.reason == "holds":
+        return LabelResult("holds", None, out.domains, "holds")
+    return LabelResult("unknown", None, out.domains, out.reason)
+
+
+def _class_certain(f0: Any, level: float, y0: np.ndarray) -> bool:
+    if y0.size == 1:
+        return bool(f0.lo[0] >= level or f0.hi[0] < level)
+    c = int(np.argmax(y0))
+    others = np.arange(y0.size) != c
+    return bool(f0.lo[c] > np.max(f0.hi[others]))

@@ -1,0 +1,58 @@
+"""The documentation matches the code."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cli_reference_is_current(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    expected = _gen().render()
+    actual = (ROOT / "docs" / "cli.md").read_text()
+    assert actual == expected, "docs/cli.md is stale: run `COLUMNS=100 python docs/gen_cli.py`"
+
+
+def test_every_flag_has_help():
+    from paramverify.cli import build_parser
+
+    gen = _gen()
+    parser = build_parser()
+    stack = [("paramverify", parser)]
+    while stack:
+        name, p = stack.pop()
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help text"
+        stack.extend((f"{name} {n}", s) for n, s in gen._subparsers(p))
+
+
+def test_readme_opens_with_the_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    assert block == [
+        "python3 -m pip install -q -e . && paramverify reproduce",
+        'python3 -m pip install -q -e ".[test]" && python3 -m pytest',
+    ]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert block[1] in ci
+
+
+@pytest.mark.parametrize("doc", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+def test_doc_links_resolve(doc):
+    text = (ROOT / "docs" / doc).read_text()
+    for target in re.findall(r"\]\(([^)#:]+)\)", text):
+        assert (ROOT / "docs" / target).exists() or (ROOT / target).exists(), f"{doc} links to missing {target}"

@@ -1,0 +1,121 @@
+"""A fixed fast subset of the soundness corpus (``benchmarks/bench_soundness.py`` runs >= 1,000).
+
+Every proved bound of the bound engine on 32 random small networks is
+checked against z3's exact answers, against sampling (re-evaluated in exact
+rational arithmetic) and against the bracket's own witness; z3's proofs are
+checked the same way.  Zero violations are required.  The checker itself is
+tested too: a deliberately wrong bound must be caught.
+"""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_BENCH = str(Path(__file__).resolve().parents[1] / "benchmarks")
+if _BENCH not in sys.path:
+    sys.path.insert(0, _BENCH)
+
+import bench_soundness as bs  # benchmarks/bench_soundness.py
+from onnx import TensorProto, helper, numpy_helper
+
+from paramverify.ir import Graph, load_model
+from paramverify.results import Bracket
+
+SEEDS = range(32)
+CFG = bs.CorpusConfig(bounds_timeout_s=0.1, z3_timeout_s=0.2, tolerance=1e-3, param_samples=16,
+                      input_samples=8, z3_optimise_every=0, max_exact_rechecks=6)
+
+
+@pytest.fixture(scope="module")
+def reports() -> list[dict]:
+    return bs.run_corpus(SEEDS, CFG, jobs=2, verbose=False)
+
+
+def test_no_soundness_violations(reports: list[dict]) -> None:
+    found = [v for r in reports for v in r["violations"]]
+    assert found == [], "\n".join(found)
+
+
+def test_no_crashes(reports: list[dict]) -> None:
+    errors = [f"seed {r['seed']}: {e}" for r in reports for e in r["errors"]]
+    assert errors == [], "\n".join(errors)
+
+
+def test_the_subset_exercises_every_check(reports: list[dict]) -> None:
+    c = bs.summarise(reports)["counts"]
+    assert c.get("eps_brackets", 0) >= 15
+    assert c.get("eps_witness_checked", 0) >= 15
+    assert c.get("z3_eps_at_upper_V", 0) >= 8  # z3 independently proves the bound engine's upper ends
+    assert c.get("z3_optimum_inside_bracket", 0) >= 4
+    assert c.get("label_VV", 0) + c.get("label_FF", 0) >= 12  # both engines definite and agreeing
+    assert c.get("sigma_brackets", 0) >= 6
+    assert c.get("delta_brackets", 0) == 11  # every third seed
+    assert c.get("samples", 0) >= 3000
+
+
+def test_exact_evaluator_matches_float64() -> None:
+    for seed in range(6):
+        case = bs.make_case(seed)
+        g, _ = bs.build(case)
+        ex = bs.ExactNet(g)
+        x = (case.lo + case.hi) / 2
+        y = g.evaluate(x)[0]
+        head = [float(v) for v in ex.head(x)]
+        if ex.sigmoid:
+            head = [1 / (1 + np.exp(-v)) for v in head]
+        np.testing.assert_allclose(head, y, rtol=1e-12, atol=1e-12)
+
+
+def _line(w: float, b: float) -> Graph:
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)], "line",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+        [numpy_helper.from_array(np.array([[w]], np.float32), "W"), numpy_helper.from_array(np.array([b], np.float32), "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return load_model(model)
+
+
+def test_exact_change_and_flip_by_hand() -> None:
+    # y = 2 x: w 2 -> 3 at x = 0.5 moves y by exactly 1/2; w -> -1 flips the label at x = 0.3 (0.6 -> -0.3)
+    ex = bs.ExactNet(_line(2.0, 0.0))
+    params = {"W": np.array([[3.0]]), "B": np.array([0.0])}
+    assert ex.head([0.5], params) == [Fraction(3, 2)]
+    assert ex.change([0.5], params) == Fraction(1, 2)
+    assert ex.flips([0.3], {"W": np.array([[-1.0]]), "B": np.array([0.0])}, 0.5)
+    assert not ex.flips([0.3], params, 0.5)
+    assert ex.margin([0.3], 0.5) == pytest.approx(0.1)
+
+
+def test_cases_are_deterministic_and_varied() -> None:
+    a, b = bs.make_case(17), bs.make_case(17)
+    assert a.describe() == b.describe() and np.array_equal(a.lo, b.lo)
+    cases = [bs.make_case(s) for s in range(200)]
+    assert {c.activation for c in cases} == {"relu", "linear", "leaky_relu"}
+    assert {len(c.sizes) for c in cases} == {3, 4}
+    assert {c.sizes[-1] for c in cases} == {1, 2, 3}
+    assert any(c.sigmoid_output for c in cases) and not all(c.sigmoid_output for c in cases)
+    assert any(c.point for c in cases) and not all(c.point for c in cases)
+    assert any(c.params is None for c in cases) and any(c.params for c in cases)
+
+
+def test_the_checker_catches_a_wrong_upper_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_bound = bs.api.bound
+
+    def halved(problem, kind, **kw):
+        b = real_bound(problem, kind, **kw)
+        if kind != "eps" or kw.get("backend") != "bounds":
+            return b
+        return Bracket(b.quantity, 0.0, b.lower / 2, b.time_s, "planted bug", "upper")
+
+    monkeypatch.setattr(bs.api, "bound", halved)
+    seed = next(s for s in range(100) if not bs.make_case(s).sigmoid_output and bs.make_case(s).point)
+    rep = bs.check_case(seed, CFG)
+    assert any("exceeds the proved upper bound" in v or "refutes the proved upper bound" in v for v in rep.violations)
