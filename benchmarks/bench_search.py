@@ -49,10 +49,10 @@ from scipy.stats import norm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from paramverify.progress import ConsoleProgress  # noqa: E402
-from paramverify.search.pipeline import SearchSession, SearchSettings, resolve_data  # noqa: E402
-from paramverify.smoothing.data import MNIST_CNN_ONNX  # noqa: E402
-from paramverify.smoothing.onnx_torch import load_onnx  # noqa: E402
+from paramverify.progress import ConsoleProgress
+from paramverify.search.pipeline import SearchSession, SearchSettings, resolve_data
+from paramverify.smoothing.data import MNIST_CNN_ONNX
+from paramverify.smoothing.onnx_torch import load_onnx
 
 ANCHORS = {
     "source": "/work/shared/ANCHORS.md (reported figures)",

@@ -116,15 +116,31 @@ def branch_and_bound(
         top = -heap[0][0] if heap else -np.inf
         return max(best.value, final_ub, top, floor, discarded, pending)
 
+    gate = {"calls": 0, "used": 0, "useful": 0}
+
     def bound_all(blo: np.ndarray, bhi: np.ndarray) -> np.ndarray:
+        """``bound``, then ``tighten`` on the surviving boxes while it pays for itself.
+
+        It pays when it closes a good part of the distance between a box's
+        first bound and the value that would discard the box; after three
+        batches that did not, it is retried only every eighth batch.
+        """
         ub = bound(blo, bhi)
         if tighten is None:
+            return ub
+        gate["calls"] += 1
+        if gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8:
             return ub
         keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
         live = np.flatnonzero(ub > keep_ub)
         if live.size:
+            tight = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
+            span = ub[live] - keep_ub if np.isfinite(keep_ub) else np.abs(ub[live]) + 1e-300
+            gain = float(np.median((ub[live] - tight) / np.maximum(span, 1e-300)))
+            gate["used"] += 1
+            gate["useful"] += int(gain >= 0.1)
             ub = ub.copy()
-            ub[live] = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
+            ub[live] = tight
         return ub
 
     ub0 = bound_all(lo[None], hi[None])

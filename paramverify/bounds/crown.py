@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paramverify.bounds.backward import backward, relaxation
+from paramverify.bounds.backward import backward
 from paramverify.bounds.interval import Interval
 from paramverify.bounds.linear import LNode, Trace, TraceKernel
 from paramverify.bounds.relax import Relaxation
@@ -76,7 +76,6 @@ class LinearBounds:
             self.y0 = self._as_node(graph.run(kernel, x))
         self.acts = [nd for nd in t.nodes if nd.op in _ACT and isinstance(nd.parents[0], LNode)]
         self._after_act = self._activation_ancestors()
-        self.base = t.snapshot()
 
     def _as_node(self, v: object) -> LNode:
         if isinstance(v, LNode):
@@ -108,9 +107,6 @@ class LinearBounds:
         out = backward(self.trace, targets, relax, lower_slopes)
         assert isinstance(out, np.ndarray)
         return out
-
-    def relaxations(self) -> dict[int, Relaxation]:
-        return {a.index: relaxation(self.trace, a) for a in self.acts}
 
     def node_bounds(self, node: LNode, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CROWN bounds ``[N, len(positions)]`` (lower, upper) of flat per-sample positions of ``node``."""
@@ -173,10 +169,6 @@ class LinearBounds:
             t.hi[z.index] = new_hi.reshape(hi.shape)
             feasible &= t.propagate(z.index + 1)
         return feasible
-
-    def output_interval(self, node: LNode | None = None) -> Interval:
-        node = node or self.y
-        return Interval(self.trace.lo[node.index], self.trace.hi[node.index])
 
     # ------------------------------------------------------------ splits
     def apply_splits(self, domains: Sequence[Sequence[Split]]) -> np.ndarray:

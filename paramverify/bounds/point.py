@@ -64,6 +64,8 @@ def _near(deadline: Deadline, options: Options) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class PointResult:
+    """A proved ``upper`` (or a decision ``reason``) and the witnessed ``lower`` end of the largest change."""
+
     lower: float
     upper: float
     witness: Counterexample | None
@@ -143,6 +145,8 @@ class _Refuted(Exception):
 
 @dataclass(frozen=True, eq=False)
 class LabelResult:
+    """``holds`` (proved), ``violated`` (a replayed counterexample) or ``unknown`` (with the reason)."""
+
     status: str  # holds | violated | unknown
     counterexample: Counterexample | None
     domains: int

@@ -2,7 +2,7 @@
 
 State (HAQ's layer embedding, plus two budget features), for layer ``i`` of
 ``L``: ``i / (L - 1)``, is-conv, in channels, out channels, kernel taps,
-stride, parameter count, MACs (each min-max normalised over the layers), the
+stride, parameter count, MACs (= float BitOps / 1024; each min-max normalised over the layers), the
 previous layer's executed action, the BitOps already spent by layers
 ``< i`` and the BitOps layers ``>= i`` need at the minimum bit width (both
 as fractions of the budget).  The action in ``[0, 1]`` picks the bits of the

@@ -206,7 +206,7 @@ def check_qdq(model: onnx.ModelProto, quantized: nn.Module, x: np.ndarray) -> Ma
     opt_out = run_ort(model, x, optimized=True)
     scale = float(np.max(np.abs(ref))) if ref.size else 1.0
     return {
-        "inputs": int(len(x)),
+        "inputs": len(x),
         "max_abs_diff": float(np.max(np.abs(spec_out - ref))),
         "max_rel_diff": float(np.max(np.abs(spec_out - ref)) / max(scale, 1e-12)),
         "label_agreement": float(np.mean(spec_out.argmax(1) == ref.argmax(1))),
@@ -223,4 +223,4 @@ def count_qdq(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-__all__ = ["export_qdq", "check_qdq", "run_ort", "count_qdq"]
+__all__ = ["check_qdq", "count_qdq", "export_qdq", "run_ort"]

@@ -399,6 +399,10 @@ class SearchSession:
 
         report: dict[str, Any] = {"settings": asdict(self.settings), "data": self.data.source,
                                   "layers": [la.to_json() for la in self.layers], "budgets": []}
+        for oc in outcomes:  # the policies first: an interrupt during the tests keeps them
+            if "ddpg" in oc.methods:
+                suffix = "" if len(outcomes) == 1 else f"_{oc.budget:g}"
+                self.write_policy(oc.methods["ddpg"].best.policy, self.out / f"policy{suffix}.json")
         float_res = self.test_float() if test else None
         if float_res is not None:
             report["float"] = float_res["metrics"]
@@ -408,7 +412,6 @@ class SearchSession:
             entry: dict[str, Any] = {"budget": oc.budget, "complete": oc.complete, "interrupted": oc.interrupted}
             if "ddpg" in oc.methods:
                 best = oc.methods["ddpg"].best.policy
-                self.write_policy(best, self.out / f"policy{suffix}.json")
                 entry["policy_file"] = f"policy{suffix}.json"
                 if not oc.interrupted:
                     entry["qdq"] = self.export(best, self.out / f"model_qdq{suffix}.onnx")
@@ -454,11 +457,12 @@ class SearchSession:
                    f"With n = {s.test_n} the largest certifiable radius is "
                    f"{s.sigma * _max_radius_factor(s.test_n, s.alpha):.3f}; estimates from {s.test_images} images "
                    f"have wide confidence intervals (see report.json, ci95).")
-        lines = [f"# Mixed-precision search report\n", f"Model layers: {', '.join(la.name for la in self.layers)}.  "
-                 f"Data: {report['data']}.  sigma = {s.sigma:g}, seed {s.seed}, device {s.device}.\n", how + "\n",
-                 "CA@r: certified accuracy at L2 radius r; ACR: average certified radius; bits: weight = activation "
-                 "bits per layer (formal: weights only); certifications: reward evaluations actually computed "
-                 "(cache misses) by that method.\n", table]
+        header = (f"Model layers: {', '.join(la.name for la in self.layers)}.  Data: {report['data']}.  "
+                  f"sigma = {s.sigma:g}, seed {s.seed}, device {s.device}.\n")
+        legend = ("CA@r: certified accuracy at L2 radius r; ACR: average certified radius; bits: weight = activation "
+                  "bits per layer (formal: weights only); certifications: reward evaluations actually computed "
+                  "(cache misses) by that method.\n")
+        lines = ["# Mixed-precision search report\n", header, how + "\n", legend, table]
         if "plot" in report:
             lines.append(f"\n![Pareto plot]({report['plot']})\n")
         for b in report["budgets"]:

@@ -74,7 +74,7 @@ class BitRange:
     def from_action(self, a: float) -> int:
         """HAQ's mapping of a continuous action in [0, 1] to a bit width."""
         a = min(1.0, max(0.0, float(a)))
-        b = int(math.floor(self.lo - 0.5 + a * self.choices + 0.5))
+        b = math.floor(self.lo - 0.5 + a * self.choices + 0.5)
         return min(self.hi, max(self.lo, b))
 
     def to_action(self, bits: int) -> float:

@@ -6,7 +6,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from bounds_helpers import batchnorm_mlp, make_model, sampled_outputs, small_conv, softmax_mlp
+from bounds_helpers import (
+    batchnorm_mlp,
+    make_model,
+    sampled_outputs,
+    small_conv,
+    softmax_mlp,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from netgen import ACTIVATIONS, random_mlp
@@ -17,7 +23,13 @@ from paramverify.bounds.local import SplitSearch, change_rows, nominal_enclosure
 from paramverify.bounds.sound import box_outputs
 from paramverify.ir import load_model
 from paramverify.properties import Problem
-from paramverify.specs import AbsoluteDelta, InputRegion, QuantizationScheme, QuantizedCopy, quantize
+from paramverify.specs import (
+    AbsoluteDelta,
+    InputRegion,
+    QuantizationScheme,
+    QuantizedCopy,
+    quantize,
+)
 
 
 def _output_bounds(lb: LinearBounds) -> tuple[np.ndarray, np.ndarray]:

@@ -8,13 +8,31 @@ from bounds_helpers import corner_params, sampled_outputs
 from netgen import random_mlp
 
 from paramverify.bounds.engine import BoundsEngine
-from paramverify.bounds.local import SplitSearch, change_rows, label_rows, nominal_enclosure
+from paramverify.bounds.local import (
+    SplitSearch,
+    change_rows,
+    label_rows,
+    nominal_enclosure,
+)
 from paramverify.engines import get_engine
 from paramverify.ir import load_model
 from paramverify.options import Options
-from paramverify.properties import LabelInvariance, MaxDelta, MaxEpsilon, OutputBound, Problem, label_kept
+from paramverify.properties import (
+    LabelInvariance,
+    MaxDelta,
+    MaxEpsilon,
+    OutputBound,
+    Problem,
+    label_kept,
+)
 from paramverify.results import Falsified, Unknown, Verified
-from paramverify.specs import AbsoluteDelta, InputRegion, QuantizationScheme, QuantizedCopy, quantize
+from paramverify.specs import (
+    AbsoluteDelta,
+    InputRegion,
+    QuantizationScheme,
+    QuantizedCopy,
+    quantize,
+)
 
 ENGINE = BoundsEngine()
 

@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import expit
 
-from paramverify.bounds.relax import SIGMOID, TANH, relu_relaxation, sigmoidal_relaxation
+from paramverify.bounds.relax import (
+    SIGMOID,
+    TANH,
+    relu_relaxation,
+    sigmoidal_relaxation,
+)
 
 
 def _grid(l: float, u: float, n: int = 101) -> np.ndarray:

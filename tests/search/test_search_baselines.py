@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from paramverify.search import baselines as bl
-from paramverify.search.env import CachedEvaluator, Evaluation, EpisodeResult, QuantEnv
+from paramverify.search.env import CachedEvaluator, EpisodeResult, Evaluation, QuantEnv
 from paramverify.search.space import BitPolicy, Budget
 
 from .nets import SyntheticEvaluator, layers

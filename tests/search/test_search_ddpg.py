@@ -33,6 +33,7 @@ def test_replay_buffer_is_a_ring_and_samples_stored_transitions():
     assert buf.size == 4 and buf.pos == 2
     assert sorted(buf.r[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]
     s, a, r, s2, d = buf.sample(50, np.random.default_rng(0))
+    assert np.allclose(a[:, 0], r[:, 0] / 10)
     assert np.all(s[:, 0] == r[:, 0]) and np.all(s2[:, 0] == r[:, 0] + 1)
     assert np.all(d[:, 0] == (r[:, 0] == 5.0))
     clone = ReplayBuffer(4, 2)

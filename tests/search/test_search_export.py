@@ -70,7 +70,7 @@ def test_weight_only_and_per_tensor_export():
 
 def test_export_writes_fine_tuned_weights_and_biases():
     proto = tiny_cnn(3)
-    model, _, x = _quantized(proto, (8, 8, 8))
+    _, _, x = _quantized(proto, (8, 8, 8))
     tuned = load_onnx(proto)
     with torch.no_grad():
         tuned.fc1.weight.mul_(1.5)
@@ -85,6 +85,6 @@ def test_export_writes_fine_tuned_weights_and_biases():
 
 def test_per_channel_activations_are_refused():
     proto = tiny_cnn(4)
-    model, q, _ = _quantized(proto, (4, 4, 4), act_per_channel=True)
+    base, q, _ = _quantized(proto, (4, 4, 4), act_per_channel=True)
     with pytest.raises(SpecError, match="per-channel activation"):
-        export_qdq(proto, model, q)
+        export_qdq(proto, base, q)

@@ -55,6 +55,7 @@ def test_evaluator_uses_the_fine_tuned_model():
     ev = SmoothingEvaluator(model, x[:6], y[:6], calib, RC, 4, finetune=tuner)
     policy = BitPolicy.from_bits(NAMES, (4, 4, 4))
     base, q = ev.materialize(policy)
+    assert q.fc1.layer.weight.shape == base.fc1.weight.shape
     assert base is not model and not torch.equal(base.fc1.weight, model.fc1.weight)
     r1, r2 = ev.evaluate(policy), ev.evaluate(policy)
     assert r1.reward == r2.reward and np.isfinite(r1.reward)
