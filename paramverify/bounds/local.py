@@ -117,7 +117,9 @@ class SplitSearch:
         x = problem.region.lo
         self.lb = LinearBounds(problem.graph, box, x[None], x[None])
         self.rows = rows
+        t0 = time.monotonic()
         self.lb.refine()
+        self.refine_time = time.monotonic() - t0  # a domain in a batch costs at most about this much
         self.root = self.lb.trace.snapshot()
         self.keep = {a.index for a in self.lb.acts}
         self.evaluations = 0
@@ -270,7 +272,7 @@ class SplitSearch:
                     reason = "tolerance"
                     break
                 left = deadline.remaining()
-                if left is not None and left <= 1.5 * batch_time + reserve:
+                if left is not None and left <= 2.0 * batch_time + reserve:
                     # the next batch would overrun the budget: stop now
                     reason, complete = "deadline", False
                     break
@@ -294,6 +296,13 @@ class SplitSearch:
                     parents.append(d)
                 if not parents:
                     continue
+                # do not start a batch the budget cannot pay for (before the first one, guess from the root)
+                guess = batch_time if batch_time > 0 else 0.5 * self.refine_time * min(len(parents) * per_parent, self.max_batch)
+                if left is not None and left <= 1.5 * guess + reserve:
+                    for d in parents:
+                        heapq.heappush(heap, d)
+                    reason, complete = "deadline", False
+                    break
                 pending = [(d.row, -d.key) for d in parents]
                 items, owner = [], []
                 for j, d in enumerate(parents):
@@ -304,16 +313,21 @@ class SplitSearch:
                 ubs, brs = [], []
                 t_start = time.monotonic()
                 for s in range(0, len(items), self.max_batch):
+                    if s and deadline.expired():
+                        break  # out of time: parents without all their children go back unchanged
                     u, b = self.evaluate(items[s : s + self.max_batch])
                     ubs.append(u)
                     brs.extend(b)
                 elapsed = time.monotonic() - t_start
-                batch_time = elapsed if batch_time == 0.0 else 0.7 * batch_time + 0.3 * elapsed
+                batch_time = elapsed if batch_time == 0.0 else max(elapsed, 0.5 * batch_time + 0.5 * elapsed)
                 ub_all = np.concatenate(ubs)
-                domains += len(items)
+                domains += len(ub_all)
                 # filtered smart branching: per parent keep the candidate whose worse child is best
                 for j, d in enumerate(parents):
-                    idx = [i for i, o in enumerate(owner) if o == j]
+                    idx = [i for i, o in enumerate(owner) if o == j and i < len(ub_all)]
+                    if len(idx) < 2 * len(d.branch):
+                        heapq.heappush(heap, d)
+                        continue
                     best = min(range(0, len(idx), 2), key=lambda q: max(ub_all[idx[q]], ub_all[idx[q + 1]]))
                     for i in (idx[best], idx[best + 1]):
                         ub = min(float(ub_all[i]), -d.key)  # a child's domain lies inside its parent's
