@@ -36,8 +36,8 @@ interrupted.
   when falsified.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
-- **smooth, compare, report, bits, search**: see docs/smoothing.md, docs/compare.md,
-  docs/benchmarks.md and docs/search.md.
+- **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
+  and docs/search.md. `report` writes HTML only.
 """
 
 

@@ -12,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _gen():
-    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+def _gen(name: str = "gen_cli"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -24,6 +24,22 @@ def test_cli_reference_is_current(monkeypatch):
     expected = _gen().render()
     actual = (ROOT / "docs" / "cli.md").read_text()
     assert actual == expected, "docs/cli.md is stale: run `COLUMNS=100 python docs/gen_cli.py`"
+
+
+def test_benchmarks_page_is_current():
+    expected = _gen("gen_benchmarks").render()
+    actual = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert actual == expected, "docs/benchmarks.md is stale: run `python docs/gen_benchmarks.py`"
+
+
+#: ALL_CAPS words with an underscore that may appear on the benchmarks page (real identifiers)
+ALLOWED_CAPS = {"RUSAGE_SELF"}
+
+
+def test_benchmarks_page_has_no_placeholders():
+    text = _gen("gen_benchmarks").render()
+    leftovers = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", text)) - ALLOWED_CAPS
+    assert not leftovers, f"docs/benchmarks.md has placeholder tokens: {sorted(leftovers)}"
 
 
 def test_every_flag_has_help():
