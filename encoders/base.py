@@ -114,6 +114,21 @@ class SolverBackend(Protocol):
         ...
 
 
+class OperatorComparisons:
+    """Mixin for builders whose terms overload Python's comparison operators (z3, dReal)."""
+
+    def compare(self, op: Comparison, a: Any, b: Any) -> Any:
+        if op == ">=":
+            return a >= b
+        if op == ">":
+            return a > b
+        if op == "<=":
+            return a <= b
+        if op == "<":
+            return a < b
+        raise ValueError(f"unknown comparison {op!r}")
+
+
 class NoTranscendentals:
     """Mixin for builders without ``exp``: every transcendental raises.
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from encoders.base import CAP_DELTA, CAP_EXP, CAP_RELU, SolverAnswer
+from encoders.base import CAP_DELTA, CAP_EXP, CAP_RELU, OperatorComparisons, SolverAnswer
 from encoders.bisect import ceil_float, floor_float
 from encoders.bounded import BoundedBuilder
 from encoders.engine import SmtEngine
@@ -41,7 +41,7 @@ except (ImportError, OSError) as exc:  # OSError: the IBEX shared library is mis
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 
-class DRealBuilder:
+class DRealBuilder(OperatorComparisons):
     """Makes dReal expressions and formulas (see the module doc for constants)."""
 
     capabilities: frozenset[str] = frozenset({CAP_RELU, CAP_EXP, CAP_DELTA})
@@ -107,17 +107,6 @@ class DRealBuilder:
 
     def tanh(self, a: Any) -> Any:
         return dreal.tanh(a)
-
-    def compare(self, op: str, a: Any, b: Any) -> Any:
-        if op == ">=":
-            return a >= b
-        if op == ">":
-            return a > b
-        if op == "<=":
-            return a <= b
-        if op == "<":
-            return a < b
-        raise ValueError(op)
 
     def and_(self, formulas: Sequence[Any]) -> Any:
         return dreal.And(*formulas)

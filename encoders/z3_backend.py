@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from encoders.base import CAP_EXACT, CAP_RELU, NoTranscendentals, SolverAnswer
+from encoders.base import CAP_EXACT, CAP_RELU, NoTranscendentals, OperatorComparisons, SolverAnswer
 from encoders.bounded import BoundedBuilder
 from encoders.engine import SmtEngine
 from paramverify.options import Options
@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - z3-solver is a hard dependency
     z3 = None
 
 
-class Z3Builder(NoTranscendentals):
+class Z3Builder(OperatorComparisons, NoTranscendentals):
     """Makes z3 terms; records variables and whether any product is nonlinear."""
 
     backend_name: ClassVar[str] = "z3"
@@ -72,17 +72,6 @@ class Z3Builder(NoTranscendentals):
 
     def leaky_relu(self, a: Any, alpha: Fraction) -> Any:
         return z3.If(a >= 0, a, self.const(alpha) * a)
-
-    def compare(self, op: str, a: Any, b: Any) -> Any:
-        if op == ">=":
-            return a >= b
-        if op == ">":
-            return a > b
-        if op == "<=":
-            return a <= b
-        if op == "<":
-            return a < b
-        raise ValueError(op)
 
     def and_(self, formulas: Sequence[Any]) -> Any:
         return z3.And(list(formulas))
