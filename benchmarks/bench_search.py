@@ -2,6 +2,7 @@
 
     python benchmarks/bench_search.py [--budgets 0.10,0.015] [--episodes 60] [--warmup 20]
         [--random-trials 20] [--reward-images 80] [--reward-n 128] [--float-n 1000]
+        [--final-top-k 5] [--final-n N]
         [--test-images 200] [--test-n 500] [--device auto|cpu|cuda] [--work DIR] [--no-formal]
         [--out benchmarks/results/search.json]
 
@@ -12,6 +13,11 @@ truncated-normal exploration decaying 0.99 per episode, replay buffer, wall
 constraint), uniform, greedy sensitivity and random search, sharing one
 evaluation cache; then every distinct final policy and the float model are
 certified from scratch on the test images with the same noise (paired).
+Final race: DDPG and random search re-evaluate their best distinct policies
+(``--final-top-k``, plus those within 0.01 of the best reward) with
+``--final-n`` samples per reward image (default 4 x n_q = 512) on the same
+reward images and keep the best; greedy races its last step's candidates.
+The race's certifications count in each method's cost.
 
 Target (at the first budget, default 10% of float BitOps): the DDPG policy's
 certified accuracy at radius 0.25 is within 1 point of the float model's and
@@ -72,6 +78,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reward-images", type=int, default=80)
     p.add_argument("--reward-n", type=int, default=128)
     p.add_argument("--float-n", type=int, default=1000)
+    p.add_argument("--final-top-k", type=int, default=5,
+                   help="final race: re-evaluate the K best policies of DDPG and random search (0: no race)")
+    p.add_argument("--final-n", type=int, default=None,
+                   help="samples per reward image in the final race (default min(4 x reward-n, float-n))")
     p.add_argument("--test-images", type=int, default=200)
     p.add_argument("--test-n", type=int, default=500)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
@@ -81,6 +91,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--formal-episodes", type=int, default=16)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
     return p.parse_args(argv)
+
+
+def _race_summary(race: dict[str, Any]) -> dict[str, Any]:
+    """The final race of one method, compactly: candidates with search and final rewards, and its cost."""
+    return {"n": race["n"], "winner": race["winner"], "changed": race["changed"],
+            "candidates": [{"bits": c["bits"], "bitops_fraction": c["bitops_fraction"],
+                            "search_reward": c["search_reward"], "final_reward": c["final_reward"]}
+                           for c in race["candidates"]],
+            "certifications": race["certifications"], "samples": race["samples"], "seconds": race["seconds"]}
 
 
 def _target(rows: list[dict[str, Any]], float_metrics: dict[str, float], budget: float) -> dict[str, Any]:
@@ -112,7 +131,8 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
     settings = SearchSettings(
         sigma=0.25, episodes=args.episodes, warmup=args.warmup, random_trials=args.random_trials,
         reward_images=args.reward_images, reward_n=args.reward_n, float_n=args.float_n,
-        test_images=args.test_images, test_n=args.test_n, device=device, seed=args.seed,
+        test_images=args.test_images, test_n=args.test_n, final_top_k=args.final_top_k, final_n=args.final_n,
+        device=device, seed=args.seed,
     )
     shape = load_onnx(MNIST_CNN_ONNX).input_shape
     data = resolve_data(shape, settings.reward_images, settings.test_images)
@@ -137,7 +157,8 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         rows = entry.get("rows", [])
         item = {"budget": b, "complete": entry["complete"], "rows": rows, "qdq_check": entry.get("qdq"),
                 "paired_ddpg_vs_float@0.25": entry.get("paired_vs_float@0.25"),
-                "methods": {k: {kk: v[kk] for kk in ("evaluations", "certifications", "samples", "seconds")}
+                "methods": {k: {**{kk: v[kk] for kk in ("evaluations", "certifications", "samples", "seconds")},
+                                **({"final_race": _race_summary(v["final_race"])} if "final_race" in v else {})}
                             for k, v in entry["methods"].items()},
                 "search_wall_s": per_budget_time[f"{b:g}"]}
         if rows:
@@ -152,7 +173,9 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         "settings": report["settings"],
         "sample_counts_note": (
             f"reduced for a CPU: reward = incremental certification with n_q = {s.reward_n} samples per image on "
-            f"{s.reward_images} images (float certificates n0 = {s.n0}, n = {s.float_n}); test = from-scratch "
+            f"{s.reward_images} images (float certificates n0 = {s.n0}, n = {s.float_n}; final race "
+            f"{'off' if s.race_config() is None else f'top {s.final_top_k} with n = {s.final_samples}'}); "
+            f"test = from-scratch "
             f"certification with n0 = {s.test_n0}, N = {s.test_n} on {s.test_images} images, so radii are capped "
             f"at {max_r:.3f} and certified accuracies have the wide 95% intervals in test_ci (Cohen et al. use "
             "N = 100,000)"),

@@ -4,7 +4,7 @@
         [--episodes N] [--warmup W] [--sigma S] [--reward-images R] [--reward-n NQ] [--float-n N]
         [--test-images T] [--test-n N] [--baselines uniform,greedy,random|none] [--random-trials K]
         [--constraint wall|penalty] [--min-bits 2] [--max-bits 8] [--finetune-steps K]
-        [--formal] [--inputs X.npy --labels Y.npy] [--device cpu|cuda] [--seed S] [--timeout S]
+        [--final-top-k 5] [--final-n N] [--final-tolerance 0.01] [--formal] [--inputs X.npy --labels Y.npy] [--device cpu|cuda] [--seed S] [--timeout S]
         [--json] [--quiet]
 
 Writes into ``--out``: ``policy.json`` (readable by ``paramverify smooth
@@ -58,6 +58,16 @@ def add_subparser(subparsers: Any) -> None:
     g.add_argument("--finetune-steps", type=int, default=0,
                    help="noise-augmented fine-tuning steps per evaluated policy (default 0: off)")
     g.add_argument("--finetune-lr", type=float, default=1e-4, help="learning rate of the optional noise-augmented fine-tuning")
+    g.add_argument("--final-top-k", type=int, default=5,
+                   help="final race: re-evaluate the K best distinct policies of DDPG and random search (and "
+                        "greedy's last-step candidates) with --final-n samples on the reward images and keep the "
+                        "best (default 5; 0: no race)")
+    g.add_argument("--final-n", type=int, default=None,
+                   help="samples per reward image in the final race (default min(4 x --reward-n, --float-n); "
+                        "at most --float-n)")
+    g.add_argument("--final-tolerance", type=float, default=0.01,
+                   help="the race also takes every policy within this of the best search reward (at most "
+                        "max(K, 10) policies; default 0.01)")
     r = p.add_argument_group("reward and test certification")
     r.add_argument("--sigma", type=float, default=0.25, help="smoothing noise (default 0.25)")
     r.add_argument("--reward-images", type=int, default=100, help="held-out images used for the reward")
@@ -113,7 +123,8 @@ def _settings(args: argparse.Namespace) -> Any:
         max_bits=args.max_bits, reward_images=args.reward_images, reward_n=args.reward_n, float_n=args.float_n,
         n0=args.n0, alpha=args.alpha, alpha_q=args.alpha_q, reward_radius=args.reward_radius,
         acr_weight=args.acr_weight, test_images=args.test_images, test_n=args.test_n, test_n0=args.test_n0,
-        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr, formal=args.formal,
+        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr, final_top_k=args.final_top_k,
+        final_n=args.final_n, final_tolerance=args.final_tolerance, formal=args.formal,
         formal_timeout=args.formal_timeout, device=args.device, batch=args.batch, seed=args.seed,
     )
 

@@ -58,7 +58,12 @@ class Evaluation:
 
 
 class Evaluator(Protocol):
-    """Computes the reward of a policy; must be deterministic in the policy."""
+    """Computes the reward of a policy; must be deterministic in the policy.
+
+    A sampled evaluator may also offer ``evaluate_n(policy, n)``: the same
+    reward from ``n`` samples per image (the final race; see
+    :func:`paramverify.search.baselines.race`).
+    """
 
     def evaluate(self, policy: BitPolicy) -> Evaluation: ...
 
@@ -68,7 +73,9 @@ class CachedEvaluator:
 
     ``requests`` counts every call, ``computed`` the certifications actually
     run (cache misses), ``samples`` and ``seconds`` their cost.  The cache is
-    saved in checkpoints (:meth:`state` / :meth:`load`).
+    saved in checkpoints (:meth:`state` / :meth:`load`).  Evaluations with
+    another sample count ``n`` (the final race) are cached under
+    ``"<policy key>@n=<n>"``.
     """
 
     def __init__(self, evaluator: Evaluator) -> None:
@@ -79,18 +86,30 @@ class CachedEvaluator:
         self.samples = 0
         self.seconds = 0.0
 
-    def evaluate(self, policy: BitPolicy) -> tuple[Evaluation, bool]:
-        """The policy's evaluation and whether it came from the cache."""
+    @property
+    def supports_n(self) -> bool:
+        """Whether the evaluator can evaluate with another sample count (``evaluate_n``)."""
+        return callable(getattr(self.evaluator, "evaluate_n", None))
+
+    def evaluate(self, policy: BitPolicy, n: int | None = None) -> tuple[Evaluation, bool]:
+        """The policy's evaluation (with ``n`` samples per image if given) and whether it came from the cache."""
         self.requests += 1
-        hit = self._cache.get(policy.key)
+        key = policy.key if n is None else f"{policy.key}@n={n}"
+        hit = self._cache.get(key)
         if hit is not None:
             return hit, True
         start = time.perf_counter()
-        ev = self.evaluator.evaluate(policy)
+        if n is None:
+            ev = self.evaluator.evaluate(policy)
+        else:
+            if not self.supports_n:
+                raise SpecError("final_n", f"{type(self.evaluator).__name__} has no sample count to raise",
+                                "the final race needs a sampled reward")
+            ev = self.evaluator.evaluate_n(policy, n)  # type: ignore[attr-defined]
         self.computed += 1
         self.samples += ev.samples
         self.seconds += time.perf_counter() - start
-        self._cache[policy.key] = ev
+        self._cache[key] = ev
         return ev, False
 
     def counters(self) -> dict[str, Any]:

@@ -8,6 +8,13 @@ settings fingerprint, evaluation cache, histories, results;
 there; the settings that shape results must match (``--episodes`` and
 ``--timeout`` may change, so a finished run can be extended).
 
+After its search, DDPG (and random search, and greedy's last step) runs the
+final race of :func:`paramverify.search.baselines.race`: its best distinct
+policies are re-evaluated with ``final_n`` samples per reward image and the
+best re-evaluated one is its answer (``final_top_k = 0`` turns this off; the
+formal variant has no samples to raise and never races).  DDPG's race is
+checkpointed with the number of episodes it covered.
+
 Data: ``--inputs/--labels`` (.npy; the first ``reward_images`` are the reward
 images, the next ``test_images`` the test images), or for a model with a
 28x28 (or 784) input the 1,000 held-out MNIST digits of
@@ -23,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,8 @@ from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
 Progress = Callable[[str], None]
 CHECKPOINT_VERSION = 1
 METHODS = ("uniform", "greedy", "random")
+#: the final race takes at most this many candidates (or final_top_k, if larger)
+FINAL_MAX_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,9 @@ class SearchSettings:
     test_n0: int = 64
     finetune_steps: int = 0
     finetune_lr: float = 1e-4
+    final_top_k: int = 5
+    final_n: int | None = None
+    final_tolerance: float = 0.01
     formal: bool = False
     formal_timeout: float = 10.0
     device: str = "cpu"
@@ -97,11 +109,39 @@ class SearchSettings:
                 raise SpecError(name.replace("_", "-"), f"must be a positive integer, got {v!r}")
         if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
             raise SpecError("sigma", f"must be a positive number, got {self.sigma!r}")
+        if not (isinstance(self.final_top_k, int) and self.final_top_k >= 0):
+            raise SpecError("final_top_k", f"must be an integer >= 0 (0: no final race), got {self.final_top_k!r}")
+        if not (isinstance(self.final_tolerance, (int, float)) and self.final_tolerance >= 0):
+            raise SpecError("final_tolerance", f"must be a number >= 0, got {self.final_tolerance!r}")
+        if self.final_n is not None:
+            if not (isinstance(self.final_n, int) and self.final_n >= 1):
+                raise SpecError("final_n", f"must be a positive integer, got {self.final_n!r}")
+            if self.final_n > self.float_n:
+                raise SpecError("final_n", f"({self.final_n}) must not exceed float_n ({self.float_n})",
+                                "the final race reuses the float certificates' samples: lower --final-n or "
+                                "raise --float-n")
+            if self.final_n <= self.reward_n:
+                raise SpecError("final_n", f"({self.final_n}) must exceed reward_n ({self.reward_n})",
+                                "the final race re-evaluates with more samples than the search; or pass "
+                                "--final-top-k 0")
+
+    @property
+    def final_samples(self) -> int:
+        """The final race's samples per image: ``final_n``, by default ``min(4 x reward_n, float_n)``."""
+        return self.final_n if self.final_n is not None else min(4 * self.reward_n, self.float_n)
+
+    def race_config(self) -> bl.RaceConfig | None:
+        """The final race, or None when it is off (``final_top_k`` 0, the formal variant, or no more samples)."""
+        if self.final_top_k == 0 or self.formal or self.final_samples <= self.reward_n:
+            return None
+        return bl.RaceConfig(top_k=self.final_top_k, n=self.final_samples, tolerance=float(self.final_tolerance),
+                             max_candidates=FINAL_MAX_CANDIDATES)
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("episodes")
         d["baselines"] = list(self.baselines)
+        d["final_n"] = self.final_samples
         return d
 
 
@@ -301,6 +341,9 @@ class SearchSession:
             self.save()
 
         res = search.run(deadline, self.progress, on_episode)
+        race = s.race_config()
+        if res.complete and race is not None:
+            res = self._race_ddpg(search, res, state, race, deadline)
         outcome.methods["ddpg"] = res
         if not res.complete:
             outcome.complete = False
@@ -317,9 +360,9 @@ class SearchSession:
                 if name == "uniform":
                     r = bl.uniform(env, self.progress)
                 elif name == "greedy":
-                    r = bl.greedy(env, self.progress)
+                    r = bl.greedy(env, self.progress, final=race)
                 else:
-                    r = bl.random_search(env, s.random_trials, s.seed, self.progress)
+                    r = bl.random_search(env, s.random_trials, s.seed, self.progress, final=race)
             except KeyboardInterrupt:
                 outcome.complete, outcome.interrupted = False, True
                 self.save()
@@ -328,6 +371,27 @@ class SearchSession:
             state["baselines"][name] = r.to_json()
             self.save()
         return outcome
+
+    def _race_ddpg(self, search: DDPGSearch, res: MethodResult, state: dict[str, Any], race: bl.RaceConfig,
+                   deadline: Deadline | None) -> MethodResult:
+        """DDPG's final race over its history (from the checkpoint when it covered the same episodes)."""
+        episodes = len(search.history)
+        record = state.get("ddpg_race")
+        if record is None or record.get("episodes") != episodes:
+            if deadline is not None and deadline.expired():
+                return replace(res, complete=False, note="stopped at the time limit before the final race")
+            try:
+                raced = bl.race(search.env, search.history, race, self.progress, "ddpg")
+            except KeyboardInterrupt:
+                return replace(res, complete=False, note="interrupted during the final race")
+            record = {"episodes": episodes, "record": None if raced is None else raced[1]}
+            state["ddpg_race"] = record
+            self.save()
+        if record["record"] is None:
+            return res
+        key = record["record"]["winner_key"]
+        winner = next(h for h in search.history if h.fits and h.policy.key == key)
+        return bl.with_race(res, winner, record["record"])
 
     # -- final numbers ----------------------------------------------------------------------
     def test_float(self) -> Mapping[str, Any]:
@@ -352,12 +416,19 @@ class SearchSession:
         out = []
         for name, r in outcome.methods.items():
             t = self.test_policy(r.best.policy)
-            out.append({"budget": outcome.budget, "method": name, "bits": list(r.best.policy.weight_bits),
-                        "act_bits": list(r.best.policy.act_bits), "bitops_fraction": r.best.bitops_fraction,
-                        "reward": r.best.reward, "reward_metrics": dict(r.best.evaluation.metrics),
-                        "certifications": r.computed, "evaluations": r.evaluations, "samples": r.samples,
-                        "seconds": r.seconds, "complete": r.complete, "test": dict(t["metrics"]),
-                        "test_ci": t.get("ci", {})})
+            row = {"budget": outcome.budget, "method": name, "bits": list(r.best.policy.weight_bits),
+                   "act_bits": list(r.best.policy.act_bits), "bitops_fraction": r.best.bitops_fraction,
+                   "reward": r.best.reward, "reward_metrics": dict(r.best.evaluation.metrics),
+                   "certifications": r.computed, "evaluations": r.evaluations, "samples": r.samples,
+                   "seconds": r.seconds, "complete": r.complete, "test": dict(t["metrics"]),
+                   "test_ci": t.get("ci", {})}
+            fr = r.final_race
+            if fr is not None:
+                w = fr["candidates"][fr["winner"]]
+                row["final_race"] = {"n": fr["n"], "candidates": len(fr["candidates"]), "changed": fr["changed"],
+                                     "final_reward": w["final_reward"], "certifications": fr["certifications"],
+                                     "samples": fr["samples"]}
+            out.append(row)
         return out
 
     # -- outputs -------------------------------------------------------------------------------
@@ -442,6 +513,9 @@ class SearchSession:
         _write_json(self.out / "report.json", report)
         return report
 
+    def _race_text(self) -> str:
+        return _race_text_for(self.settings)
+
     def markdown(self, report: Mapping[str, Any], table: str) -> str:
         s = self.settings
         if s.formal:
@@ -452,16 +526,19 @@ class SearchSession:
             how = (f"Reward: incremental certification (n_q = {s.reward_n} samples of the quantized copy per image, "
                    f"float certificates with n0 = {s.n0}, n = {s.float_n}; confidence 1 - {s.alpha:g} - {s.alpha_q:g} "
                    f"per image) on {s.reward_images} reward images; reward = {1 - s.acr_weight:g} x CA@{s.reward_radius:g} "
-                   f"/ float + {s.acr_weight:g} x ACR / float.  Test: {s.test_images} other images certified from "
+                   f"/ float + {s.acr_weight:g} x ACR / float.  {self._race_text()}"
+                   f"Test: {s.test_images} other images certified from "
                    f"scratch (n0 = {s.test_n0}, n = {s.test_n}, alpha = {s.alpha:g}) with the same noise for every model. "
                    f"With n = {s.test_n} the largest certifiable radius is "
                    f"{s.sigma * _max_radius_factor(s.test_n, s.alpha):.3f}; estimates from {s.test_images} images "
                    f"have wide confidence intervals (see report.json, ci95).")
         header = (f"Model layers: {', '.join(la.name for la in self.layers)}.  Data: {report['data']}.  "
                   f"sigma = {s.sigma:g}, seed {s.seed}, device {s.device}.\n")
+        reward = ("" if s.formal else "reward: the search reward (n_q samples; the final race's rewards with more "
+                  "samples are in report.json); ")
         legend = ("CA@r: certified accuracy at L2 radius r; ACR: average certified radius; bits: weight = activation "
-                  "bits per layer (formal: weights only); certifications: reward evaluations actually computed "
-                  "(cache misses) by that method.\n")
+                  f"bits per layer (formal: weights only); {reward}certifications: reward evaluations actually "
+                  "computed (cache misses) by that method, its final race included.\n")
         lines = ["# Mixed-precision search report\n", header, how + "\n", legend, table]
         if "plot" in report:
             lines.append(f"\n![Pareto plot]({report['plot']})\n")
@@ -479,6 +556,16 @@ class SearchSession:
             if not b["complete"]:
                 lines.append(f"  (budget {b['budget']:g}: the search did not finish; results are the best so far.)")
         return "\n".join(lines) + "\n"
+
+
+def _race_text_for(s: SearchSettings) -> str:
+    race = s.race_config()
+    if race is None:
+        return "No final race.  "
+    return (f"Final race: DDPG and random search re-evaluate their {race.top_k} best distinct policies (plus those "
+            f"within {race.tolerance:g} of the best reward, at most {max(race.top_k, race.max_candidates)}), greedy "
+            f"the candidates of its last step, with n = {race.n} samples per reward image; the best re-evaluated "
+            f"reward wins (its cost is in the certifications).  ")
 
 
 def _max_radius_factor(n: int, alpha: float) -> float:

@@ -13,6 +13,13 @@ bound at ``1 - alpha_q``; class = the float class and radius
 from calling ``certify_incremental`` per image is only batching across images
 (a test checks that the answers coincide).
 
+:meth:`SmoothingEvaluator.evaluate_n` computes the same reward from the first
+``n`` samples (``n <= float_n``) of the same noise: the final race
+(:func:`paramverify.search.baselines.race`) re-evaluates the best policies of
+a search with it.  The float certificates keep the labels of all ``float_n``
+estimation samples for that; the noise beyond the ``n_q`` kept in memory is
+regenerated on demand from the same seeds.
+
 Guarantee (per image, over the sampling noise): each quantized certificate is
 correct with probability at least ``1 - alpha - alpha_q``.  Certified
 accuracy at radius ``r`` and the average certified radius (ACR, radius of a
@@ -52,6 +59,9 @@ from paramverify.smoothing.core import (
 from paramverify.smoothing.quant import FakeQuantLayer, QuantPolicy, quantizable_layers, quantize_model
 
 RADII = (0.0, 0.25, 0.5)
+#: RewardConfig fields the float certificates do not depend on (kept out of their cache key)
+_NOT_IN_FLOAT_CERTIFICATES = ("n_q", "alpha_q", "radius", "acr_weight", "radii", "weight_symmetric",
+                              "weight_per_channel", "act_symmetric", "act_per_channel")
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,10 @@ class SmoothingEvaluator:
         digest = hashlib.sha256(self.inputs.tobytes()).hexdigest()[:16]
         params = hashlib.sha256(
             b"".join(p.detach().cpu().numpy().tobytes() for p in self.model.parameters())).hexdigest()[:16]
-        return json.dumps({"config": asdict(self.config), "inputs": digest, "params": params}, sort_keys=True)
+        # only what the float certificates depend on: n_q and the reward's shape may change
+        config = {k: v for k, v in asdict(self.config).items() if k not in _NOT_IN_FLOAT_CERTIFICATES}
+        return json.dumps({"config": config, "inputs": digest, "params": params, "labels": "all float_n"},
+                          sort_keys=True)
 
     def _float_certificates(self, cache_path: Path | None, progress: Callable[[str], None] | None) -> dict[str, np.ndarray]:
         meta = self._meta()
@@ -166,12 +179,12 @@ class SmoothingEvaluator:
         smooth = Smooth(self.model, self.num_classes, c.smooth_options(), generator=torch.Generator().manual_seed(c.seed))
         n = len(self.inputs)
         out = {"predict": np.zeros(n, np.int64), "pa_lower": np.zeros(n), "radius": np.zeros(n),
-               "labels": np.zeros((n, c.n_q), np.int32)}
+               "labels": np.zeros((n, c.float_n), np.int32)}
         for i in range(n):
             cert = smooth.certify(self.inputs[i], c.n0, c.float_n, c.alpha, seed=image_seed(c.seed, i), keep_labels=True)
             assert cert.labels is not None
             out["predict"][i], out["pa_lower"][i], out["radius"][i] = cert.predict, cert.pa_lower, cert.radius
-            out["labels"][i] = cert.labels[: c.n_q]
+            out["labels"][i] = cert.labels[: c.float_n]
             if progress is not None:
                 progress(f"float certificates {i + 1}/{n}")
         if cache_path is not None:
@@ -192,7 +205,7 @@ class SmoothingEvaluator:
             noisy[j] = NoiseStream(spec, shape, self.device).take(c.n_q).mul_(c.sigma).add_(xt)
         self._noisy = noisy.reshape(len(self.active) * c.n_q, *shape)
         self._float_labels = self._float["labels"][self.active]
-        self._zeta = np.array([clopper_pearson_upper(k, c.n_q, c.alpha_q) for k in range(c.n_q + 1)])
+        self._zetas: dict[int, np.ndarray] = {}
         correct = self._float["predict"] == self.labels
         self.float_metrics = MappingProxyType(metrics_from(correct, self._float["radius"], c.radii))
 
@@ -224,22 +237,65 @@ class SmoothingEvaluator:
         """The fake-quantized (and, if configured, fine-tuned) model of ``policy``."""
         return self.materialize(policy)[1]
 
-    def per_image(self, policy: BitPolicy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(predict, radius, disagreements)`` for every reward image, as certify_incremental gives them."""
+    def _zeta(self, n: int) -> np.ndarray:
+        """``zeta(k)`` for ``k = 0..n`` disagreements in ``n`` samples (one-sided Clopper-Pearson at alpha_q)."""
+        z = self._zetas.get(n)
+        if z is None:
+            z = self._zetas[n] = np.array([clopper_pearson_upper(k, n, self.config.alpha_q) for k in range(n + 1)])
+        return z
+
+    def _check_n(self, n: int) -> None:
+        if not (isinstance(n, int) and 1 <= n <= self.config.float_n):
+            raise SpecError("final_n", f"({n!r}) must be a positive integer no larger than float_n "
+                            f"({self.config.float_n})", "the quantized copy reuses the float certificates' samples: "
+                            "lower --final-n or raise --float-n")
+
+    def _quantized_labels(self, qmodel: nn.Module, n: int) -> np.ndarray:
+        """Labels of the quantized copy on the first ``n`` noise samples of every active image."""
         c = self.config
-        qmodel = self.quantized_model(policy)
-        labels = torch.empty(self._noisy.shape[0], dtype=torch.int32)
+        if n == c.n_q:
+            labels = torch.empty(self._noisy.shape[0], dtype=torch.int32)
+            with torch.inference_mode():
+                for start in range(0, self._noisy.shape[0], c.batch_size):
+                    out = qmodel(self._noisy[start : start + c.batch_size])
+                    labels[start : start + out.shape[0]] = out.argmax(dim=1).to(torch.int32).cpu()
+            return labels.numpy().reshape(len(self.active), n)
+        # other sample counts (the final race): regenerate the same noise streams, a few images at a time
+        shape = tuple(self.inputs.shape[1:])
+        out_labels = np.empty((len(self.active), n), dtype=np.int32)
+        group = max(1, c.batch_size // n)
         with torch.inference_mode():
-            for start in range(0, self._noisy.shape[0], c.batch_size):
-                out = qmodel(self._noisy[start : start + c.batch_size])
-                labels[start : start + out.shape[0]] = out.argmax(dim=1).to(torch.int32).cpu()
-        q = labels.numpy().reshape(len(self.active), c.n_q)
-        k = np.count_nonzero(q != self._float_labels, axis=1)
-        pa = self._float["pa_lower"][self.active] - self._zeta[k]
-        n = len(self.inputs)
-        predict = np.full(n, ABSTAIN, dtype=np.int64)
-        radius = np.zeros(n)
-        dis = np.zeros(n, dtype=np.int64)
+            for g in range(0, len(self.active), group):
+                idx = self.active[g : g + group]
+                noisy = torch.empty((len(idx), n, *shape), dtype=torch.float32, device=self.device)
+                for j, i in enumerate(idx):
+                    spec = NoiseSpec(seed=image_seed(c.seed, int(i)), stream=STREAM_ESTIMATE,
+                                     block=c.smooth_options().noise_block, device_type=self.device.type)
+                    xt = torch.from_numpy(self.inputs[i]).to(self.device)
+                    noisy[j] = NoiseStream(spec, shape, self.device).take(n).mul_(c.sigma).add_(xt)
+                flat = noisy.reshape(len(idx) * n, *shape)
+                labels = torch.empty(flat.shape[0], dtype=torch.int32)
+                for start in range(0, flat.shape[0], c.batch_size):
+                    out = qmodel(flat[start : start + c.batch_size])
+                    labels[start : start + out.shape[0]] = out.argmax(dim=1).to(torch.int32).cpu()
+                out_labels[g : g + len(idx)] = labels.numpy().reshape(len(idx), n)
+        return out_labels
+
+    def per_image(self, policy: BitPolicy, n: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(predict, radius, disagreements)`` for every reward image, as certify_incremental gives them.
+
+        ``n`` (default ``n_q``) quantized samples per image: the first ``n`` of each float certificate's noise.
+        """
+        c = self.config
+        n = c.n_q if n is None else n
+        self._check_n(n)
+        q = self._quantized_labels(self.quantized_model(policy), n)
+        k = np.count_nonzero(q != self._float_labels[:, :n], axis=1)
+        pa = self._float["pa_lower"][self.active] - self._zeta(n)[k]
+        count = len(self.inputs)
+        predict = np.full(count, ABSTAIN, dtype=np.int64)
+        radius = np.zeros(count)
+        dis = np.zeros(count, dtype=np.int64)
         ok = pa > 0.5
         predict[self.active[ok]] = self._float["predict"][self.active[ok]]
         radius[self.active[ok]] = [radius_from_pa(float(p), c.sigma) for p in pa[ok]]
@@ -247,11 +303,16 @@ class SmoothingEvaluator:
         return predict, radius, dis
 
     def evaluate(self, policy: BitPolicy) -> Evaluation:
+        """The reward of ``policy`` from ``n_q`` samples per image (the search's reward)."""
+        return self.evaluate_n(policy, self.config.n_q)
+
+    def evaluate_n(self, policy: BitPolicy, n: int) -> Evaluation:
+        """The reward of ``policy`` from the first ``n`` samples per image (``n <= float_n``; the final race)."""
         start = time.perf_counter()
-        predict, radius, dis = self.per_image(policy)
+        predict, radius, dis = self.per_image(policy, n)
         c = self.config
         metrics = metrics_from(predict == self.labels, radius, c.radii)
-        metrics["disagreement_rate"] = float(dis.sum() / max(1, len(self.active) * c.n_q))
+        metrics["disagreement_rate"] = float(dis.sum() / max(1, len(self.active) * n))
         fm = self.float_metrics
         ca_key = f"cert_acc@{c.radius:g}"
         ca = metrics.get(ca_key, metrics_from(predict == self.labels, radius, [c.radius])[ca_key])
@@ -259,7 +320,7 @@ class SmoothingEvaluator:
         rel_ca = ca / ca_f if ca_f > 0 else ca
         rel_acr = metrics["acr"] / fm["acr"] if fm["acr"] > 0 else metrics["acr"]
         reward = (1.0 - c.acr_weight) * rel_ca + c.acr_weight * rel_acr
-        return Evaluation(reward, MappingProxyType(metrics), samples=len(self.active) * c.n_q,
+        return Evaluation(reward, MappingProxyType(metrics), samples=len(self.active) * n,
                           seconds=time.perf_counter() - start)
 
 

@@ -62,6 +62,12 @@ def test_search_writes_policy_qdq_model_and_report(files, tmp_path, capsys):
     rows = report["budgets"][0]["rows"]
     assert all(r["bitops_fraction"] <= 0.04 for r in rows)
     assert report["certifications"]["computed"] <= report["certifications"]["requests"]
+    methods = report["budgets"][0]["methods"]
+    race = methods["ddpg"].get("final_race")
+    if race is not None:  # DDPG found at least two distinct policies: the final race picked its answer
+        assert race["n"] == 64 and race["winner_key"] == ",".join(
+            f"{n}={b}/{b}" for n, b in zip(("conv", "fc1", "fc2"), summary["bits"]))
+        assert methods["ddpg"]["certifications"] >= race["certifications"]
 
 
 def test_resume_continues_the_interrupted_run_exactly(files, tmp_path, monkeypatch):
@@ -84,9 +90,24 @@ def test_resume_continues_the_interrupted_run_exactly(files, tmp_path, monkeypat
     assert (out / "policy.json").is_file() and len(_history(out)) == 3
     assert _run(files, out, "--episodes", "5", "--baselines", "none", "--no-test", "--resume") == 0
     assert _history(out) == _history(straight)
+    # the final race made the same choice with the same cost
+    def ddpg(folder):
+        m = json.loads((folder / "report.json").read_text())["budgets"][0]["methods"]["ddpg"]
+        return m["best"]["policy"], m.get("final_race", {}).get("candidates"), m["certifications"], m["samples"]
+
+    assert ddpg(out) == ddpg(straight)
     # a finished run can be extended
     assert _run(files, out, "--episodes", "6", "--baselines", "none", "--no-test", "--resume") == 0
     assert len(_history(out)) == 6 and _history(out)[:5] == _history(straight)
+
+
+def test_final_race_can_be_turned_off(files, tmp_path):
+    out = tmp_path / "norace"
+    assert _run(files, out, "--episodes", "4", "--final-top-k", "0", "--no-test") == 0
+    methods = json.loads((out / "report.json").read_text())["budgets"][0]["methods"]
+    assert not any("final_race" in m for m in methods.values())
+    ck = json.loads((out / "checkpoint.json").read_text())
+    assert "ddpg_race" not in next(iter(ck["budgets"].values()))
 
 
 def test_resume_with_other_settings_is_refused(files, tmp_path, capsys):
@@ -101,6 +122,7 @@ def test_resume_with_other_settings_is_refused(files, tmp_path, capsys):
     (["--budget", "0.001"], "below the smallest"),
     (["--baselines", "bogus"], "unknown baseline"),
     (["--reward-images", "30"], "no test image"),
+    (["--final-n", "100"], "final_n"),
 ])
 def test_input_errors_exit_2(files, tmp_path, capsys, extra, needle):
     assert _run(files, tmp_path / "e", "--episodes", "2", *extra) == 2

@@ -61,6 +61,34 @@ def test_reward_per_image_equals_certify_incremental(setup, bits):
         assert dis[i] == ic.disagreements
 
 
+@pytest.mark.parametrize("bits", [(3, 2, 4)])
+def test_reward_with_more_samples_equals_certify_incremental(setup, bits):
+    """evaluate_n / per_image(n) for the final race: the first n samples of the same float certificates' noise."""
+    _, model, x, _, _, ev = setup
+    policy = BitPolicy.from_bits(NAMES, bits)
+    n = CFG.float_n
+    predict, radius, dis = ev.per_image(policy, n)
+    qsmooth = Smooth(ev.quantized_model(policy), 4, CFG.smooth_options())
+    fsmooth = Smooth(model, 4, CFG.smooth_options())
+    for i in range(len(x)):
+        fc = fsmooth.certify(x[i], CFG.n0, CFG.float_n, CFG.alpha, seed=image_seed(CFG.seed, i), keep_labels=True)
+        ic = certify_incremental(qsmooth, fc, x[i], n, CFG.alpha_q)
+        assert predict[i] == ic.predict and dis[i] == ic.disagreements
+        assert radius[i] == pytest.approx(ic.radius, abs=1e-12)
+    e = ev.evaluate_n(policy, n)
+    assert e.samples == len(ev.active) * n
+    # the first n_q of those samples are the search reward's samples
+    assert ev.evaluate_n(policy, CFG.n_q).reward == ev.evaluate(policy).reward
+    cache = CachedEvaluator(ev)
+    cache.evaluate(policy)
+    b, hit = cache.evaluate(policy, n=n)
+    assert not hit and b.reward == e.reward and cache.computed == 2
+    assert cache.evaluate(policy, n=n)[1]  # cached under its own key
+    with pytest.raises(SpecError) as info:
+        ev.evaluate_n(policy, CFG.float_n + 1)
+    assert info.value.field == "final_n" and "float_n" in str(info.value)
+
+
 def test_reward_metrics_and_normalisation(setup):
     ev = setup[-1]
     fm = ev.float_metrics
@@ -93,7 +121,7 @@ def test_float_certificates_are_cached_on_disk(setup, tmp_path, monkeypatch):
     assert dict(second.float_metrics) == dict(first.float_metrics) == dict(ev.float_metrics)
     other = SmoothingEvaluator(model, x, y, calib, RewardConfig(sigma=0.25, n0=16, float_n=150, n_q=100, seed=11), 4,
                                cache_path=path)  # other settings: recomputed, not reused
-    assert other._float["labels"].shape == (len(x), 100)
+    assert other._float["labels"].shape == (len(x), 150)  # every estimation sample's label (the final race)
 
 
 def test_precalibrated_quantization_equals_quantize_model(setup):
