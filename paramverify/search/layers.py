@@ -10,7 +10,6 @@ comparing the weights, so a mismatch is an error and never a silent mix-up.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch import nn
 
 from paramverify.errors import ModelError
 from paramverify.search.space import LayerInfo
+from paramverify.smoothing.onnx_torch import module_name
 from paramverify.smoothing.quant import layer_macs, quantizable_layers
 
 
@@ -65,19 +65,6 @@ class OnnxLayer:
         return 1 if self.transposed else 0
 
 
-def _sanitize(name: str, taken: set[str]) -> str:
-    """The converter's module naming rule (onnx_torch._sanitize), re-derived."""
-    base = re.sub(r"\W", "_", name).strip("_") or "layer"
-    if base[0].isdigit() or hasattr(nn.Module, base) or base.startswith("_const"):
-        base = "n_" + base
-    cand, i = base, 1
-    while cand in taken:
-        i += 1
-        cand = f"{base}_{i}"
-    taken.add(cand)
-    return cand
-
-
 def _attr(node: onnx.NodeProto, key: str, default: object) -> object:
     for a in node.attribute:
         if a.name == key:
@@ -109,7 +96,7 @@ def onnx_layers(model: onnx.ModelProto, torch_model: nn.Module) -> dict[str, Onn
             continue
         if node.op_type == "MatMul" and w in inits and len(inits[w].dims) != 2:
             continue
-        name = _sanitize(node.name or f"{node.op_type.lower()}_{i}", taken)
+        name = module_name(node.name or f"{node.op_type.lower()}_{i}", taken)
         if w not in inits:
             continue
         bias = node.input[2] if node.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2] else None

@@ -56,7 +56,13 @@ from paramverify.smoothing.core import (
     clopper_pearson_upper,
     radius_from_pa,
 )
-from paramverify.smoothing.quant import FakeQuantLayer, QuantPolicy, quantizable_layers, quantize_model
+from paramverify.smoothing.quant import (
+    FakeQuantLayer,
+    QuantPolicy,
+    calibrate_ranges,
+    quantizable_layers,
+    quantize_model,
+)
 
 RADII = (0.0, 0.25, 0.5)
 #: RewardConfig fields the float certificates do not depend on (kept out of their cache key)
@@ -327,36 +333,7 @@ class SmoothingEvaluator:
 def calibrate_all(model: nn.Module, calibration: torch.Tensor, per_channel: bool,
                   batch_size: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Min/max of every quantizable layer's input over the calibration inputs (quant.py's rule)."""
-    modules = dict(model.named_modules())
-    names = quantizable_layers(model)
-    ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def make_hook(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(_mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].detach().float()
-            if per_channel:
-                flat = x.transpose(0, 1).reshape(x.shape[1], -1)
-                lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
-            else:
-                lo, hi = x.min(), x.max()
-            if name in ranges:
-                lo, hi = torch.minimum(lo, ranges[name][0]), torch.maximum(hi, ranges[name][1])
-            ranges[name] = (lo, hi)
-
-        return hook
-
-    handles = [modules[n].register_forward_pre_hook(make_hook(n)) for n in names]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, calibration.shape[0], batch_size):
-                model(calibration[start : start + batch_size])
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return {k: (lo.clone(), hi.clone()) for k, (lo, hi) in ranges.items()}
+    return calibrate_ranges(model, quantizable_layers(model), per_channel, calibration, batch_size)
 
 
 def build_quantized(model: nn.Module, policy: QuantPolicy,

@@ -380,7 +380,8 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, copy=True))
 
 
-def _sanitize(name: str, taken: set[str]) -> str:
+def module_name(name: str, taken: set[str]) -> str:
+    """A valid, unused torch submodule name for ONNX node ``name`` (added to ``taken``)."""
     base = re.sub(r"\W", "_", name).strip("_") or "layer"
     if base[0].isdigit() or hasattr(nn.Module, base) or base.startswith("_const"):
         base = "n_" + base
@@ -485,7 +486,7 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
             continue
         made = _layer_for(node, a, consts)
         if made is not None:
-            name = _sanitize(node.name or f"{node.op_type.lower()}_{i}", taken)
+            name = module_name(node.name or f"{node.op_type.lower()}_{i}", taken)
             layers[name] = made[0]
             steps.append(_Step(node.op_type, (node.input[0],), tuple(node.output), {}, name, made[1]))
         else:

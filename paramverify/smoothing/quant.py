@@ -264,17 +264,23 @@ def quantizable_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, QUANTIZABLE) and name]
 
 
-def _calibrate(
-    model: nn.Module, names: list[str], per_channel: Mapping[str, bool], calibration: torch.Tensor, batch_size: int
+def calibrate_ranges(
+    model: nn.Module, names: list[str], per_channel: Mapping[str, bool] | bool, calibration: torch.Tensor,
+    batch_size: int = 256,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Min/max of each named layer's input over the calibration inputs."""
+    """Min/max of each named layer's input over the calibration inputs (per channel where asked).
+
+    The model runs in eval mode on its own device; its training flag is restored.
+    """
     modules = dict(model.named_modules())
     ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def make_hook(name: str):
+        channel = per_channel if isinstance(per_channel, bool) else per_channel[name]
+
         def hook(_mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             x = inputs[0].detach().float()
-            if per_channel[name]:
+            if channel:
                 flat = x.transpose(0, 1).reshape(x.shape[1], -1)
                 lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
             else:
@@ -289,11 +295,14 @@ def _calibrate(
     param = next(model.parameters(), None)
     if param is not None:
         calibration = calibration.to(device=param.device, dtype=torch.float32)
+    was_training = model.training
+    model.eval()
     try:
         with torch.inference_mode():
             for start in range(0, calibration.shape[0], batch_size):
                 model(calibration[start : start + batch_size])
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     return {k: (lo.clone(), hi.clone()) for k, (lo, hi) in ranges.items()}
@@ -331,7 +340,7 @@ def quantize_model(
         was_training = model.training
         model.eval()
         per_channel = {n: bool(plan[n].activation and plan[n].activation.per_channel) for n in act_names}
-        ranges = _calibrate(model, act_names, per_channel, calibration, batch_size)
+        ranges = calibrate_ranges(model, act_names, per_channel, calibration, batch_size)
         model.train(was_training)
     qmodel = copy.deepcopy(model).eval()
     for name, pol in plan.items():
