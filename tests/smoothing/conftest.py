@@ -1,23 +1,12 @@
-"""Run the smoothing tests single-threaded: their tensors are small, and intra-op
-threads only add synchronization overhead (badly so on a busy 2-core machine)."""
+"""One torch thread per test (``tests/torch_threads.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from pathlib import Path
 
-import pytest
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from torch_threads import single_torch_thread  # noqa: E402,F401  (autouse fixture)
