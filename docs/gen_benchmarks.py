@@ -509,6 +509,16 @@ Target: {t.get('statement', 'not recorded')}: **{t.get('result', 'n/a')}** (DDPG
 {num(t.get('best_baseline_cert_acc@0.25'), '.3f')}). ANCHORS: {get(d, 'anchors', 'haq', default='none recorded')};
 {get(d, 'anchors', 'arq', default='none recorded')}.
 """]
+    n_test = get(s, "settings", "test_images")
+    ddpg_ca, base_ca = t.get("ddpg_cert_acc@0.25"), t.get("best_baseline_cert_acc@0.25")
+    if isnum(n_test) and isnum(ddpg_ca) and isnum(base_ca) and base_ca > ddpg_ca:
+        first = (s.get("budgets") or [{}])[0]
+        ddpg_row = next((r for r in first.get("rows", []) if r.get("method") == "ddpg"), {})
+        ci = get(ddpg_row, "test_ci", "ci95@0.25")
+        ci_text = f" (DDPG's 95% interval: [{num(ci[0], '.3f')}, {num(ci[1], '.3f')}])" if isinstance(ci, list) else ""
+        parts.append(f"The shortfall against {t.get('best_baseline')} is {round((base_ca - ddpg_ca) * n_test)} of "
+                     f"{n_test} test images at radius 0.25{ci_text}: the search's reward could not separate these "
+                     "policies (their rewards agree to about 1e-3), and this benchmark cannot either.\n")
     for b in s.get("budgets", []):
         parts.append(f"Budget {num(b.get('budget'), 'g')} of the float BitOps:\n\n{_search_rows(b.get('rows', []))}\n")
     f = d.get("formal")
