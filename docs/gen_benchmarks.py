@@ -164,7 +164,7 @@ def _cases_glance(d: dict) -> tuple[str, str]:
     n_met = sum(met.values())
     result = "; ".join(parts) + f". Queries met by some backend: {n_met} of {len(met)}"
     if any("cpu_s" in r for r in rows):
-        result += f" in wall time, {sum(met_cpu.values())} of {len(met_cpu)} in CPU time (the machine was shared)"
+        result += f" in wall time, {sum(met_cpu.values())} of {len(met_cpu)} in CPU time"
     return result, verdict(bool(met) and n_met == len(met)) + ("" if n_met == len(met) else f" ({n_met}/{len(met)})")
 
 
