@@ -16,13 +16,9 @@ import pytest
 @pytest.fixture(autouse=True)
 def single_torch_thread() -> Iterator[None]:
     try:
-        import torch
-    except ImportError:
+        from paramverify.smoothing.core import one_torch_thread
+    except ImportError:  # torch missing: nothing to configure
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(before)

@@ -19,9 +19,7 @@ replay buffer, RNG state) for checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +29,7 @@ from scipy.stats import truncnorm
 from torch import nn
 
 from paramverify.errors import SpecError
+from paramverify.smoothing.core import one_torch_thread
 
 
 @dataclass(frozen=True)
@@ -123,21 +122,6 @@ class ReplayBuffer:
             getattr(self, key)[:n] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
-@contextlib.contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
-    """Run the agent's small CPU ops on one thread (intra-op threads only add overhead
-    for 300-wide MLPs, and under CPU contention they slow an update ~10x); restored after."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def truncated_normal(mu: float, sigma: float, lo: float, hi: float, rng: np.random.Generator) -> float:
     """One draw of N(mu, sigma^2) truncated to [lo, hi]."""
     mu = float(min(hi, max(lo, mu)))
@@ -174,7 +158,7 @@ class DDPGAgent:
         return c.init_delta * c.delta_decay ** max(0, episode - c.warmup)
 
     def greedy_action(self, state: np.ndarray) -> float:
-        with torch.no_grad(), _one_thread(self.device):
+        with torch.no_grad(), one_torch_thread(self.device):
             s = torch.as_tensor(state, dtype=torch.float32, device=self.device)[None]
             return float(self.actor(s)[0, 0].item())
 
@@ -190,7 +174,7 @@ class DDPGAgent:
 
     def update(self) -> tuple[float, float]:
         """One gradient step of critic and actor on a replay batch; returns (critic loss, actor loss)."""
-        with _one_thread(self.device):
+        with one_torch_thread(self.device):
             return self._update()
 
     def _update(self) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,6 +198,24 @@ class NoiseStream:
                 self._carry = tmp[m:]
                 pos = k
         return out
+
+
+@contextlib.contextmanager
+def one_torch_thread(device: torch.device | None = None) -> Iterator[None]:
+    """Run small CPU work on one intra-op thread (restored afterwards); no-op on other devices.
+
+    For small models intra-op threads only add synchronisation overhead, and under
+    CPU contention they slow small ops by an order of magnitude.
+    """
+    if device is not None and device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:
