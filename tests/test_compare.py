@@ -13,18 +13,8 @@ import onnx
 import pytest
 
 from paramverify import api, compare
-from paramverify.compare import (
-    Entry,
-    Settings,
-    certified_at_bits,
-    epsilon_local,
-    load_csv,
-    max_delta,
-    point_bounds,
-    representable,
-    run_comparison,
-    split,
-)
+from paramverify.compare import Entry, Settings, load_csv, run_comparison, split
+from paramverify.compare_points import certified_at_bits, epsilon_local, max_delta, point_bounds, representable
 from paramverify.errors import SpecError
 from paramverify.ir import load_model
 from paramverify.properties import label_kept, labels
