@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -282,6 +284,28 @@ def _json_default(o: Any) -> Any:
 COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_smt, "reproduce": cmd_reproduce}
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, a batch scheduler's time limit) like Ctrl-C while a command runs.
+
+    Every long command already turns KeyboardInterrupt into "report what was proved so
+    far"; this gives a terminated run the same ending instead of dying silently.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -295,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         module, _, run = PLUGGED[args.command]
         handler = getattr(importlib.import_module(module), run)
     try:
-        return int(handler(args))
+        with _terminate_as_interrupt():
+            return int(handler(args))
     except ParamVerifyError as exc:
         if getattr(args, "debug", False):
             raise
