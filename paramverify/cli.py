@@ -7,13 +7,12 @@ input error (one line on stderr, no traceback unless ``--debug``).
 from __future__ import annotations
 
 import argparse
-import json
 import contextlib
+import json
 import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
