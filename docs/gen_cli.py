@@ -19,7 +19,8 @@ to stderr), `--quiet` and `--debug`.
 
 Exit codes: 0 verified or bound found, 1 falsified, 3 unknown, 2 usage or input error (one
 line on stderr naming the field and the fix; a traceback only with `--debug`), 130
-interrupted.
+interrupted. SIGTERM (`kill`, a scheduler's time limit) is treated like Ctrl-C: long
+commands report what they proved so far, marked incomplete.
 
 ## JSON fields
 
