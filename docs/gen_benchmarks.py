@@ -519,6 +519,14 @@ Target: {t.get('statement', 'not recorded')}: **{t.get('result', 'n/a')}** (DDPG
         parts.append(f"The shortfall against {t.get('best_baseline')} is {round((base_ca - ddpg_ca) * n_test)} of "
                      f"{n_test} test images at radius 0.25{ci_text}, well inside the sampling noise of both the "
                      "search's reward and this test; the verdict above is the measured comparison as is.\n")
+    extra = load("search_T500")
+    if isinstance(extra, dict) and isinstance(extra.get("sampled"), dict):
+        te = extra["sampled"].get("target") or {}
+        parts.append(f"The same search re-tested on {get(extra, 'sampled', 'settings', 'test_images', default='?')} "
+                     f"test images (`results/search_T500.json`, same seeds, so the same policies): "
+                     f"**{te.get('result', 'n/a')}**, DDPG {num(te.get('ddpg_cert_acc@0.25'), '.3f')}, float "
+                     f"{num(te.get('float_cert_acc@0.25'), '.3f')}, best baseline {te.get('best_baseline', 'n/a')} "
+                     f"{num(te.get('best_baseline_cert_acc@0.25'), '.3f')}.\n")
     for b in s.get("budgets", []):
         parts.append(f"Budget {num(b.get('budget'), 'g')} of the float BitOps:\n\n{_search_rows(b.get('rows', []))}\n")
     f = d.get("formal")
@@ -543,6 +551,7 @@ python benchmarks/bench_large.py
 python benchmarks/bench_soundness.py            # --quick for a short run
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
+python benchmarks/bench_search.py --test-images 500 --out benchmarks/results/search_T500.json
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
