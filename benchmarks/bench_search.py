@@ -164,7 +164,8 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         if rows:
             item["comparison"] = _target(rows, float_metrics, b)
         budgets_out.append(item)
-    shutil.copy(work / "mnist" / "pareto.png", args.out.with_name("search_pareto.png"))
+    plot = args.out.resolve().with_name(args.out.stem + "_pareto.png")  # search.json -> search_pareto.png
+    shutil.copy(work / "mnist" / "pareto.png", plot)
     s = settings
     max_r = float(s.sigma * norm.ppf(s.alpha ** (1.0 / s.test_n)))
     return {
@@ -191,7 +192,7 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         "test_and_export_wall_s": round(test_wall, 1),
         "part_wall_s": round(time.perf_counter() - t_wall, 1),
         "part_cpu_s": round(time.process_time() - t_cpu, 1),
-        "plot": "benchmarks/results/search_pareto.png",
+        "plot": str(plot.relative_to(ROOT)) if plot.is_relative_to(ROOT) else str(plot),
     }
 
 
