@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from paramverify import api
 from paramverify.casestudies import CASE_STUDIES
