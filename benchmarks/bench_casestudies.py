@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,8 @@ from paramverify.casestudies import CASE_STUDIES
 from paramverify.engines import available_engines
 from paramverify.errors import CapabilityError
 from paramverify.options import Options
+
+from bench_common import machine_info  # benchmarks/bench_common.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 #: dReal 4.21.6.2 / z3 on the same kind of machine (shared/ANCHORS.md)
@@ -89,8 +89,7 @@ def main(argv=None) -> int:
             print(line, flush=True)
     out = {"benchmark": "casestudies", "target": f"gap <= {TARGET_GAP:g} in < 1 s per query (issue 3)",
            "tolerance": args.tolerance,
-           "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                       "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
+           "machine": machine_info(),
            "note": "wall times on a shared machine are inflated by other jobs; cpu_s is this process's CPU time",
            "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -53,6 +52,8 @@ ROOT = HERE.parent
 for _p in (str(ROOT), str(ROOT / "tests"), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
+
+from bench_common import machine_info  # noqa: E402  (benchmarks/bench_common.py)
 
 SIZES = (784, 1024, 512, 256, 256, 256, 10)
 SEED = 1600
@@ -158,12 +159,6 @@ def _child(name: str, i: int, timeout: float, bits: int, eps: bool) -> dict[str,
         r["definite_in_target"] = bool(r["verdict"] != "unknown" and r["label_time_s"] < TARGET_TIME
                                        and r["peak_rss_mb"] < TARGET_MB)
     return r
-
-
-def machine_info() -> dict[str, Any]:
-    """Where and under what load the numbers were taken (other jobs on the machine inflate wall times)."""
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-            "numpy": np.__version__, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
 
 
 def model_info(name: str) -> dict[str, Any]:

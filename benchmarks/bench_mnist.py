@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -40,6 +38,7 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from bench_common import RatioClock, machine_info  # noqa: E402  (benchmarks/bench_common.py)
 from train_mnist_mlp import MODEL_PATH, held_out  # benchmarks/train_mnist_mlp.py
 
 from paramverify import api
@@ -52,23 +51,6 @@ ANCHORS = {
 }
 TARGET_RATIO, TARGET_TIME = 1.2, 5.0
 BITS = (10, 9, 8, 7)
-
-
-class RatioClock:
-    """A progress sink that notes when the bracket first reaches upper <= ratio * lower."""
-
-    def __init__(self, ratio: float) -> None:
-        self.ratio, self.t0, self.reached_s = ratio, time.perf_counter(), None
-
-    def update(self, message: str, lower: float | None = None, upper: float | None = None) -> None:
-        if self.reached_s is None and lower is not None and upper is not None and 0 < lower and upper <= self.ratio * lower:
-            self.reached_s = time.perf_counter() - self.t0
-
-
-def machine_info() -> dict[str, Any]:
-    """Where and under what load the numbers were taken (other jobs on the machine inflate wall times)."""
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-            "numpy": np.__version__, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
 
 
 def _stats(times: list[float]) -> dict[str, float]:

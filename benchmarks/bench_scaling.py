@@ -36,7 +36,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -52,6 +51,8 @@ for _p in (str(ROOT), str(ROOT / "tests")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from bench_common import RatioClock, machine_info  # noqa: E402  (benchmarks/bench_common.py)
+
 #: competitor figures (shared/ANCHORS.md, auto_LiRPA 0.7.1 on the same kind of 2-core machine)
 ANCHORS = {
     "2-10-10-2": "auto_LiRPA CROWN: 12-63 ms, within 0-3% of the true range",
@@ -66,17 +67,6 @@ BASE = {"d": 16, "width": 64, "depth": 3}
 WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 DEPTHS = (2, 3, 4, 5, 6)
 DIMS = (2, 16, 64, 256, 784)
-
-
-class RatioClock:
-    """A progress sink that notes when the bracket first reaches upper <= ratio * lower."""
-
-    def __init__(self, ratio: float) -> None:
-        self.ratio, self.t0, self.reached_s = ratio, time.perf_counter(), None
-
-    def update(self, message: str, lower: float | None = None, upper: float | None = None) -> None:
-        if self.reached_s is None and lower is not None and upper is not None and 0 < lower and upper <= self.ratio * lower:
-            self.reached_s = time.perf_counter() - self.t0
 
 
 def sizes_of(cfg: dict[str, Any]) -> list[int]:
@@ -169,12 +159,6 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
     return json.loads(lines[-1])
-
-
-def machine_info() -> dict[str, Any]:
-    """Where and under what load the numbers were taken (other jobs on the machine inflate wall times)."""
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-            "numpy": np.__version__, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
 
 
 def _fmt_ratio(r: float | None) -> str:

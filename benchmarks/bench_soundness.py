@@ -44,7 +44,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import sys
 import time
 import traceback
@@ -63,6 +62,7 @@ for _p in (str(ROOT), str(ROOT / "tests")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from bench_common import machine_info  # noqa: E402  (benchmarks/bench_common.py)
 from netgen import random_mlp
 
 from paramverify import api
@@ -604,12 +604,6 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "counts": dict(sorted(counts.items())),
         "cpu_time_s": round(sum(r["time_s"] for r in reports), 1),
     }
-
-
-def machine_info() -> dict[str, Any]:
-    """Where and under what load the numbers were taken (other jobs on the machine inflate wall times)."""
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-            "numpy": np.__version__, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
 
 
 KEY_ROWS = ("eps_brackets", "eps_witness_checked", "z3_eps_at_upper_V", "z3_eps_at_upper_U", "z3_optimum_inside_bracket",
