@@ -111,27 +111,29 @@ def _qrange(zero: torch.Tensor | None) -> tuple[int, int]:
     raise ModelError(f"QuantizeLinear zero point of type {zero.dtype} is not supported")
 
 
-def _quantize(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
+def _scale_zero(
+    ins: list[torch.Tensor | None], a: Attrs
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(x, scale, zero point as float, raw zero point) of a Quantize/DequantizeLinear node,
+    the scale and zero point shaped to broadcast against ``x`` along ``axis``."""
     x, scale = ins[0], ins[1]
     assert x is not None and scale is not None
     zero = ins[2] if len(ins) > 2 else None
-    axis = int(a.get("axis", 1))
-    shape = _qshape(scale, x, axis)
+    shape = _qshape(scale, x, int(a.get("axis", 1)))
     s = scale.float().reshape(shape) if shape else scale.float().reshape(())
     z = zero.float().reshape(s.shape) if zero is not None else torch.zeros_like(s)
+    return x, s, z, zero
+
+
+def _quantize(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
+    x, s, z, zero = _scale_zero(ins, a)
     lo, hi = _qrange(zero)
     # the result holds integer values in float32 (exact up to 2**24)
     return [torch.clamp(torch.round(x.float() / s) + z, lo, hi)]
 
 
 def _dequantize(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, scale = ins[0], ins[1]
-    assert x is not None and scale is not None
-    zero = ins[2] if len(ins) > 2 else None
-    axis = int(a.get("axis", 1))
-    shape = _qshape(scale, x, axis)
-    s = scale.float().reshape(shape) if shape else scale.float().reshape(())
-    z = zero.float().reshape(s.shape) if zero is not None else torch.zeros_like(s)
+    x, s, z, _ = _scale_zero(ins, a)
     return [(x.float() - z) * s]
 
 
