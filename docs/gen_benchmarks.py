@@ -98,7 +98,7 @@ def large_models(d: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- intro
 SCRIPTS = """| script | what | scale down / up |
 |---|---|---|
-| `bench_casestudies.py --backends bounds,z3` | seed case studies (CAT, ATH-ReLU, ATH-Linear): largest epsilon and smallest sigma per class over the data box, both backends | `--timeout S` |
+| `bench_casestudies.py --backends bounds,z3` | seed case studies (CAT, ATH-ReLU, ATH-Linear): largest epsilon and smallest sigma per class over the data box, both backends | `--timeout S`, `--tolerance T` (default 1e-5, the target) |
 | `bench_scaling.py` | random ReLU MLPs swept in width, depth and input size, 8- and 4-bit boxes; global change on the seed models and a 2-16-16-1 MLP | `--quick`, `--full-grid`, `--bits 8,4`, `--timeout S` |
 | `bench_mnist.py` | the trained 784-64-64-10 MNIST MLP, all layers: label certificates for 10/9/8/7-bit boxes; the 8-bit epsilon target | `--quick`, `--images N`, `--eps-images N`, `--bits`, `--timeout S` |
 | `bench_large.py` | 784-1024-512-256-256-256-10 MLPs (robust-trained, standard-trained, random), all layers, 8-bit box | `--quick`, `--models`, `--inputs N`, `--bits B`, `--cert-bits`, `--no-eps`, `--timeout S` |
