@@ -3,7 +3,7 @@
     python benchmarks/bench_search.py [--budgets 0.10,0.015] [--episodes 60] [--warmup 20]
         [--random-trials 20] [--reward-images 80] [--reward-n 128] [--float-n 1000]
         [--final-top-k 5] [--final-n N]
-        [--test-images 200] [--test-n 500] [--device auto|cpu|cuda] [--work DIR] [--no-formal]
+        [--test-images 500] [--test-n 2000] [--device auto|cpu|cuda] [--work DIR] [--no-formal]
         [--out benchmarks/results/search.json]
 
 Part 1 (sampled reward, the target): the shipped MNIST CNN (sigma 0.25) and
@@ -25,7 +25,13 @@ at least the best baseline's at the same budget.  PASS/FAIL is computed from
 the test certificates and reported as is.  Reduced sample counts on a CPU:
 the reward uses n_q samples per image incrementally, the test N samples per
 image (so radii are capped, see ``max_certifiable_radius``) and T images
-(certified accuracies carry the 95% intervals given in the JSON).
+(certified accuracies carry the 95% intervals given in the JSON).  The JSON
+also pairs the DDPG policy with the float model and the best baseline on the
+same test images and noise (McNemar's exact test, informational).
+
+With ``--work DIR`` the session folder is kept: a later run with other test
+settings (``--test-images``, ``--test-n``) re-tests the finished search
+instead of searching again; such budgets are marked ``search_from_checkpoint``.
 
 Part 2 (formal reward, small model): the ATH-ReLU case study (2-3-1 MLP) on
 its data, reward = fraction of inputs proved label-invariant by the bound
@@ -45,18 +51,21 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from paramverify.progress import ConsoleProgress
 from paramverify.search.pipeline import SearchSession, SearchSettings, resolve_data
+from paramverify.search.report import paired
+from paramverify.search.space import BitPolicy
 from paramverify.smoothing.data import MNIST_CNN_ONNX
 from paramverify.smoothing.onnx_torch import load_onnx
 
@@ -82,8 +91,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="final race: re-evaluate the K best policies of DDPG and random search (0: no race)")
     p.add_argument("--final-n", type=int, default=None,
                    help="samples per reward image in the final race (default min(4 x reward-n, float-n))")
-    p.add_argument("--test-images", type=int, default=200)
-    p.add_argument("--test-n", type=int, default=500)
+    p.add_argument("--test-images", type=int, default=500)
+    p.add_argument("--test-n", type=int, default=2000,
+                   help="samples per test image (a --work folder of a finished search is re-tested, not re-searched)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="session folder (default: a temporary folder)")
@@ -102,11 +112,23 @@ def _race_summary(race: dict[str, Any]) -> dict[str, Any]:
             "certifications": race["certifications"], "samples": race["samples"], "seconds": race["seconds"]}
 
 
-def _target(rows: list[dict[str, Any]], float_metrics: dict[str, float], budget: float) -> dict[str, Any]:
+def _paired_test(first: dict[str, Any], second: dict[str, Any], r: float) -> dict[str, Any]:
+    """Images certified at ``r`` by one model only (same images, same noise) and McNemar's exact p-value."""
+    d = paired(first, second, r)
+    k, m = d["only_first"], d["only_first"] + d["only_second"]
+    return {**d, "mcnemar_exact_p": 1.0 if m == 0 else float(binomtest(k, m, 0.5).pvalue)}
+
+
+def _target(rows: list[dict[str, Any]], float_metrics: dict[str, float], budget: float,
+            per_image: Callable[[list[int]], dict[str, Any]], float_per_image: dict[str, Any]) -> dict[str, Any]:
     key = "cert_acc@0.25"
     ddpg = next(r for r in rows if r["method"] == "ddpg")
     base = [r for r in rows if r["method"] != "ddpg"]
     best_base = max(base, key=lambda r: r["test"][key]) if base else None
+    mine = per_image(ddpg["bits"])
+    paired_tests = {"vs_float": _paired_test(mine, float_per_image, 0.25)}
+    if best_base is not None:
+        paired_tests["vs_best_baseline"] = _paired_test(mine, per_image(best_base["bits"]), 0.25)
     within = float_metrics[key] - ddpg["test"][key] <= 0.01 + 1e-12
     beats = best_base is None or ddpg["test"][key] >= best_base["test"][key] - 1e-12
     fits = ddpg["bitops_fraction"] <= budget
@@ -124,6 +146,10 @@ def _target(rows: list[dict[str, Any]], float_metrics: dict[str, float], budget:
         "within_1_point_of_float": within,
         "at_least_best_baseline": beats,
         "result": "PASS" if (fits and within and beats) else "FAIL",
+        "paired@0.25": paired_tests,
+        "paired_note": "only_first: test images certified at radius 0.25 by the DDPG policy only; only_second: by the "
+                       "other model only (same images, same noise); mcnemar_exact_p: two-sided exact test that both "
+                       "are equally likely (informational: the verdict above is the strict comparison)",
     }
 
 
@@ -140,6 +166,7 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
     with ConsoleProgress(interval_s=5.0) as bar:
         session = SearchSession(MNIST_CNN_ONNX, settings, data, work / "mnist", resume=True, progress=bar.update)
         float_cert_s = getattr(session.evaluator, "float_seconds", 0.0)
+        reused = session.checkpointed_budgets()  # a --work folder's finished search is kept, only re-tested
         outcomes = []
         per_budget_time = {}
         for b in budgets:
@@ -152,6 +179,12 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         report = session.write_outputs(outcomes)
         test_wall = time.perf_counter() - t1
     float_metrics = report["float"]
+    tests = session.test.state()
+    names = [la.name for la in session.layers]
+
+    def per_image(bits: list[int]) -> dict[str, Any]:
+        return tests[BitPolicy.from_bits(names, bits).key]
+
     budgets_out = []
     for b, entry in zip(budgets, report["budgets"]):
         rows = entry.get("rows", [])
@@ -160,9 +193,11 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
                 "methods": {k: {**{kk: v[kk] for kk in ("evaluations", "certifications", "samples", "seconds")},
                                 **({"final_race": _race_summary(v["final_race"])} if "final_race" in v else {})}
                             for k, v in entry["methods"].items()},
-                "search_wall_s": per_budget_time[f"{b:g}"]}
+                "search_wall_s": per_budget_time[f"{b:g}"],
+                "search_from_checkpoint": b in reused,
+                "methods_seconds": round(sum(v["seconds"] for v in entry["methods"].values()), 1)}
         if rows:
-            item["comparison"] = _target(rows, float_metrics, b)
+            item["comparison"] = _target(rows, float_metrics, b, per_image, tests["float"])
         budgets_out.append(item)
     plot = args.out.resolve().with_name(args.out.stem + "_pareto.png")  # search.json -> search_pareto.png
     shutil.copy(work / "mnist" / "pareto.png", plot)
@@ -189,6 +224,9 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
         "float_certification_samples": report["float_certification_samples"],
         "float_certification_s": round(float_cert_s, 1),
         "search_wall_s": round(search_wall, 1),
+        "search_wall_note": ("this run's wall time; budgets with search_from_checkpoint were searched by an earlier "
+                             "run in the same --work folder (their methods_seconds are the original costs)")
+                            if reused else "",
         "test_and_export_wall_s": round(test_wall, 1),
         "part_wall_s": round(time.perf_counter() - t_wall, 1),
         "part_cpu_s": round(time.process_time() - t_cpu, 1),

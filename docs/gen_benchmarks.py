@@ -517,12 +517,22 @@ Target: {t.get('statement', 'not recorded')}: **{t.get('result', 'n/a')}** (DDPG
         ci = get(ddpg_row, "test_ci", "ci95@0.25")
         ci_text = f" (DDPG's 95% interval: [{num(ci[0], '.3f')}, {num(ci[1], '.3f')}])" if isinstance(ci, list) else ""
         parts.append(f"The shortfall against {t.get('best_baseline')} is {round((base_ca - ddpg_ca) * n_test)} of "
-                     f"{n_test} test images at radius 0.25{ci_text}, well inside the sampling noise of both the "
-                     "search's reward and this test; the verdict above is the measured comparison as is.\n")
+                     f"{n_test} test images at radius 0.25{ci_text}; the verdict above is the measured comparison "
+                     "as is.\n")
+    pairs = t.get("paired@0.25")
+    if isinstance(pairs, dict) and pairs:
+        said = {"vs_float": "the float model", "vs_best_baseline": f"the best baseline ({t.get('best_baseline')})"}
+        text = "; ".join(f"against {said.get(k, k)}: {v.get('only_first')} certified by DDPG only, "
+                         f"{v.get('only_second')} by the other only (McNemar exact p = {num(v.get('mcnemar_exact_p'), '.2f')})"
+                         for k, v in pairs.items() if isinstance(v, dict))
+        parts.append(f"Paired on the same test images and noise, radius 0.25: {text}.\n")
+    if s.get("search_wall_note"):
+        parts.append(f"Timing: {s['search_wall_note']}.\n")
     extra = load("search_T500")
     if isinstance(extra, dict) and isinstance(extra.get("sampled"), dict):
         te = extra["sampled"].get("target") or {}
-        parts.append(f"The same search re-tested on {get(extra, 'sampled', 'settings', 'test_images', default='?')} "
+        parts.append(f"The same search tested with N = {get(extra, 'sampled', 'settings', 'test_n', default='?')} "
+                     f"samples on {get(extra, 'sampled', 'settings', 'test_images', default='?')} "
                      f"test images (`results/search_T500.json`, same seeds, so the same policies): "
                      f"**{te.get('result', 'n/a')}**, DDPG {num(te.get('ddpg_cert_acc@0.25'), '.3f')}, float "
                      f"{num(te.get('float_cert_acc@0.25'), '.3f')}, best baseline {te.get('best_baseline', 'n/a')} "
@@ -551,7 +561,7 @@ python benchmarks/bench_large.py
 python benchmarks/bench_soundness.py            # --quick for a short run
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
-python benchmarks/bench_search.py --test-images 500 --out benchmarks/results/search_T500.json
+python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 

@@ -40,7 +40,7 @@ def add_subparser(subparsers: Any) -> None:
     p.add_argument("--budget", type=float, required=True, metavar="FRACTION",
                    help="BitOps budget as a fraction of the float model's BitOps (e.g. 0.1)")
     p.add_argument("--out", type=Path, default=Path("search_out"), help="output folder (default search_out)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (other --test-images/--test-n/--test-n0 keep the search and certify the test images again)")
     g = p.add_argument_group("search")
     g.add_argument("--episodes", type=int, default=60, help="DDPG episodes, warm-up included (default 60)")
     g.add_argument("--warmup", type=int, default=20, help="random warm-up episodes (default 20)")

@@ -5,8 +5,11 @@ A session lives in an output folder and checkpoints into it after every DDPG
 episode, every baseline and every test certification (``checkpoint.json``:
 settings fingerprint, evaluation cache, histories, results;
 ``checkpoint.pt``: the agents).  With ``resume=True`` it continues from
-there; the settings that shape results must match (``--episodes`` and
-``--timeout`` may change, so a finished run can be extended).
+there; the settings that shape the search must match (``--episodes`` and
+``--timeout`` may change, so a finished run can be extended).  The test
+settings (``--test-images``, ``--test-n``, ``--test-n0``) have their own
+fingerprint: resuming with other ones keeps the search and certifies the
+test images again (e.g. a CPU search re-tested with more samples).
 
 After its search, DDPG (and random search, and greedy's last step) runs the
 final race of :func:`paramverify.search.baselines.race`: its best distinct
@@ -55,7 +58,9 @@ from paramverify.search.space import BitPolicy, BitRange, Budget
 from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
 
 Progress = Callable[[str], None]
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: settings that shape only the test certification (their own fingerprint, see the module docstring)
+TEST_SETTINGS = ("test_images", "test_n", "test_n0")
 METHODS = ("uniform", "greedy", "random")
 #: the final race takes at most this many candidates (or final_top_k, if larger)
 FINAL_MAX_CANDIDATES = 10
@@ -138,11 +143,17 @@ class SearchSettings:
                              max_candidates=FINAL_MAX_CANDIDATES)
 
     def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed search must share (not ``episodes``, not the test settings)."""
         d = asdict(self)
-        d.pop("episodes")
+        for name in ("episodes", *TEST_SETTINGS):
+            d.pop(name)
         d["baselines"] = list(self.baselines)
         d["final_n"] = self.final_samples
         return d
+
+    def test_fingerprint(self) -> dict[str, Any]:
+        """The settings the test certificates depend on beyond :meth:`fingerprint`."""
+        return {name: getattr(self, name) for name in TEST_SETTINGS}
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,8 +260,10 @@ class SearchSession:
         self.layers = layer_infos(self.model, example)
         self.bit_range = BitRange(s.min_bits, s.max_bits)
         self.fingerprint = {"version": CHECKPOINT_VERSION, "model": _sha(self.proto), "settings": s.fingerprint(),
-                            "data": hashlib.sha256(data.reward_x.tobytes() + data.test_x.tobytes()).hexdigest()[:16]}
-        self._ckpt: dict[str, Any] = {"fingerprint": self.fingerprint, "budgets": {}}
+                            "data": hashlib.sha256(data.reward_x.tobytes()).hexdigest()[:16]}
+        self.test_fingerprint = {**s.test_fingerprint(), "data": hashlib.sha256(data.test_x.tobytes()).hexdigest()[:16]}
+        self._ckpt: dict[str, Any] = {"fingerprint": self.fingerprint, "test_fingerprint": self.test_fingerprint,
+                                      "budgets": {}}
         self._agents: dict[str, Any] = {}
         loaded = self._read_checkpoint() if resume else None
         if resume and loaded is None:
@@ -280,7 +293,11 @@ class SearchSession:
         self.cache = CachedEvaluator(self.evaluator)
         if loaded is not None:
             self.cache.load(loaded["cache"])
-            self.test.load(loaded["test"])
+            if loaded.get("test_fingerprint") == self.test_fingerprint:
+                self.test.load(loaded["test"])
+            else:
+                self.progress("other test settings than the checkpoint's: the search is kept, the test images "
+                              "are certified again")
             self._ckpt["budgets"] = loaded["budgets"]
 
     # -- checkpoints ------------------------------------------------------------------
@@ -290,7 +307,10 @@ class SearchSession:
             return None
         data = json.loads(js.read_text(encoding="utf-8"))
         if data.get("fingerprint") != self.fingerprint:
-            raise SpecError("--resume", f"the checkpoint in {self.out} was made with other settings, model or data",
+            old = data.get("fingerprint", {}).get("version")
+            why = (f"was written by another checkpoint format (version {old}, this is {CHECKPOINT_VERSION})"
+                   if old != CHECKPOINT_VERSION else "was made with other settings, model or reward data")
+            raise SpecError("--resume", f"the checkpoint in {self.out} {why}",
                             "resume with the same options, or use a new --out folder")
         if pt.is_file():
             self._agents = torch.load(pt, weights_only=True)["agents"]
@@ -304,6 +324,10 @@ class SearchSession:
         torch.save({"agents": self._agents}, tmp)
         os.replace(tmp, self.out / "checkpoint.pt")
         _write_json(self.out / "checkpoint.json", self._ckpt)
+
+    def checkpointed_budgets(self) -> list[float]:
+        """The budgets whose search the checkpoint holds (finished or not) when the session starts or now."""
+        return sorted(float(k) for k, v in self._ckpt["budgets"].items() if v.get("ddpg") is not None)
 
     # -- data and budget ------------------------------------------------------------------
     def _calibration(self) -> torch.Tensor:

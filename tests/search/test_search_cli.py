@@ -118,6 +118,25 @@ def test_resume_with_other_settings_is_refused(files, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+def test_resume_with_other_test_settings_keeps_the_search(files, tmp_path, capsys):
+    out = tmp_path / "retest"
+    assert _run(files, out, "--episodes", "3", "--baselines", "uniform") == 0
+    capsys.readouterr()
+    before = json.loads((out / "checkpoint.json").read_text())
+    assert {v["n"] for v in before["test"].values()} == {48}
+    assert _run(files, out, "--episodes", "3", "--baselines", "uniform", "--resume", "--test-n", "64",
+                "--test-images", "10") == 0
+    after = json.loads((out / "checkpoint.json").read_text())
+    # the search is kept: same histories, no new reward certification
+    assert after["budgets"] == before["budgets"]
+    assert after["cache"]["computed"] == before["cache"]["computed"]
+    # the test is redone with the new settings, for the same policies
+    assert set(after["test"]) == set(before["test"])
+    assert {v["n"] for v in after["test"].values()} == {64} and {v["images"] for v in after["test"].values()} == {10}
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["test_n"] == 64
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--budget", "0.001"], "below the smallest"),
     (["--baselines", "bogus"], "unknown baseline"),
