@@ -538,7 +538,12 @@ Target: {t.get('statement', 'not recorded')}: **{t.get('result', 'n/a')}** (DDPG
                      f"{num(te.get('float_cert_acc@0.25'), '.3f')}, best baseline {te.get('best_baseline', 'n/a')} "
                      f"{num(te.get('best_baseline_cert_acc@0.25'), '.3f')}.\n")
     for b in s.get("budgets", []):
-        parts.append(f"Budget {num(b.get('budget'), 'g')} of the float BitOps:\n\n{_search_rows(b.get('rows', []))}\n")
+        cost = ""
+        if isnum(b.get("methods_seconds")):
+            origin = ", searched by an earlier run in the same work folder" if b.get("search_from_checkpoint") else ""
+            cost = f" (search: {num(b['methods_seconds'], '.0f')} s of method time, all methods{origin})"
+        parts.append(f"Budget {num(b.get('budget'), 'g')} of the float BitOps{cost}:\n\n"
+                     f"{_search_rows(b.get('rows', []))}\n")
     f = d.get("formal")
     if isinstance(f, dict) and "error" in f:
         parts.append(f"Part 2 (formal reward) failed: {f['error']}\n")
