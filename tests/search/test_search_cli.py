@@ -116,6 +116,12 @@ def test_resume_with_other_settings_is_refused(files, tmp_path, capsys):
     capsys.readouterr()
     assert _run(files, out, "--episodes", "2", "--baselines", "none", "--no-test", "--resume", "--sigma", "0.5") == 2
     assert "other settings" in capsys.readouterr().err
+    # a checkpoint of an older format is refused by name, not misread
+    ck = json.loads((out / "checkpoint.json").read_text())
+    ck["fingerprint"]["version"] = 1
+    (out / "checkpoint.json").write_text(json.dumps(ck))
+    assert _run(files, out, "--episodes", "2", "--baselines", "none", "--no-test", "--resume") == 2
+    assert "checkpoint format (version 1" in capsys.readouterr().err
 
 
 def test_resume_with_other_test_settings_keeps_the_search(files, tmp_path, capsys):
