@@ -112,23 +112,22 @@ def _race_summary(race: dict[str, Any]) -> dict[str, Any]:
             "certifications": race["certifications"], "samples": race["samples"], "seconds": race["seconds"]}
 
 
-def _paired_test(first: dict[str, Any], second: dict[str, Any], r: float) -> dict[str, Any]:
-    """Images certified at ``r`` by one model only (same images, same noise) and McNemar's exact p-value."""
-    d = paired(first, second, r)
-    k, m = d["only_first"], d["only_first"] + d["only_second"]
-    return {**d, "mcnemar_exact_p": 1.0 if m == 0 else float(binomtest(k, m, 0.5).pvalue)}
+def _with_mcnemar(counts: dict[str, int]) -> dict[str, Any]:
+    """Paired counts (:func:`paramverify.search.report.paired`) with McNemar's exact two-sided p-value."""
+    k, m = counts["only_first"], counts["only_first"] + counts["only_second"]
+    return {**counts, "mcnemar_exact_p": 1.0 if m == 0 else float(binomtest(k, m, 0.5).pvalue)}
 
 
 def _target(rows: list[dict[str, Any]], float_metrics: dict[str, float], budget: float,
-            per_image: Callable[[list[int]], dict[str, Any]], float_per_image: dict[str, Any]) -> dict[str, Any]:
+            vs_float: dict[str, int], per_image: Callable[[list[int]], dict[str, Any]]) -> dict[str, Any]:
     key = "cert_acc@0.25"
     ddpg = next(r for r in rows if r["method"] == "ddpg")
     base = [r for r in rows if r["method"] != "ddpg"]
     best_base = max(base, key=lambda r: r["test"][key]) if base else None
-    mine = per_image(ddpg["bits"])
-    paired_tests = {"vs_float": _paired_test(mine, float_per_image, 0.25)}
+    paired_tests = {"vs_float": _with_mcnemar(vs_float)}
     if best_base is not None:
-        paired_tests["vs_best_baseline"] = _paired_test(mine, per_image(best_base["bits"]), 0.25)
+        counts = paired(per_image(ddpg["bits"]), per_image(best_base["bits"]), 0.25)
+        paired_tests["vs_best_baseline"] = _with_mcnemar(counts)
     within = float_metrics[key] - ddpg["test"][key] <= 0.01 + 1e-12
     beats = best_base is None or ddpg["test"][key] >= best_base["test"][key] - 1e-12
     fits = ddpg["bitops_fraction"] <= budget
@@ -166,7 +165,7 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
     with ConsoleProgress(interval_s=5.0) as bar:
         session = SearchSession(MNIST_CNN_ONNX, settings, data, work / "mnist", resume=True, progress=bar.update)
         float_cert_s = getattr(session.evaluator, "float_seconds", 0.0)
-        reused = session.checkpointed_budgets()  # a --work folder's finished search is kept, only re-tested
+        reused = [b for b in budgets if session.has_search(b)]  # a --work folder's search is kept, only re-tested
         outcomes = []
         per_budget_time = {}
         for b in budgets:
@@ -197,7 +196,7 @@ def sampled_part(args: argparse.Namespace, device: str, work: Path, budgets: lis
                 "search_from_checkpoint": b in reused,
                 "methods_seconds": round(sum(v["seconds"] for v in entry["methods"].values()), 1)}
         if rows:
-            item["comparison"] = _target(rows, float_metrics, b, per_image, tests["float"])
+            item["comparison"] = _target(rows, float_metrics, b, entry["paired_vs_float@0.25"], per_image)
         budgets_out.append(item)
     plot = args.out.resolve().with_name(args.out.stem + "_pareto.png")  # search.json -> search_pareto.png
     shutil.copy(work / "mnist" / "pareto.png", plot)

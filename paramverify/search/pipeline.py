@@ -226,6 +226,15 @@ def _sha(path_or_proto: onnx.ModelProto) -> str:
     return hashlib.sha256(path_or_proto.SerializeToString()).hexdigest()[:16]
 
 
+def _array_sha(x: np.ndarray) -> str:
+    return hashlib.sha256(x.tobytes()).hexdigest()[:16]
+
+
+def _budget_key(fraction: float) -> str:
+    """A budget's key in the checkpoint."""
+    return f"{fraction:.6g}"
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
@@ -260,8 +269,8 @@ class SearchSession:
         self.layers = layer_infos(self.model, example)
         self.bit_range = BitRange(s.min_bits, s.max_bits)
         self.fingerprint = {"version": CHECKPOINT_VERSION, "model": _sha(self.proto), "settings": s.fingerprint(),
-                            "data": hashlib.sha256(data.reward_x.tobytes()).hexdigest()[:16]}
-        self.test_fingerprint = {**s.test_fingerprint(), "data": hashlib.sha256(data.test_x.tobytes()).hexdigest()[:16]}
+                            "data": _array_sha(data.reward_x)}
+        self.test_fingerprint = {**s.test_fingerprint(), "data": _array_sha(data.test_x)}
         self._ckpt: dict[str, Any] = {"fingerprint": self.fingerprint, "test_fingerprint": self.test_fingerprint,
                                       "budgets": {}}
         self._agents: dict[str, Any] = {}
@@ -325,9 +334,10 @@ class SearchSession:
         os.replace(tmp, self.out / "checkpoint.pt")
         _write_json(self.out / "checkpoint.json", self._ckpt)
 
-    def checkpointed_budgets(self) -> list[float]:
-        """The budgets whose search the checkpoint holds (finished or not) when the session starts or now."""
-        return sorted(float(k) for k, v in self._ckpt["budgets"].items() if v.get("ddpg") is not None)
+    def has_search(self, fraction: float) -> bool:
+        """Whether the checkpoint holds a DDPG search (finished or not) for this budget."""
+        state = self._ckpt["budgets"].get(_budget_key(fraction))
+        return state is not None and state.get("ddpg") is not None
 
     # -- data and budget ------------------------------------------------------------------
     def _calibration(self) -> torch.Tensor:
@@ -348,7 +358,7 @@ class SearchSession:
     def run_budget(self, fraction: float, deadline: Deadline | None = None) -> BudgetOutcome:
         """DDPG, then the baselines, for one budget (resuming what the checkpoint holds)."""
         s = self.settings
-        key = f"{fraction:.6g}"
+        key = _budget_key(fraction)
         env = self.env(fraction)
         state = self._ckpt["budgets"].setdefault(key, {"ddpg": None, "baselines": {}})
         outcome = BudgetOutcome(fraction)
