@@ -12,19 +12,17 @@ are printed beside ours.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+from bench_common import machine_info, write_results  # benchmarks/bench_common.py
 
 from paramverify import api
 from paramverify.casestudies import CASE_STUDIES
 from paramverify.engines import available_engines
 from paramverify.errors import CapabilityError
 from paramverify.options import Options
-
-from bench_common import machine_info  # benchmarks/bench_common.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 #: dReal 4.21.6.2 / z3 on the same kind of machine (shared/ANCHORS.md)
@@ -92,8 +90,7 @@ def main(argv=None) -> int:
            "machine": machine_info(),
            "note": "wall times on a shared machine are inflated by other jobs; cpu_s is this process's CPU time",
            "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=float))
+    write_results(args.out, out, indent=2)
     print(f"wrote {args.out}")
     return 0
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,14 @@ def machine_info() -> dict[str, Any]:
     """Where and under what load the numbers were taken (other jobs on the machine inflate wall times)."""
     return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
             "numpy": np.__version__, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
+
+
+def write_results(path: str | Path, data: dict[str, Any], indent: int = 1) -> Path:
+    """Write a benchmark's JSON (creating its folder); numpy scalars are written as floats."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=indent, default=float) + "\n", encoding="utf-8")
+    return out
 
 
 class RatioClock:

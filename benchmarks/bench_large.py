@@ -53,7 +53,7 @@ for _p in (str(ROOT), str(ROOT / "tests"), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import machine_info  # noqa: E402  (benchmarks/bench_common.py)
+from bench_common import machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
 
 SIZES = (784, 1024, 512, 256, 256, 256, 10)
 SEED = 1600
@@ -244,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory": "resource.getrusage(RUSAGE_SELF).ru_maxrss of one subprocess per input (resident set)",
         "anchors": ANCHORS, "machine": machine_info(), "models": models,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    write_results(args.out, out)
     print(f"wrote {args.out}")
     return 0
 

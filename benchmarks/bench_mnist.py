@@ -23,7 +23,6 @@ auto_LiRPA's figures for the same architecture (ANCHORS.md) are printed beside o
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -38,7 +37,7 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import RatioClock, machine_info  # noqa: E402  (benchmarks/bench_common.py)
+from bench_common import RatioClock, machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
 from train_mnist_mlp import MODEL_PATH, held_out  # benchmarks/train_mnist_mlp.py
 
 from paramverify import api
@@ -144,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "eps_rows": eps_rows, "label_rows": label_rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    write_results(args.out, out)
     print(f"wrote {args.out}")
     return 0
 

@@ -51,7 +51,7 @@ for _p in (str(ROOT), str(ROOT / "tests")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import RatioClock, machine_info  # noqa: E402  (benchmarks/bench_common.py)
+from bench_common import RatioClock, machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
 
 #: competitor figures (shared/ANCHORS.md, auto_LiRPA 0.7.1 on the same kind of 2-core machine)
 ANCHORS = {
@@ -241,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "global": glob,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    write_results(args.out, out)
     print(f"wrote {args.out}")
     return 0
 

@@ -62,6 +62,8 @@ from scipy.stats import binomtest, norm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import write_results  # benchmarks/bench_common.py
+
 from paramverify.progress import ConsoleProgress
 from paramverify.search.pipeline import SearchSession, SearchSettings, resolve_data
 from paramverify.search.report import paired
@@ -300,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     result["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
     result["total_cpu_s"] = round(time.process_time() - t_cpu, 1)
     result["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+    write_results(args.out, result)
     print(f"target: {tgt['result'] if tgt else 'n/a'}  ({json.dumps(tgt) if tgt else ''})")
     for b in s["budgets"]:
         for r in b["rows"]:

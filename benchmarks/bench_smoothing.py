@@ -41,6 +41,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import write_results  # benchmarks/bench_common.py
+
 from paramverify.smoothing.core import (
     Smooth,
     SmoothOptions,
@@ -315,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incremental: {args.inc_images} MNIST images, N={args.inc_n}, n_q in {args.inc_nq}")
         result["incremental"] = incremental(args, device)
         result["incremental_environment"] = env
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_results(out, result)
     _table(result)
     print(f"wrote {out}")
     return 0

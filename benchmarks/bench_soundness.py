@@ -41,7 +41,6 @@ fixed fast subset of the same cases.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -62,7 +61,7 @@ for _p in (str(ROOT), str(ROOT / "tests")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import machine_info  # noqa: E402  (benchmarks/bench_common.py)
+from bench_common import machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
 from netgen import random_mlp
 
 from paramverify import api
@@ -657,8 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": [f"seed {r['seed']}: {e}" for r in reports for e in r["errors"]],
         "cases": reports,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    write_results(args.out, out)
     print(f"wrote {args.out} ({wall:.0f} s)")
     return 0 if summary["violations"] == 0 else 1
 
