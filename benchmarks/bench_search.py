@@ -31,7 +31,8 @@ same test images and noise (McNemar's exact test, informational).
 
 With ``--work DIR`` the session folder is kept: a later run with other test
 settings (``--test-images``, ``--test-n``) re-tests the finished search
-instead of searching again; such budgets are marked ``search_from_checkpoint``.
+instead of searching again; such budgets are marked ``search_from_checkpoint``
+(``methods_seconds``: the time their methods took when they ran).
 
 Part 2 (formal reward, small model): the ATH-ReLU case study (2-3-1 MLP) on
 its data, reward = fraction of inputs proved label-invariant by the bound
