@@ -65,3 +65,21 @@ class SolverError(ParamVerifyError, RuntimeError):
 
 class ReplayError(ParamVerifyError, RuntimeError):
     """A counterexample did not reproduce on onnxruntime (internal guard)."""
+
+
+class InternalError(ParamVerifyError, RuntimeError):
+    """An internal invariant of paramverify failed: a bug, never the user's input.
+
+    Soundness invariants are checked with :func:`check` (which raises this)
+    instead of ``assert``, so that ``python -O`` cannot strip them.
+    """
+
+
+def check(condition: object, message: str) -> None:
+    """Raise :class:`InternalError` with ``message`` unless ``condition`` holds.
+
+    Use for invariants whose failure would make a result unsound; unlike
+    ``assert`` it survives ``python -O``.
+    """
+    if not condition:
+        raise InternalError(f"internal error (please report): {message}")
