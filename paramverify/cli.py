@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from paramverify import __version__
-from paramverify.errors import ParamVerifyError, SpecError
+from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 
-EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
-_EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 3 unknown, 2 usage or input error.
+_EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 2 usage or input error, 3 unknown,
+4 internal error (a bug: please report), 130 interrupted (what was proved so far is reported).
 Write negative interval ends with '=': --domain=-1:1,-2:2"""
 
 
@@ -320,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _terminate_as_interrupt():
             return int(handler(args))
+    except InternalError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"paramverify: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
     except ParamVerifyError as exc:
         if getattr(args, "debug", False):
             raise
