@@ -70,8 +70,8 @@ def slack_ladder(delta_complete: bool, precision: float) -> tuple[Fraction, ...]
     may still hide), then ``EXACT_SLACK * {1, 2, 5, 10, ...}``.  A
     delta-complete backend (dReal) may weaken every constraint by its
     precision, so a slack at or below it buys no robustness: its ladder is
-    ``precision * {2, 5, 10, 20, ...}``.  Both go up to ``MAX_SLACK`` (or one
-    step when the precision is already above it).
+    ``precision * {2, 5, 10, 20, ...}``.  Both stop at the first step that
+    reaches ``MAX_SLACK`` (a single step when the precision is already above it).
     """
     if delta_complete:
         if not (isinstance(precision, (int, float)) and math.isfinite(precision) and precision > 0):
@@ -81,16 +81,16 @@ def slack_ladder(delta_complete: bool, precision: float) -> tuple[Fraction, ...]
     else:
         base = EXACT_SLACK
         out = [Fraction(0)]
-    top = MAX_SLACK * Fraction(1001, 1000)  # a ladder built on a binary 1e-6 may end a hair above 1e-3
+    top = MAX_SLACK * Fraction(999, 1000)  # a ladder built on a binary 1e-6 reaches 1e-3 only nearly
     scale = base
     while True:
         for m in _LADDER:
             s = scale * m
             if delta_complete and s <= base:
                 continue
-            if s > top:
-                return tuple(out) if len(out) > (0 if delta_complete else 1) else (*out, s)
             out.append(s)
+            if s >= top:
+                return tuple(out)
         scale *= 10
 
 

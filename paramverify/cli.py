@@ -168,6 +168,8 @@ def _optional_subcommands(sub: Any) -> None:
 
 # -------------------------------------------------------------------- commands
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
+    if not (np.isfinite(args.dreal_precision) and args.dreal_precision > 0):
+        raise SpecError("dreal_precision", f"must be a finite number > 0, got {args.dreal_precision!r}", "e.g. --dreal-precision 1e-6")
     return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision, progress=progress)
 
 
