@@ -88,6 +88,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)")
     s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
+    s.add_argument("--dreal-precision", type=float, default=1e-6, metavar="D", help="with --backend dreal: its delta, so that unsat is a proof and delta-sat only a candidate (default 1e-6)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +168,9 @@ def _optional_subcommands(sub: Any) -> None:
 
 # -------------------------------------------------------------------- commands
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
-    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, progress=progress)
+    if not (np.isfinite(args.dreal_precision) and args.dreal_precision > 0):
+        raise SpecError("dreal_precision", f"must be a finite number > 0, got {args.dreal_precision!r}", "e.g. --dreal-precision 1e-6")
+    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision, progress=progress)
 
 
 def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
