@@ -6,7 +6,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from paramverify.ops.base import ROLE_BIAS, ROLE_CONSTANT, ROLE_WEIGHT, Kernel, Op, const_value
+import numpy as np
+
+from paramverify.ops.base import ROLE_BIAS, ROLE_CONSTANT, ROLE_WEIGHT, Kernel, Op, const_value, is_const
+
+
+def _int_consts(*values: Any) -> bool:
+    """Integer constants (shape arithmetic): evaluated exactly in numpy by every kernel."""
+    return all(is_const(v) and np.asarray(v).dtype.kind in "iub" for v in values)
 
 
 def _swap_last(k: Kernel, a: Any) -> Any:
@@ -64,6 +71,8 @@ class Add(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.add(inputs[0], inputs[1])
         return k.add(inputs[0], inputs[1])
 
 
@@ -76,6 +85,8 @@ class Sub(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.subtract(inputs[0], inputs[1])
         return k.sub(inputs[0], inputs[1])
 
 
@@ -86,6 +97,8 @@ class Mul(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.multiply(inputs[0], inputs[1])
         return k.mul(inputs[0], inputs[1])
 
 
@@ -98,6 +111,9 @@ class Div(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+            return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))  # ONNX integer Div truncates
         return k.div(inputs[0], const_value(inputs[1], "the divisor of Div"))
 
 
