@@ -50,6 +50,8 @@ class Graph:
     model: onnx.ModelProto
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)  # integer initializers (shapes)
     source: str = "<memory>"
+    #: output-channel axis of each weight, from its consumer (onnxruntime's per-channel convention)
+    channel_axes: Mapping[str, int] = field(default_factory=dict)
     #: how the output was chosen when it is not the model's own (classifier head skipped, --output)
     note: str = ""
 
@@ -158,6 +160,7 @@ def load_model(
     consumed = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     nodes: list[Node] = []
     roles: dict[str, str] = {}
+    channel_axes: dict[str, int] = {}
     problems: list[str] = []
     for i, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -171,6 +174,9 @@ def load_model(
             problems.append(f"node '{name}' ({n.op_type}): only the first output is supported")
         for idx, inp in enumerate(n.input):
             if inp in floats:
+                axis = op.channel_axis(idx, floats[inp].ndim)
+                if axis is not None:
+                    channel_axes.setdefault(inp, axis)
                 role = op.role(idx)
                 if _ROLE_RANK[role] > _ROLE_RANK.get(roles.get(inp, ROLE_CONSTANT), 0):
                     roles[inp] = role
@@ -212,6 +218,7 @@ def load_model(
         model=proto,
         constants=MappingProxyType(ints),
         source=source,
+        channel_axes=MappingProxyType(channel_axes),
         note=selection.note if output is None else f"property stated on the tensor '{selection.output}' (--output)",
     )
     try:

@@ -107,6 +107,15 @@ class Op:
     def role(self, index: int) -> str:
         return self.input_roles.get(index, ROLE_CONSTANT)
 
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        """The output-channel axis of weight input ``index`` (``ndim`` dims), or None.
+
+        Per-channel quantization gives each slice along it one scale;
+        onnxruntime's convention: Conv axis 0, Gemm axis 0 with transB=1
+        (else 1), MatMul's right operand its last axis.
+        """
+        return None
+
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 

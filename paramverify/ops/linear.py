@@ -35,6 +35,15 @@ class Gemm(Op):
     input_roles: ClassVar[dict[int, str]] = {1: ROLE_WEIGHT, 2: ROLE_BIAS}
     arity: ClassVar[tuple[int, int]] = (2, 3)
 
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        if ndim != 2:
+            return None
+        if index == 1:
+            return 0 if self.transB else 1
+        if index == 0:  # A as the weight: its rows (or columns with transA) are the outputs
+            return 1 if self.transA else 0
+        return None
+
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
         a, b = inputs[0], inputs[1]
         if self.transA:
@@ -60,6 +69,11 @@ class MatMul(Op):
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
         return k.matmul(inputs[0], inputs[1])
+
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        if ndim < 2:
+            return None
+        return ndim - 1 if index == 1 else ndim - 2  # x @ W: W's columns; W @ x: W's rows
 
 
 @dataclasses.dataclass(frozen=True)
