@@ -23,7 +23,7 @@ from paramverify.bounds.sound import box_outputs
 from paramverify.ir import load_model
 from paramverify.replay import run_onnxruntime
 from paramverify.specs import AbsoluteDelta
-from tests.ops.op_cases import CASES, build
+from op_cases import CASES, build
 
 IDS = [c.name for c in CASES]
 
@@ -113,3 +113,40 @@ def test_autodiff_gradient(case) -> None:
         d[idx] = eps
         fd = (f(w + d) - f(w - d)) / (2 * eps)
         assert abs(wv.grad[idx] - fd) <= 1e-4 * (1 + abs(fd))
+
+
+def test_z3_is_exact_on_a_tiny_pooling_net() -> None:
+    """Conv -> Clip -> Pad -> MaxPool -> AveragePool at a point: z3's bracket is tight, covers
+    every sampled change, and agrees with the bound engine's proved upper end."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from encoders.z3_backend import Z3Engine
+    from paramverify import api
+    from paramverify.options import Options
+    from paramverify.properties import MaxEpsilon
+
+    nodes = [helper.make_node("Conv", ["x", "W", "b"], ["c"], kernel_shape=[2, 2]),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["k"]),
+             helper.make_node("Pad", ["k", "pads"], ["p"]),
+             helper.make_node("MaxPool", ["p"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2]),
+             helper.make_node("Flatten", ["a"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([[[[0.5, -1.0], [1.5, 0.25]]]], np.float32), "W"),
+             numpy_helper.from_array(np.array([0.1], np.float32), "b"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "lo"), numpy_helper.from_array(np.array(1.5, np.float32), "hi"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], inits)
+    g = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x0 = np.array([0.3, -0.2, 0.8, 0.5, 0.1, -0.6, 0.9, 0.4, 0.2])
+    problem = api.make_problem(g, delta=0.2, x0=x0)
+    exact = Z3Engine().optimise(problem, MaxEpsilon(), Options(tolerance=1e-6, timeout_s=60, query_timeout_s=20))
+    assert exact.complete and exact.upper - exact.lower <= 1e-5
+    rng = np.random.default_rng(5)
+    y0 = g.evaluate(x0)
+    for i in range(200):
+        u = (lambda s: rng.integers(0, 2, s)) if i % 2 else rng.random
+        params = {n: problem.box.lo[n] + (problem.box.hi[n] - problem.box.lo[n]) * u(problem.box.lo[n].shape) for n in problem.box.names}
+        assert np.max(np.abs(g.evaluate(x0, params) - y0)) <= exact.upper + 1e-12
+    engine = api.bound(problem, "eps")
+    assert engine.upper >= exact.lower - 1e-12 and exact.upper >= engine.lower - 1e-12
