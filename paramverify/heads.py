@@ -18,7 +18,7 @@ a valid ONNX model: counterexamples are replayed on it with onnxruntime.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import onnx
@@ -51,7 +51,7 @@ def _types(proto: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor onnx's shape inference can type."""
     try:
         inferred = onnx.shape_inference.infer_shapes(proto)
-    except (onnx.shape_inference.InferenceError, ValueError, RuntimeError):
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError):
         inferred = proto  # inference is only a hint: tensors it cannot type stay untyped
     g = inferred.graph
     out: dict[str, int] = {}
@@ -73,7 +73,7 @@ def _is_softmax(node: onnx.NodeProto | None) -> bool:
     return False
 
 
-def _strip(tensor: str, producer: Mapping[str, onnx.NodeProto], types: Mapping[str, int],
+def _strip(tensor: str, producer: Mapping[str, onnx.NodeProto], types: Callable[[], Mapping[str, int]],
            consts: set[str], skipped: list[str]) -> str:
     """Walk back from ``tensor`` through head ops; returns the score tensor."""
     for _ in range(len(producer) + 1):
@@ -85,7 +85,7 @@ def _strip(tensor: str, producer: Mapping[str, onnx.NodeProto], types: Mapping[s
             nxt = node.input[0]
         elif op == "ArrayFeatureExtractor" and node.input[0] in consts:
             nxt = node.input[1]
-        elif op in _LABEL_PLUMBING and types.get(tensor, onnx.TensorProto.FLOAT) not in _FLOATS:
+        elif op in _LABEL_PLUMBING and types().get(tensor, onnx.TensorProto.FLOAT) not in _FLOATS:
             nxt = node.input[0]
         elif op == "Normalizer" and any(a.name == "norm" and a.s == b"L1" for a in node.attribute) and _is_softmax(producer.get(node.input[0])):
             nxt = node.input[0]
@@ -112,7 +112,14 @@ def select_output(proto: onnx.ModelProto, output: str | None = None) -> Selectio
             raise ModelError(f"--output '{output}' is not a tensor computed by the model; choose one of: {', '.join(floats)}")
         target = output
     else:
-        types = _types(proto)
+        cache: dict[str, int] | None = None
+
+        def types() -> Mapping[str, int]:  # shape inference only when a label op needs its type
+            nonlocal cache
+            if cache is None:
+                cache = _types(proto)
+            return cache
+
         ends = {_strip(o.name, producer, types, consts, skipped) for o in g.output}
         if len(ends) != 1:
             raise ModelError(

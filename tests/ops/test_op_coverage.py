@@ -150,3 +150,25 @@ def test_z3_is_exact_on_a_tiny_pooling_net() -> None:
         assert np.max(np.abs(g.evaluate(x0, params) - y0)) <= exact.upper + 1e-12
     engine = api.bound(problem, "eps")
     assert engine.upper >= exact.lower - 1e-12 and exact.upper >= engine.lower - 1e-12
+
+
+def test_refusals_name_the_op_and_the_kernel() -> None:
+    """An integer Cast of a data tensor, Erf under z3, a training-mode Dropout: clear errors."""
+    from onnx import TensorProto, helper
+
+    from paramverify.errors import CapabilityError, ModelError
+    from op_cases import OpCase
+
+    g = load_model(build(OpCase("int-cast", [helper.make_node("Cast", ["c"], ["i"], to=TensorProto.INT32),
+                                             helper.make_node("Cast", ["i"], ["o"], to=TensorProto.FLOAT)])))
+    with pytest.raises(CapabilityError, match="Cast to INT32 of a data tensor"):
+        g.run(IntervalKernel(), Interval.const(g.as_batch(np.zeros(g.input_size))), {"Wc": Interval(g.initializers["Wc"] - 0.1, g.initializers["Wc"] + 0.1)})
+    from paramverify import api
+
+    erf = load_model(build([c for c in CASES if c.name == "erf"][0]))
+    with pytest.raises(CapabilityError, match="Erf"):
+        api.verify(api.make_problem(erf, delta=0.01, x0=np.zeros(25)), "eps", epsilon=1.0, backend="z3")
+    training = OpCase("dropout-train", [helper.make_node("Dropout", ["c", "", "yes"], ["o"])],
+                      inits={"yes": np.array(True)})
+    with pytest.raises(ModelError, match="training_mode"):
+        load_model(build(training))
