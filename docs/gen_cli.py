@@ -29,12 +29,14 @@ commands report what they proved so far, marked incomplete.
   `max_delta`), `lower`, `upper`, `gap`, `time_s`, `method` (what proved it),
   `proof_side` (`upper` or `lower`: which end is proved), `complete` (false when the run
   stopped at its timeout or was interrupted), `witness` (`input`, `parameters`,
-  `nominal_output`, `perturbed_output`), `note`; `per_class` for sigma.
+  `nominal_output`, `perturbed_output`), `note`; `per_class` for sigma; `output`
+  (`tensor`, `note`) when the property is not stated on the model's own output (a
+  classifier head or a final softmax skipped, or `--output NAME`).
 - **verify**: `command`, `property`, `model`, `backend`, `region`, `box`, `verdict`
   (`verified`, `falsified`, `unknown`), `method`, `time_s`; `reason` when unknown;
   `counterexample` (`input` list, `parameters`: initializer name -> nested list in the
   initializer's shape, `nominal_output`, `perturbed_output`, `replayed_on_onnxruntime`)
-  when falsified.
+  when falsified; `output` as for bound.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md

@@ -25,7 +25,7 @@ import numpy as np
 
 from encoders.base import ExactOnlyBuilder, TermBuilder
 from encoders.rational import to_fraction
-from paramverify.errors import ModelError
+from paramverify.errors import CapabilityError, ModelError
 from paramverify.ir import Graph
 from paramverify.ops.base import is_const
 
@@ -220,6 +220,15 @@ class SymbolicKernel:
             for j, t in enumerate(moved[idx]):
                 out[idx + (j,)] = self.b.div(t, total)
         return Sym(np.moveaxis(out, -1, axis))
+
+    def log_softmax(self, a: Any, axis: int) -> Sym:
+        raise CapabilityError(
+            "op LogSoftmax: the symbolic kernel (z3/dReal/SMT-LIB) has no log; "
+            "for label properties drop it (it is skipped automatically as the final op) or use --backend bounds"
+        )
+
+    def erf(self, a: Any) -> Sym:
+        raise CapabilityError("op Erf/Gelu: the symbolic kernel (z3/dReal/SMT-LIB) has no erf; use --backend bounds")
 
     # ------------------------------------------------ linear, exact reshapes
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

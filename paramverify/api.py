@@ -28,6 +28,7 @@ from paramverify.properties import (
     OutputBound,
     Problem,
     Property,
+    for_labels,
 )
 from paramverify.results import Bracket, Verdict
 from paramverify.specs import (
@@ -60,17 +61,19 @@ def make_problem(
     domain: Sequence[tuple[float, float]] | None = None,
     level: float = 0.5,
     unit_box: bool = False,
+    output: str | None = None,
 ) -> Problem:
     """Build a :class:`Problem` from the same choices the CLI offers.
 
-    Exactly one perturbation source: ``delta`` (absolute), ``relative``,
+    ``output`` names the tensor the property is stated on (default: the
+    model's output, a trailing classifier head skipped).  Exactly one perturbation source: ``delta`` (absolute), ``relative``,
     ``bits`` (a quantization scheme), ``quantized_model`` (a concrete copy)
     or ``perturbation`` (a spec object or mapping).  ``unit_box=True`` with
     none of them gives the absolute box of radius 1 (for the largest-delta
     search, whose answer then *is* delta).  Exactly one of ``x0`` and
     ``domain``.
     """
-    graph = model if isinstance(model, Graph) else load_model(model)
+    graph = model if isinstance(model, Graph) else load_model(model, output=output)
     sources = {
         "delta": delta is not None,
         "relative": relative is not None,
@@ -88,7 +91,7 @@ def make_problem(
     elif relative is not None:
         spec = RelativeDelta(_nonneg(relative, "relative"), pnames)
     elif bits is not None:
-        spec = QuantizationScheme(int(bits), symmetric, per_channel, 0, pnames)
+        spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames)
     elif quantized_model is not None:
         spec = QuantizedCopy.from_model(graph, load_model(quantized_model))
     elif perturbation is not None:
@@ -151,7 +154,7 @@ def bound(
     if kind == "eps":
         return engine.optimise(problem, MaxEpsilon(), options)
     if kind == "delta":
-        return engine.optimise(problem, MaxDelta(sigma), options)
+        return engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options)
     if kind == "sigma":
         if problem.region.is_point:
             raise SpecError("domain", "the smallest sigma is a global property", "give --domain LO1:HI1,...")
@@ -187,6 +190,8 @@ def verify(
     """Verify Def 1/2 ("eps", needs ``epsilon``), Def 3/4 ("label") or Def 5
     ("sigma", needs ``sigma`` and a box region)."""
     prop = make_property(problem, kind, epsilon, sigma)
+    if kind == "label":
+        problem = for_labels(problem)
     return get_engine(backend).verify(problem, prop, options or Options())
 
 

@@ -68,7 +68,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> None:
+def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, output_flag: bool = True) -> None:
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
     g = p.add_argument_group("perturbation (give one)")
     g.add_argument("--delta", type=float, help="absolute box |p - p0| <= D on the chosen parameters")
@@ -79,6 +79,9 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
     g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
+    p.add_argument(*(["--output"] if output_flag else []), "--output-tensor", dest="output_tensor", metavar="NAME",
+                   help="state the property on this tensor (default: the model's output, a trailing classifier "
+                   "head such as ArgMax/ZipMap skipped)")
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
     e.add_argument("--logit", action="store_true",
                    help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
-    _problem_args(e)
+    _problem_args(e, output_flag=False)
     _common(e)
 
     rp = sub.add_parser("reproduce", help="the seed paper's case studies: Table 1 and Figures 6-8",
@@ -185,7 +188,8 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         if x0 is None and domain is None:
             x0, domain = data.get("x0"), data.get("domain")
         pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
-        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level)
+        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level,
+                                output=args.output_tensor)
     return api.make_problem(
         args.model,
         delta=args.delta,
@@ -199,35 +203,48 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         domain=domain,
         level=args.level,
         unit_box=unit_box,
+        output=args.output_tensor,
     )
+
+
+def _output_json(problem: Any) -> dict[str, Any]:
+    """``{"output": {"tensor", "note"}}`` when the property is not stated on the model's own output."""
+    g = problem.graph
+    return {"output": {"tensor": g.output_name, "note": g.note}} if g.note else {}
 
 
 def cmd_bound(args: argparse.Namespace) -> int:
     from paramverify import api
+    from paramverify.properties import for_labels
 
     if args.property == "delta" and args.delta is not None:
         raise SpecError("delta", "--property delta searches for delta itself", "drop --delta (or use --bits/--relative to scale a scheme's box)")
     if args.property != "delta" and args.sigma is not None:
         raise SpecError("sigma", "is only used with --property delta", "drop --sigma")
     problem = _problem(args, unit_box=args.property == "delta")
+    if args.property == "delta" and args.sigma is None:
+        problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
         bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
-               "region": problem.region.to_json(), "box": problem.box.to_json(), **bracket.to_json()}
-    _emit(args, payload, _bound_text(bracket))
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **bracket.to_json()}
+    _emit(args, payload, _note_text(problem) + _bound_text(bracket))
     return bracket.exit_code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from paramverify import api
+    from paramverify.properties import for_labels
 
     problem = _problem(args)
+    if args.property == "label":
+        problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
         verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend,
                              options=_options(args, progress))
     payload = {"command": "verify", "property": args.property, "model": args.model, "backend": args.backend,
-               "region": problem.region.to_json(), "box": problem.box.to_json(), **verdict.to_json()}
-    text = f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **verdict.to_json()}
+    text = _note_text(problem) + f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"
     if verdict.name == "unknown":
         text += f"\nreason: {verdict.reason}"  # type: ignore[union-attr]
     if verdict.name == "falsified":
@@ -258,6 +275,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from paramverify import reproduce
 
     return reproduce.run(args)
+
+
+def _note_text(problem: Any) -> str:
+    return f"note: {problem.graph.note}\n" if problem.graph.note else ""
 
 
 def _bound_text(b: Any) -> str:

@@ -223,30 +223,55 @@ class QuantizationScheme:
     asymmetric: scale = (max p - min p) / (2^bits - 1), integer zero point.
     The radius is max(scale / 2, |q(p) - p|), so clipping at the grid's ends
     is covered too.
+
+    per_channel: one scale per *output channel* of each weight, following
+    onnxruntime: Conv axis 0, Gemm axis 0 with transB=1 (else 1), MatMul's
+    right operand its last axis (``Graph.channel_axes``).  ``channel_axis``
+    overrides that for every weight.  Tensors of fewer than two dimensions
+    (biases) keep one scale per tensor.
     """
 
     bits: int
     symmetric: bool = True
     per_channel: bool = False
-    channel_axis: int = 0
+    channel_axis: int | None = None
     params: tuple[str, ...] | None = None
     kind: Literal["quantization"] = field(default="quantization", init=False)
+
+    def axis_for(self, graph: Graph, name: str) -> int | None:
+        """The channel axis used for tensor ``name`` (None: one scale for the tensor)."""
+        p = graph.initializers[name]
+        if not self.per_channel or p.ndim < 2:
+            return None
+        if self.channel_axis is not None:
+            return self.channel_axis % p.ndim
+        return graph.channel_axes.get(name, 0)
 
     def to_box(self, graph: Graph) -> ParamBox:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise SpecError("perturbation.bits", f"must be an integer in 2..32, got {self.bits!r}")
         names = _names(graph, self.params, "perturbation.params")
-        radius = {n: quantization_radius(graph.initializers[n], self) for n in names}
+        radius = {n: quantization_radius(graph.initializers[n], self, self.axis_for(graph, n)) for n in names}
         gran = "per-channel" if self.per_channel else "per-tensor"
         sym = "symmetric" if self.symmetric else "asymmetric"
         return _box(graph, names, radius, f"{self.bits}-bit {sym} {gran} rounding box")
 
 
-def quantize(p: np.ndarray, scheme: QuantizationScheme) -> tuple[np.ndarray, np.ndarray]:
-    """Fake-quantize ``p``; returns (q(p), scale broadcast to p's shape)."""
+_DEFAULT_AXIS = object()
+
+
+def quantize(p: np.ndarray, scheme: QuantizationScheme, axis: Any = _DEFAULT_AXIS) -> tuple[np.ndarray, np.ndarray]:
+    """Fake-quantize ``p``; returns (q(p), scale broadcast to p's shape).
+
+    ``axis``: the channel axis (None: one scale), as from
+    :meth:`QuantizationScheme.axis_for`; by default ``scheme.channel_axis``
+    (or 0) for tensors of two or more dimensions when ``per_channel``.
+    """
     p = np.asarray(p, dtype=np.float64)
-    if scheme.per_channel and p.ndim > 0:
-        axes = tuple(i for i in range(p.ndim) if i != scheme.channel_axis % p.ndim)
+    if axis is _DEFAULT_AXIS:
+        axis = (scheme.channel_axis or 0) if scheme.per_channel and p.ndim >= 2 else None
+    if axis is not None and p.ndim > 0:
+        axes = tuple(i for i in range(p.ndim) if i != axis % p.ndim)
         keep = True
     else:
         axes, keep = None, False
@@ -265,8 +290,8 @@ def quantize(p: np.ndarray, scheme: QuantizationScheme) -> tuple[np.ndarray, np.
     return q, np.broadcast_to(scale, p.shape)
 
 
-def quantization_radius(p: np.ndarray, scheme: QuantizationScheme) -> np.ndarray:
-    q, scale = quantize(p, scheme)
+def quantization_radius(p: np.ndarray, scheme: QuantizationScheme, axis: Any = _DEFAULT_AXIS) -> np.ndarray:
+    q, scale = quantize(p, scheme, axis)
     # a hair of slack for the float rounding of p / scale
     return np.maximum(scale / 2.0, np.abs(q - p)) * (1 + 4 * np.finfo(np.float64).eps)
 
@@ -348,7 +373,9 @@ def perturbation_from_dict(d: Mapping[str, Any], field: str = "perturbation") ->
     bits = d.get("bits")
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32:
         raise SpecError(f"{field}.bits", f"must be an integer in 2..32, got {bits!r}")
-    return QuantizationScheme(bits, bool(d.get("symmetric", True)), bool(d.get("per_channel", False)), int(d.get("channel_axis", 0)), params)
+    axis = d.get("channel_axis")
+    return QuantizationScheme(bits, bool(d.get("symmetric", True)), bool(d.get("per_channel", False)),
+                              None if axis is None else int(axis), params)
 
 
 def load_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:

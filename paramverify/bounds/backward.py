@@ -40,6 +40,9 @@ from paramverify.errors import CapabilityError
 
 Targets = Sequence[tuple[LNode, np.ndarray]]
 
+#: ops bounded by their forward interval only (no linear relaxation: concretised)
+_CONCRETISED = ("param", "input", "leaf", "softmax", "log_softmax", "erf")
+
 
 def relaxation(trace: Trace, node: LNode) -> Relaxation:
     """The sound lines of activation ``node`` for its input's current bounds (in coefficient layout).
@@ -157,7 +160,7 @@ class _Pass:
     # ------------------------------------------------------------------ rules
     def step(self, node: LNode, L: np.ndarray) -> None:
         op = node.op
-        if op in ("param", "input", "leaf", "softmax"):
+        if op in _CONCRETISED:
             lo, hi = self.t.view(self.t.lo[node.index], node), self.t.view(self.t.hi[node.index], node)
             self.add_beta(concretize_up(L, lo, hi))
             self.note(node, "leaf", pos=L >= 0)
@@ -392,7 +395,7 @@ def backward(
         node = trace.nodes[i]
         if node.op in ("relu", "leaky_relu", "sigmoid", "tanh") and i not in relax:
             relax[i] = relaxation(trace, node)
-        if node.op not in ("param", "input", "leaf", "softmax") and not hasattr(pas, "_" + node.op):
+        if node.op not in _CONCRETISED and not hasattr(pas, "_" + node.op):
             raise CapabilityError(f"linear bounds: no backward rule for {node.op}")
         pas.step(node, L)
         if checkpoints and pas.lam and node.op in ("relu", "leaky_relu", "sigmoid", "tanh"):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 from paramverify.bounds.interval import (
@@ -38,10 +39,12 @@ from paramverify.bounds.interval import (
     gamma,
     iadd,
     idiv_const,
+    ierf,
     ileaky_relu,
     imatmul,
     imul,
     intersect,
+    ilog_softmax,
     irelu,
     isigmoid,
     isoftmax,
@@ -284,6 +287,16 @@ class DiffKernel:
         a = as_diff(a)
         n, p = isoftmax(a.n, axis), isoftmax(a.p, axis)
         return DiffValue(n, p, isub(p, n))
+
+    def log_softmax(self, a: Any, axis: int) -> DiffValue:
+        a = as_diff(a)
+        n, p = ilog_softmax(a.n, axis), ilog_softmax(a.p, axis)
+        return DiffValue(n, p, isub(p, n))
+
+    def erf(self, a: Any) -> DiffValue:
+        # erf' = 2/sqrt(pi) exp(-z^2) is even and decreasing in |z|: the sigmoid/tanh rule holds
+        a = as_diff(a)
+        return _tighten(ierf(a.n), ierf(a.p), sigmoidal_difference(special.erf, 2.0 / np.sqrt(np.pi) * (1 + 4 * U), a.n, a.d))
 
     # exact rearrangements -------------------------------------------------------
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

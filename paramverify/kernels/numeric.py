@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 
@@ -50,6 +51,14 @@ class NumericKernel:
         a = np.asarray(a)
         e = np.exp(a - a.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
+
+    def log_softmax(self, a: Any, axis: int) -> np.ndarray:
+        a = np.asarray(a)
+        z = a - a.max(axis=axis, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+    def erf(self, a: Any) -> np.ndarray:
+        return special.erf(a)
 
     def reshape(self, a: Any, shape: tuple[int, ...]) -> np.ndarray:
         return np.reshape(a, shape)
