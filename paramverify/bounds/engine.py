@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from paramverify.bounds.branch import SearchResult
+from paramverify.bounds.exact import exact_decision
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
 from paramverify.bounds.point import PointResult, point_change, point_labels
@@ -143,6 +144,24 @@ class BoundsEngine:
         raise SpecError("property", f"unsupported property {prop!r}")
 
     def _verify_point(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
+        verdict = self._verify_point_bounds(problem, prop, options, deadline, t0)
+        if isinstance(verdict, Unknown) and not deadline.expired():
+            # a boundary case outward rounding cannot decide (a change exactly epsilon, an
+            # output exactly at the level, delta 0): exact rational arithmetic at x0
+            exact = exact_decision(problem, prop, deadline)
+            if exact is True:
+                return Verified(f"{verdict.method} + exact rational interval arithmetic at x0", time.monotonic() - t0)
+            if exact is False:
+                point = {n: np.asarray(problem.box.lo[n], dtype=np.float64) for n in problem.box.names}  # a box of width 0
+                ce = confirm_in_box(problem, prop, problem.region.lo, point)
+                if ce is not None:
+                    return Falsified(ce, f"{verdict.method} + exact rational evaluation at x0", time.monotonic() - t0)
+                return Unknown("violated in exact rational arithmetic at x0, but the float evaluations "
+                               "(float64 / onnxruntime) do not show it: no replayed counterexample",
+                               verdict.method, time.monotonic() - t0)
+        return verdict
+
+    def _verify_point_bounds(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
         if isinstance(prop, OutputBound):
             res = point_change(problem, options, deadline, verify_at=prop.epsilon)
             method = _point_method(res)
@@ -162,7 +181,8 @@ class BoundsEngine:
             if lab.status == "holds":
                 return Verified(method, time.monotonic() - t0)
             if lab.status == "violated" and lab.counterexample is not None:
-                return Falsified(lab.counterexample, method + " + gradient falsifier", time.monotonic() - t0)
+                how = " + exact rational tie at x0" if lab.reason == "tie" else " + gradient falsifier"
+                return Falsified(lab.counterexample, method + how, time.monotonic() - t0)
             return Unknown(f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted", method, time.monotonic() - t0)
         raise SpecError("property", f"unsupported property {prop!r}")
 
@@ -221,7 +241,7 @@ def _scale_of(problem: Problem, params: dict[str, np.ndarray]) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(dev == 0, 0.0, up(up(np.abs(dev)) / down(np.abs(rad))))
         t = max(t, float(np.max(r, initial=0.0)))
-    return float(up(up(t) * (1 + 1e-12)))
+    return 0.0 if t == 0.0 else float(up(up(t) * (1 + 1e-12)))  # 0: the parameters are all nominal
 
 
 class _DeltaState:
