@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from paramverify.bounds.branch import SearchResult
-from paramverify.bounds.exact import exact_decision
+from paramverify.bounds.exact import exact_decision, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
 from paramverify.bounds.point import PointResult, point_change, point_labels
@@ -49,6 +49,7 @@ from paramverify.properties import (
     Problem,
     Property,
 )
+from paramverify.replay import witness
 from paramverify.results import (
     Bracket,
     Counterexample,
@@ -112,6 +113,10 @@ class BoundsEngine:
         """Verified / Falsified (replayed) / Unknown for Def 1-5 on the problem's region."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if only_nominal(problem) and (isinstance(prop, OutputBound) or problem.binary):
+            # f_p is f_p0 itself: no output moves, and one output stays on its side of the level
+            # (k classes are not shortcut: a tie in the region is a violation even at p0)
+            return Verified("bounds: the box holds only the nominal parameters (exact: nothing changes)", time.monotonic() - t0)
         if problem.region.is_point:
             return self._verify_point(problem, prop, options, deadline, t0)
         if isinstance(prop, OutputBound):
@@ -191,6 +196,11 @@ class BoundsEngine:
         """A proved bracket for MaxEpsilon, MinSigma(cls) or MaxDelta."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if isinstance(objective, MaxEpsilon) and only_nominal(problem):
+            nominal = {n: np.asarray(problem.box.nominal[n], dtype=np.float64) for n in problem.box.names}
+            return Bracket("max_epsilon", 0.0, 0.0, time.monotonic() - t0,
+                           "bounds: the box holds only the nominal parameters (exact: nothing changes)", "upper",
+                           witness=witness(problem, problem.region.lo, nominal, note="the nominal parameters"), complete=True)
         if isinstance(objective, MaxEpsilon) and problem.region.is_point:
             pres = point_change(problem, options, deadline)
             complete = pres.complete and pres.upper - pres.lower <= options.tolerance

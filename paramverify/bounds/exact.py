@@ -119,6 +119,15 @@ def exact_nominal(problem: Problem, deadline: Deadline | None = None) -> tuple[i
     return c, any(v == top for j, v in enumerate(z) if j != c)
 
 
+def only_nominal(problem: Problem) -> bool:
+    """The box holds only the (finite) nominal parameters, so ``f_p`` is ``f_p0`` everywhere."""
+    box = problem.box
+    return all(
+        bool(np.array_equal(box.lo[n], box.nominal[n]) and np.array_equal(box.hi[n], box.nominal[n]))
+        for n in box.names
+    ) and all(bool(np.all(np.isfinite(v))) for v in problem.graph.initializers.values())
+
+
 def _degenerate(problem: Problem) -> bool:
     box = problem.box
     return all(bool(np.array_equal(box.lo[n], box.hi[n])) for n in box.names)

@@ -167,7 +167,7 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
         if nominal is None:
             return LabelResult("unknown", None, 0, "the nominal output is too close to a tie to fix the label")
         cls, tie = nominal
-        if tie:
+        if tie and sp.box.contains(nominal_params(sp.box)):
             return _tie(sp, prop)
     rows = label_rows(y0, problem.level, cls)
     search = SplitSearch(problem, rows, scale)
@@ -198,8 +198,8 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
 
 
 def _tie(problem: Problem, prop: Property) -> LabelResult:
-    """The top two nominal logits tie exactly: the winner does not strictly beat its rival even
-    at the nominal parameters, which lie in every box, so the label is not kept there.
+    """The top two nominal logits tie exactly: the winner does not strictly beat its rival at
+    the nominal parameters (which lie in the box), so the label is not kept there.
 
     Reported only when onnxruntime shows it too (float32 evaluation can break an exact tie).
     """

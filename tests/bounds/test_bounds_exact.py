@@ -19,10 +19,10 @@ from paramverify.bounds.engine import BoundsEngine
 from paramverify.bounds.exact import exact_decision, exact_nominal
 from paramverify.ir import load_model
 from paramverify.options import Options
-from paramverify.properties import LabelInvariance, MarginLabelInvariance, MaxDelta, OutputBound, Problem
+from paramverify.properties import LabelInvariance, MarginLabelInvariance, MaxDelta, MaxEpsilon, OutputBound, Problem
 from paramverify.replay import run_onnxruntime
 from paramverify.results import Falsified, Unknown, Verified
-from paramverify.specs import AbsoluteDelta, InputRegion
+from paramverify.specs import AbsoluteDelta, InputRegion, ParamBox
 
 ENGINE = BoundsEngine()
 OPTS = Options(timeout_s=20.0, tolerance=1e-6)
@@ -146,3 +146,58 @@ def test_absolute_box_is_exact_where_float64_is_exact() -> None:
     assert box.hi["W"].item() == 1.25 and box.lo["W"].item() == 0.75 and box.lo["B"].item() == -0.25
     box = AbsoluteDelta(0.1).to_box(g)
     assert box.hi["W"].item() > 1.0 + 0.1 and box.lo["W"].item() < 1.0 - 0.1
+
+
+# ---------------------------------------------------------------- boxes of width 0
+
+
+def _fixed_copy(model: onnx.ModelProto, values: dict[str, float], x0: float) -> Problem:
+    """A box of width 0 away from the nominal parameters (a fixed quantized copy, say)."""
+    g = load_model(model)
+    fixed = {n: np.full(g.initializers[n].shape, v) for n, v in values.items()}
+    box = ParamBox({n: g.initializers[n] for n in values}, fixed, fixed, "fixed copy")
+    return Problem(g, box, InputRegion.point([x0]))
+
+
+def test_fixed_copy_exactly_at_level_is_verified_exactly() -> None:
+    # nominal 1 * 0.5 + 0 = 0.5 and the copy 1.5 * 0.5 - 0.25 = 0.5: both exactly at the level, class 1 kept
+    pr = _fixed_copy(linear_1d(1.0, 0.0), {"W": 1.5, "B": -0.25}, 0.5)
+    v = ENGINE.verify(pr, LabelInvariance(), OPTS)
+    assert isinstance(v, Verified) and "exact" in v.method
+    eps = ENGINE.verify(pr, OutputBound(0.0), OPTS)  # the change is exactly 0
+    assert isinstance(eps, Verified) and "exact" in eps.method
+
+
+def test_fixed_copy_just_below_level_is_falsified_exactly() -> None:
+    pr = _fixed_copy(linear_1d(1.0, 0.0), {"W": 1.5, "B": -0.25 - 2.0**-20}, 0.5)
+    assert exact_decision(pr, LabelInvariance()) is False
+    v = ENGINE.verify(pr, LabelInvariance(), OPTS)
+    assert isinstance(v, Falsified) and v.counterexample.replayed
+
+
+def test_nominal_box_over_a_region_changes_nothing() -> None:
+    g = load_model(linear_1d(0.7, 0.1))
+    pr = Problem(g, AbsoluteDelta(0.0).to_box(g), InputRegion.box([-1.0], [1.0]))
+    assert isinstance(ENGINE.verify(pr, OutputBound(0.0), OPTS), Verified)
+    assert isinstance(ENGINE.verify(pr, LabelInvariance(), OPTS), Verified)  # one output: same side of l
+    b = ENGINE.optimise(pr, MaxEpsilon(), OPTS)
+    assert (b.lower, b.upper) == (0.0, 0.0) and b.complete and b.witness is not None
+
+
+def test_nominal_box_with_ties_in_the_region_is_not_verified() -> None:
+    """k classes: a tie anywhere in the region breaks 'strictly wins' even at p0."""
+    g = load_model(_tie_model())
+    pr = Problem(g, AbsoluteDelta(0.0).to_box(g), InputRegion.box([-1.0], [1.0]))
+    assert not isinstance(ENGINE.verify(pr, LabelInvariance(), Options(timeout_s=1.0)), Verified)
+
+
+def test_tie_at_nominal_but_a_fixed_copy_that_breaks_it_is_verified() -> None:
+    """The tie only refutes when p0 is in the box: a copy where class 0 strictly wins keeps the label."""
+    g = load_model(_tie_model())
+    fixed = {"W": np.array([[1.0], [1.0]]), "B": np.array([0.25, 0.0])}
+    pr = Problem(g, ParamBox({n: g.initializers[n] for n in fixed}, fixed, fixed, "fixed copy"), InputRegion.point([0.5]))
+    assert isinstance(ENGINE.verify(pr, LabelInvariance(), OPTS), Verified)
+    fixed = {"W": np.array([[1.0], [1.0]]), "B": np.array([0.0, 0.25])}
+    pr = Problem(g, ParamBox({n: g.initializers[n] for n in fixed}, fixed, fixed, "fixed copy"), InputRegion.point([0.5]))
+    v = ENGINE.verify(pr, LabelInvariance(), OPTS)
+    assert isinstance(v, Falsified) and v.counterexample.replayed
