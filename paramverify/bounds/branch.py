@@ -155,9 +155,14 @@ def branch_and_bound(
         if live.size:
             tight = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
             span = ub[live] - keep_ub if np.isfinite(keep_ub) else np.abs(ub[live]) + 1e-300
-            gained = ub[live] - tight
-            gain = float(np.median(gained / np.maximum(span, 1e-300)))
-            cheap = float(np.median(cap[live] - ub[live]))  # inf at the root
+            with np.errstate(invalid="ignore"):
+                gained = ub[live] - tight
+                rel = gained / np.maximum(span, 1e-300)
+                # an infinite first bound made finite is all gain; inf - inf is no information
+                rel = np.where(np.isinf(ub[live]) & np.isfinite(tight), 1.0, np.nan_to_num(rel, nan=0.0))
+                gained = np.nan_to_num(gained, nan=0.0)
+                cheap = float(np.median(cap[live] - ub[live]))  # inf at the root
+            gain = float(np.median(rel))
             gate["used"] += 1
             gate["useful"] += int(gain >= 0.1 or float(np.median(gained)) > cheap)
             ub = ub.copy()
