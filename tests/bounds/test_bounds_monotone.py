@@ -6,6 +6,8 @@ the upper bound shown to the progress sink and returned must never rise.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from bounds_helpers import corner_params
@@ -120,3 +122,24 @@ def test_point_search_progress_never_rises() -> None:
     b = BoundsEngine().optimise(pr, MaxEpsilon(), Options(timeout_s=20, tolerance=1e-9, max_splits=200, progress=rec))
     assert len(rec.uppers) >= 2 and _non_increasing(rec.uppers), rec.uppers
     assert b.lower <= b.upper
+
+
+def test_tighten_gate_handles_infinite_first_bounds() -> None:
+    """A first bound of +inf made finite by tighten is all gain; inf - inf gave NaN (and warnings) in the gate."""
+    calls = {"bound": 0, "tighten": 0}
+
+    def bound(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        calls["bound"] += 1
+        return np.full(len(lo), np.inf)
+
+    def tighten(lo: np.ndarray, hi: np.ndarray, ub: np.ndarray) -> np.ndarray:
+        calls["tighten"] += 1
+        return hi[:, 0].copy()
+
+    rec = Recorder()
+    opts = Options(tolerance=1e-3, timeout_s=None, max_splits=10_000, progress=rec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no NaN arithmetic in the gate
+        res = branch_and_bound(bound, _probe, np.array([0.0]), np.array([1.0]), opts, opts.deadline(), batch=2, tighten=tighten)
+    assert res.reason == "tolerance" and res.lower <= 1.0 <= res.upper
+    assert calls["tighten"] == calls["bound"] and _non_increasing(rec.uppers)
