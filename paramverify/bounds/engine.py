@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from paramverify.bounds.branch import SearchResult
-from paramverify.bounds.exact import exact_decision, only_nominal
+from paramverify.bounds.exact import exact_decision, near_boundary, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
 from paramverify.bounds.point import PointResult, point_change, point_labels
@@ -149,10 +149,10 @@ class BoundsEngine:
         raise SpecError("property", f"unsupported property {prop!r}")
 
     def _verify_point(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
-        verdict = self._verify_point_bounds(problem, prop, options, deadline, t0)
-        if isinstance(verdict, Unknown) and not deadline.expired():
+        verdict, gap = self._verify_point_bounds(problem, prop, options, deadline, t0)
+        if isinstance(verdict, Unknown) and not deadline.expired() and near_boundary(problem, gap):
             # a boundary case outward rounding cannot decide (a change exactly epsilon, an
-            # output exactly at the level, delta 0): exact rational arithmetic at x0
+            # output exactly at the level, a box of width 0): exact rational arithmetic at x0
             exact = exact_decision(problem, prop, deadline)
             if exact is True:
                 return Verified(f"{verdict.method} + exact rational interval arithmetic at x0", time.monotonic() - t0)
@@ -166,29 +166,34 @@ class BoundsEngine:
                                verdict.method, time.monotonic() - t0)
         return verdict
 
-    def _verify_point_bounds(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
+    def _verify_point_bounds(self, problem: Problem, prop: Property, options: Options, deadline: Deadline,
+                             t0: float) -> tuple[Verdict, float]:
+        """The verdict of the float bounds, and by how much the proved bound misses the threshold."""
         if isinstance(prop, OutputBound):
             res = point_change(problem, options, deadline, verify_at=prop.epsilon)
             method = _point_method(res)
             if res.reason == "holds":
-                return Verified(method, time.monotonic() - t0)
+                return Verified(method, time.monotonic() - t0), 0.0
             if res.reason == "refuted" and res.witness is not None:
                 ce = confirm_in_box(problem, prop, res.witness.input, res.witness.parameters)
                 if ce is not None:
-                    return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
-                return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, time.monotonic() - t0)
-            return Unknown(f"{_point_note(res.reason)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]", method, time.monotonic() - t0)
+                    return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0), 0.0
+                why = "a violation found in real arithmetic did not reproduce in float64/onnxruntime"
+                return Unknown(why, method, time.monotonic() - t0), np.inf
+            why = f"{_point_note(res.reason)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]"
+            return Unknown(why, method, time.monotonic() - t0), res.upper - prop.epsilon
         if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
             if isinstance(prop, MarginLabelInvariance) and _margin_below(problem, prop.sigma):
-                return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0)
+                return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0), 0.0
             lab = point_labels(problem, prop, options, deadline)
             method = _point_method(lab.domains)
             if lab.status == "holds":
-                return Verified(method, time.monotonic() - t0)
+                return Verified(method, time.monotonic() - t0), 0.0
             if lab.status == "violated" and lab.counterexample is not None:
                 how = " + exact rational tie at x0" if lab.reason == "tie" else " + gradient falsifier"
-                return Falsified(lab.counterexample, method + how, time.monotonic() - t0)
-            return Unknown(f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted", method, time.monotonic() - t0)
+                return Falsified(lab.counterexample, method + how, time.monotonic() - t0), 0.0
+            why = f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted"
+            return Unknown(why, method, time.monotonic() - t0), lab.upper
         raise SpecError("property", f"unsupported property {prop!r}")
 
     # ---------------------------------------------------------------- optimise

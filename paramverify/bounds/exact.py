@@ -38,6 +38,8 @@ from paramverify.errors import CapabilityError, ModelError
 from paramverify.options import Deadline
 from paramverify.properties import Problem, Property
 
+#: a proved bound this close to its threshold (relative) may be a bound met with equality
+NEAR = 1e-9
 #: exact rational evaluation is skipped above this many parameter and input elements
 MAX_EXACT_WORK = 100_000
 #: seconds per element of one exact interval evaluation, measured roughly (a 55k-weight MLP: about 5 s)
@@ -117,6 +119,17 @@ def exact_nominal(problem: Problem, deadline: Deadline | None = None) -> tuple[i
     top = max(z)
     c = z.index(top)
     return c, any(v == top for j, v in enumerate(z) if j != c)
+
+
+def near_boundary(problem: Problem, gap: float) -> bool:
+    """Worth an exact decision: a box of width 0, or a proved bound within rounding noise of the
+    threshold (``gap``: how far it lies above), relative to the size of the nominal outputs."""
+    if _degenerate(problem):
+        return True
+    if not np.isfinite(gap):
+        return False
+    scale = float(np.max(np.abs(problem.graph.evaluate(problem.region.lo)), initial=1.0))
+    return gap <= NEAR * max(1.0, scale)
 
 
 def only_nominal(problem: Problem) -> bool:

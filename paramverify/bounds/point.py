@@ -152,6 +152,7 @@ class LabelResult:
     counterexample: Counterexample | None
     domains: int
     reason: str  # holds | refuted | tie (violated at the nominal parameters) | why unknown
+    upper: float = np.inf  # unknown: the largest proved bound of a label row (the rows hold at <= 0 / < 0)
 
 
 def point_labels(problem: Problem, prop: Property, options: Options, deadline: Deadline, scale: float | None = None) -> LabelResult:
@@ -194,7 +195,7 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")
     if out.reason == "holds":
         return LabelResult("holds", None, out.domains, "holds")
-    return LabelResult("unknown", None, out.domains, out.reason)
+    return LabelResult("unknown", None, out.domains, out.reason, float(np.max(out.upper)))
 
 
 def _tie(problem: Problem, prop: Property) -> LabelResult:

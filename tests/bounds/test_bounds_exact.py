@@ -201,3 +201,11 @@ def test_tie_at_nominal_but_a_fixed_copy_that_breaks_it_is_verified() -> None:
     pr = Problem(g, ParamBox({n: g.initializers[n] for n in fixed}, fixed, fixed, "fixed copy"), InputRegion.point([0.5]))
     v = ENGINE.verify(pr, LabelInvariance(), OPTS)
     assert isinstance(v, Falsified) and v.counterexample.replayed
+
+
+def test_level_kept_for_every_parameter_is_verified_exactly() -> None:
+    """y = W * 0 + 0.5 is exactly at the level for every W: the label (class 1) is kept."""
+    g = load_model(linear_1d(1.0, 0.5))
+    pr = Problem(g, AbsoluteDelta(0.5, params=("W",)).to_box(g), InputRegion.point([0.0]))
+    v = ENGINE.verify(pr, LabelInvariance(), OPTS)
+    assert isinstance(v, Verified) and "exact" in v.method
