@@ -44,6 +44,9 @@ NEAR = 1e-9
 MAX_EXACT_WORK = 100_000
 #: seconds per element of one exact interval evaluation, measured roughly (a 55k-weight MLP: about 5 s)
 SECONDS_PER_ELEMENT = 1e-4
+#: the one placeholder for every term the exact bounds leave undecided
+_OPEN = object()
+
 
 class _Opaque:
     """A term builder without a solver: every undecided term or formula is one placeholder.
@@ -75,9 +78,6 @@ class _Opaque:
 
     def false(self) -> bool:
         return False
-
-
-_OPEN = object()
 
 
 def _affordable(problem: Problem, deadline: Deadline | None) -> bool:
