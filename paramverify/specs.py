@@ -134,16 +134,34 @@ class ParamBox:
         return {"description": self.description, "parameters": list(self.names), "n_parameters": self.n_parameters}
 
 
-def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str) -> ParamBox:
-    """``p0 -/+ radius``, rounded outward so the box covers the real-number box."""
+def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str,
+         exact_radius: bool = False) -> ParamBox:
+    """``p0 -/+ radius``, rounded outward so the box covers the real-number box.
+
+    With ``exact_radius`` (the radius is the float the user gave, not a
+    rounded product), an end that float64 computes exactly is kept as it is:
+    the box is then exactly the real-number box there (a bound met with
+    equality stays decidable).
+    """
     nominal = {n: graph.initializers[n] for n in names}
-    lo = {n: _outward(nominal[n] - radius[n], nominal[n], radius[n], -np.inf) for n in names}
-    hi = {n: _outward(nominal[n] + radius[n], nominal[n], radius[n], np.inf) for n in names}
+    lo = {n: _outward(nominal[n], -radius[n], -np.inf, exact_radius) for n in names}
+    hi = {n: _outward(nominal[n], radius[n], np.inf, exact_radius) for n in names}
     return ParamBox(MappingProxyType(nominal), MappingProxyType(lo), MappingProxyType(hi), description)
 
 
-def _outward(end: np.ndarray, nominal: np.ndarray, radius: np.ndarray, direction: float) -> np.ndarray:
-    return np.where(radius > 0, np.nextafter(end, direction), nominal)
+def _outward(nominal: np.ndarray, signed_radius: np.ndarray, direction: float, exact_radius: bool) -> np.ndarray:
+    """``nominal + signed_radius`` rounded toward ``direction`` (unless exact, see :func:`_box`)."""
+    nominal = np.asarray(nominal, dtype=np.float64)
+    r = np.asarray(signed_radius, dtype=np.float64)
+    end = nominal + r
+    widened = np.nextafter(end, direction)
+    if exact_radius:
+        # TwoSum: the rounding error of nominal + r, exactly; 0 means end is the real sum
+        back = end - nominal
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = (nominal - (end - back)) + (r - back)
+        widened = np.where((err == 0) & np.isfinite(end), end, widened)
+    return np.where(r != 0, widened, nominal)
 
 
 def _names(graph: Graph, params: tuple[str, ...] | None, field: str) -> tuple[str, ...]:
@@ -197,7 +215,7 @@ class AbsoluteDelta:
             for n in names
         }
         desc = f"|p - p0| <= {self.delta:g}" if not isinstance(self.delta, Mapping) else "|p - p0| <= delta (per tensor)"
-        return _box(graph, names, radius, desc)
+        return _box(graph, names, radius, desc, exact_radius=True)
 
 
 @dataclass(frozen=True)
