@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -137,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
-    e.add_argument("--logit", action="store_true",
-                   help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
+    e.add_argument("--logit", action=argparse.BooleanOptionalAction, default=True,
+                   help="state the property of a final Sigmoid on its logit where it can (label and sigma "
+                   "properties, an output bound at a point): no exp, so any SMT solver (default); --no-logit "
+                   "writes the Sigmoid with exp, a dReal extension that z3 rejects")
     _problem_args(e)
     _common(e)
 
@@ -342,9 +345,28 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--x0 -0.3,1`` -> ``--x0=-0.3,1``: argparse takes a value starting with '-' for an option.
+
+    No option of paramverify starts with a digit, so a '-' followed by a digit, '.', inf
+    or nan after a long option is always that option's (negative) value.
+    """
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_VALUE.match(tok) and prev.startswith("--") and "=" not in prev and len(prev) > 2:
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
