@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.results import SCHEMA_VERSION
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -146,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
     num_classes = num_classes_of(model, torch.from_numpy(x[:1]))
     out: dict[str, Any] = {
-        "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
+        "schema": SCHEMA_VERSION, "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
         "alpha": args.alpha, "device": smooth_device, "dtype": options.dtype, "batch": args.batch, "seed": seed,
     }
     target = model

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from paramverify.results import SCHEMA_VERSION
 from paramverify.smoothing.cli import add_subparser, run
 from paramverify.smoothing.onnx_torch import load_onnx
 
@@ -60,6 +61,7 @@ def test_static_batch_export_certifies_without_batch_flag(tmp_path, x22, capsys)
         assert load_onnx(model).static_batch == k
         assert _cli(_argv(model, x22)) == 0  # default --batch 1000 is split into chunks of k
         out = json.loads(capsys.readouterr().out)
+        assert out["schema"] == SCHEMA_VERSION
         assert [r["predict"] for r in out["results"]] == [0, 1]
         assert all(r["radius"] > 0 for r in out["results"])
 
@@ -112,3 +114,10 @@ def test_label_minus_one_is_never_correct(tmp_path, capsys):
     assert [r["predict"] for r in out["results"]] == [-1, -1]
     assert [r["correct"] for r in out["results"]] == [0, 0]
     assert out["summary"]["accuracy"] == 0.0
+
+
+def test_policy_json_with_a_schema_version_is_read():
+    from paramverify.smoothing.quant import QuantPolicy
+
+    with_schema = QuantPolicy.from_mapping({"schema": SCHEMA_VERSION, "default": 8, "layers": {"fc": 4}})
+    assert with_schema == QuantPolicy.from_mapping({"default": 8, "layers": {"fc": 4}})
