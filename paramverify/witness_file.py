@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,13 +76,13 @@ def load_parameters(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
 
 def _write_npz_atomically(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:  # the usual permissions (umask), unlike mkstemp's 0600
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
     return hashlib.sha256(path.read_bytes()).hexdigest()
