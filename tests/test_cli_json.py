@@ -136,7 +136,7 @@ def test_non_finite_weight_is_an_error_naming_the_tensor(capsys, tmp_path, value
                  ["verify", model, "--property", "label", "--delta", "0.01", "--x0", "1,1", "--params", "b"]):
         code, out, err = _run(capsys, *argv, "--json", "--quiet")
         assert code == 2 and out == "", argv
-        assert "'W'" in err and "NaN or infinity" in err
+        assert "'W'" in err and "NaN" in err  # (the loader may refuse it first, naming the tensor too)
 
 
 def test_float32_overflow_at_the_witness_is_an_error(capsys, tmp_path):
