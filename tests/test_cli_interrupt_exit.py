@@ -20,9 +20,13 @@ PROBLEM = ["--delta", "0.01", "--domain", "148.9:209.4,37.8:123.2", "--tolerance
 def _interrupt(argv: list[str], signum: int) -> tuple[int, dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "paramverify.cli", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
-        time.sleep(4.0)  # imports, model loading, then the branch and bound is under way
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:  # wait until the branch and bound is under way
+            if "max epsilon" in line or time.monotonic() > deadline:
+                break
         assert proc.poll() is None, "the run ended before it could be interrupted"
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=60)
