@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head
+from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head, without_trailing_identity
 from encoders.rational import sigmoid_bounds, to_fraction
 from encoders.symbolic import exact_outputs
 from paramverify.errors import CapabilityError, SpecError
@@ -276,7 +276,7 @@ def optimise(engine: SmtEngine, problem: Problem, objective: Objective, options:
 
 
 def _ends_in_sigmoid(problem: Problem) -> bool:
-    g = problem.graph
+    g = without_trailing_identity(problem.graph)
     return bool(g.nodes) and isinstance(g.nodes[-1].op, Sigmoid) and g.nodes[-1].output == g.output_name
 
 

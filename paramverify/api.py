@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from paramverify.engines import get_engine
-from paramverify.errors import SpecError
+from paramverify.errors import ModelError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Options
 from paramverify.properties import (
@@ -30,6 +30,7 @@ from paramverify.properties import (
     Property,
     for_labels,
 )
+from paramverify.replay import replay_witness
 from paramverify.results import Bracket, Verdict
 from paramverify.specs import (
     AbsoluteDelta,
@@ -74,6 +75,7 @@ def make_problem(
     ``domain``.
     """
     graph = model if isinstance(model, Graph) else load_model(model, output=output)
+    check_finite_parameters(graph)
     sources = {
         "delta": delta is not None,
         "relative": relative is not None,
@@ -112,7 +114,33 @@ def make_problem(
         if dom.shape[0] == 1 and graph.input_size > 1:
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
-    return Problem(graph, box, region, float(level))
+    problem = Problem(graph, box, region, float(level))
+    check_finite_outputs(problem)
+    return problem
+
+
+def check_finite_parameters(graph: Graph) -> None:
+    """ModelError naming every initializer that holds NaN or infinity (no answer about such a model is sound)."""
+    bad = [name for name, value in graph.initializers.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise ModelError(
+            f"initializer(s) {', '.join(map(repr, bad))} hold NaN or infinity; the model's outputs are not "
+            "finite numbers, so nothing about them can be proved. Fix or retrain the model"
+        )
+
+
+def check_finite_outputs(problem: Problem) -> None:
+    """ModelError when the nominal model's output at the region's corners or centre is NaN or infinite."""
+    region = problem.region
+    points = np.stack([region.lo, (region.lo + region.hi) / 2, region.hi])
+    with np.errstate(all="ignore"):
+        y = problem.graph.evaluate(points)
+    for where, row in zip(("lower corner", "centre", "upper corner"), y, strict=True):
+        if not np.all(np.isfinite(row)):
+            raise ModelError(
+                f"the model's output at the {where} of the input region is not finite ({row.tolist()}); an overflow "
+                "(or a NaN) leaves nothing to prove. Use a smaller input region or rescale the model"
+            )
 
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
@@ -152,14 +180,14 @@ def bound(
     options = options or Options()
     engine = get_engine(backend)
     if kind == "eps":
-        return engine.optimise(problem, MaxEpsilon(), options)
+        return _replayed(problem, engine.optimise(problem, MaxEpsilon(), options))
     if kind == "delta":
-        return engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options)
+        return _replayed(problem, engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options))
     if kind == "sigma":
         if problem.region.is_point:
             raise SpecError("domain", "the smallest sigma is a global property", "give --domain LO1:HI1,...")
         classes = [cls] if cls is not None else list(range(max(2, problem.graph.n_outputs)))
-        per = [engine.optimise(problem, MinSigma(c), options) for c in classes]
+        per = [_replayed(problem, engine.optimise(problem, MinSigma(c), options)) for c in classes]
         if len(per) == 1:
             return per[0]
         worst_lo = max(per, key=lambda b: b.lower)
@@ -176,6 +204,13 @@ def bound(
             extra={"per_class": [dict(b.to_json(), **{"class": c}) for c, b in zip(classes, per)]},
         )
     raise SpecError("property", f"unknown bound property {kind!r}", "use eps, sigma or delta")
+
+
+def _replayed(problem: Problem, bracket: Bracket) -> Bracket:
+    """The bracket with its witness replayed on onnxruntime (ModelError when the replay is not finite)."""
+    if bracket.witness is None:
+        return bracket
+    return replace(bracket, witness=replay_witness(problem, bracket.witness))
 
 
 def verify(

@@ -48,7 +48,7 @@ from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Deadline, Options
 from paramverify.properties import MaxDelta, Problem, labels, margins, scores_for_labels
-from paramverify.results import Falsified, Verdict, Verified
+from paramverify.results import SCHEMA_VERSION, Falsified, Verdict, Verified
 from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
 
 Status = Literal["verified", "falsified", "unknown"]
@@ -179,7 +179,7 @@ class BitsReport:
     def to_json(self) -> dict[str, Any]:
         float_bits = 32 * sum(self.sizes.values())
         return {
-            "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
+            "schema": SCHEMA_VERSION, "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
             "backend": self.backend, "bit_range": [self.min_bits, self.max_bits],
             "per_tensor_bits": self.per_tensor_bits,
             "per_tensor": {n: dict(w.to_json(), elements=self.sizes[n]) for n, w in self.per_tensor.items()},

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,8 +22,10 @@ from paramverify import __version__
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
+from paramverify.results import SCHEMA_VERSION
 
 EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 _EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 2 usage or input error, 3 unknown,
 4 internal error (a bug: please report), 130 interrupted (what was proved so far is reported).
@@ -94,6 +97,13 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     s.add_argument("--dreal-precision", type=float, default=1e-6, metavar="D", help="with --backend dreal: its delta, so that unsat is a proof and delta-sat only a candidate (default 1e-6)")
 
 
+def _witness_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--witness-file", metavar="FILE.npz",
+                   help="with --json: where a witness or counterexample with more than 10,000 parameter values goes "
+                   "(default MODEL-stem.COMMAND-PROPERTY.witness.npz in the working directory); the JSON keeps "
+                   "only the changed entries and the file's path")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paramverify",
@@ -111,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
     b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
     b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    _witness_arg(b)
     _problem_args(b)
     _common(b)
 
@@ -121,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
     v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    _witness_arg(v)
     _problem_args(v)
     _common(v)
 
@@ -130,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
-    e.add_argument("--logit", action="store_true",
-                   help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
+    e.add_argument("--logit", action=argparse.BooleanOptionalAction, default=True,
+                   help="state the property of a final Sigmoid on its logit where it can (label and sigma "
+                   "properties, an output bound at a point): no exp, so any SMT solver (default); --no-logit "
+                   "writes the Sigmoid with exp, a dReal extension that z3 rejects")
     _problem_args(e, output_flag=False)
     _common(e)
 
@@ -228,8 +242,13 @@ def cmd_bound(args: argparse.Namespace) -> int:
         bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **bracket.to_json()}
+    if args.json:
+        _side_files(args, problem, payload, "witness")
+        for pc in payload.get("per_class", []):
+            _side_files(args, problem, pc, "witness", f".class{pc['class']}")
     _emit(args, payload, _note_text(problem) + _bound_text(bracket))
-    return bracket.exit_code
+    notes = [bracket.note] + [pc.get("note", "") for pc in bracket.extra.get("per_class", [])]
+    return EXIT_INTERRUPTED if any(_interrupted(n) for n in notes) else bracket.exit_code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -251,8 +270,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+    if args.json:
+        _side_files(args, problem, payload, "counterexample")
     _emit(args, payload, text)
-    return verdict.exit_code
+    return EXIT_INTERRUPTED if verdict.name == "unknown" and _interrupted(verdict.reason) else verdict.exit_code  # type: ignore[union-attr]
+
+
+def _interrupted(note: str) -> bool:
+    """Did the engine stop on Ctrl-C/SIGTERM? (every engine says "interrupted" in its note/reason)."""
+    return "interrupted" in note
+
+
+def _side_files(args: argparse.Namespace, problem: Any, payload: dict[str, Any], key: str, suffix: str = "") -> None:
+    """Move a large witness/counterexample in ``payload[key]`` to a side .npz (see paramverify.witness_file)."""
+    from paramverify.witness_file import externalize, is_large
+
+    if key not in payload or not is_large(payload[key]):
+        return
+    if args.witness_file:
+        base = args.witness_file[:-4] if args.witness_file.endswith(".npz") else args.witness_file
+    else:
+        base = f"{os.path.splitext(os.path.basename(args.model))[0]}.{args.command}-{args.property}.witness"
+    payload[key] = externalize(payload[key], problem.box.nominal, base + suffix + ".npz")
 
 
 def cmd_export_smt(args: argparse.Namespace) -> int:
@@ -292,7 +331,7 @@ def _bound_text(b: Any) -> str:
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(payload, default=_json_default))
+        print(json.dumps({"schema": SCHEMA_VERSION, **payload}, default=_json_default))
     else:
         print(text)
 
@@ -330,9 +369,28 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--x0 -0.3,1`` -> ``--x0=-0.3,1``: argparse takes a value starting with '-' for an option.
+
+    No option of paramverify starts with a digit, so a '-' followed by a digit, '.', inf
+    or nan after a long option is always that option's (negative) value.
+    """
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_VALUE.match(tok) and prev.startswith("--") and "=" not in prev and len(prev) > 2:
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -51,6 +51,7 @@ from paramverify.compare_points import (
     representable,
 )
 from paramverify.errors import SpecError
+from paramverify.results import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from paramverify.ir import Graph
@@ -316,7 +317,7 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
                 progress.note(f"[{s + 1}/{n_steps}] {label}  {time.monotonic() - q0:.2f} s")
     incomplete = [f"{m['name']}: {k} at delta {r['delta']:g}" + (f" class {r['class']}" if "class" in r else "")
                   for m in models for k in ("epsilon_global", "sigma") for r in m.get(k, []) if not r.get("complete", True)]
-    result = {"command": "compare", "schema": 1, "paramverify_version": __version__, "complete": not missing,
+    result = {"command": "compare", "schema": SCHEMA_VERSION, "paramverify_version": __version__, "complete": not missing,
               "missing": missing, "incomplete": incomplete, "settings": settings.to_json(), **(meta or {}),
               "models": models, "time_s": time.monotonic() - t0}
     result = clean_json(result)
