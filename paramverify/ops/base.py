@@ -42,7 +42,8 @@ class Kernel(Protocol):
 
     Shapes follow numpy broadcasting.  ``div`` requires a constant divisor;
     ``take``/``pad``/``reshape``/``transpose``/``concat`` are linear and exact
-    in every kernel.
+    in every kernel.  A kernel that cannot hold a primitive names it, with the
+    reason, in its class attribute ``UNSUPPORTED`` (see :data:`PRIMITIVES`).
     """
 
     def shape(self, a: Any) -> tuple[int, ...]: ...
@@ -64,6 +65,15 @@ class Kernel(Protocol):
     def concat(self, values: Sequence[Any], axis: int) -> Any: ...
     def take(self, a: Any, indices: np.ndarray, axis: int) -> Any: ...
     def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> Any: ...
+
+
+#: the primitives of :class:`Kernel`.  Every kernel class implements each of them or
+#: lists it in its ``UNSUPPORTED`` table (primitive -> reason), and then raises
+#: ``CapabilityError`` with that reason; ``tests/test_kernel_contract.py`` checks this
+#: for every kernel, so a new primitive cannot be forgotten in one of them.
+PRIMITIVES: tuple[str, ...] = tuple(
+    name for name, v in vars(Kernel).items() if callable(v) and not name.startswith("_")
+)
 
 
 def is_const(a: Any) -> bool:
