@@ -37,7 +37,6 @@ from paramverify.specs import (
     QuantizationScheme,
     QuantizedCopy,
     RelativeDelta,
-    load_spec_file,
     perturbation_from_dict,
 )
 
@@ -114,19 +113,17 @@ def make_problem(
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
     """Build a problem from a JSON/YAML file with keys ``model``, ``perturbation``,
-    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``."""
-    data = load_spec_file(path)
-    allowed = {"model", "perturbation", "x0", "domain", "level"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SpecError(unknown[0], "is not a spec-file field", f"allowed: {', '.join(sorted(allowed))}")
-    model = model or data.get("model")
-    if model is None:
-        raise SpecError("model", "is missing", "name the .onnx file in the spec or on the command line")
-    if "perturbation" not in data:
+    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``.
+
+    ``model`` given here must agree with the file's (one place for each setting).
+    """
+    from paramverify.specfile import merge_with_flags, read_spec_file
+
+    spec = read_spec_file(path)
+    if spec.perturbation is None:
         raise SpecError("perturbation", "is missing", 'e.g. perturbation: {kind: absolute, delta: 0.01}')
-    pert = perturbation_from_dict(data["perturbation"])
-    return make_problem(model, perturbation=pert, x0=data.get("x0"), domain=data.get("domain"), level=float(data.get("level", 0.5)))
+    merged = merge_with_flags(spec, model=model, x0=None, domain=None, level=None, perturbation_flags={})
+    return make_problem(merged.pop("model"), **merged)
 
 
 def bound(

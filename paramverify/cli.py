@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from paramverify import __version__
+from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
@@ -82,11 +83,11 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
-    p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
+    p.add_argument("--level", type=finite_float, help="decision level of a single-output model (default 0.5, or the spec file's level)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
-    s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)")
-    s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
+    s.add_argument("--timeout", type=positive_float, default=60.0, help="wall-clock budget in seconds (default 60)")
+    s.add_argument("--tolerance", type=nonneg_float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
 
 
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compute a proved bracket [lower, upper] of the largest output change (eps), "
                        "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
     b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
-    b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    b.add_argument("--sigma", type=nonneg_float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
     _problem_args(b)
     _common(b)
 
@@ -115,16 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
                        "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
     v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
-    v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
-    v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    v.add_argument("--epsilon", type=nonneg_float, help="the output bound E (for --property eps)")
+    v.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     _problem_args(v)
     _common(v)
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
                        description="Write an SMT-LIB2 script whose unsat answer proves the property.")
     e.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="the property whose negation the script asserts")
-    e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
-    e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    e.add_argument("--epsilon", type=nonneg_float, help="the output bound E (for --property eps)")
+    e.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
     e.add_argument("--logit", action="store_true",
                    help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
@@ -135,10 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the built-in case studies (CAT, ATH-ReLU, ATH-Linear): proved brackets "
                         "for Table 1 and PNG analogues of Figures 6-8.")
     rp.add_argument("--out", default="reproduce_out", help="folder for figures and results.json (default: reproduce_out)")
-    rp.add_argument("--points", type=int, default=1000, help="random inputs for the figures (default 1000)")
+    rp.add_argument("--points", type=positive_int, default=1000, help="random inputs for the figures (default 1000)")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rp.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds); cells it cannot answer soundly are n/a")
-    rp.add_argument("--timeout", type=float, default=30.0, help="budget per table cell in seconds")
+    rp.add_argument("--timeout", type=positive_float, default=30.0, help="budget per table cell in seconds")
     _common(rp)
 
     _optional_subcommands(sub)
@@ -175,14 +176,16 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
 
     x0 = parse_vector(args.x0, "x0") if args.x0 is not None else None
     domain = parse_domain(args.domain) if args.domain is not None else None
+    level, perturbation = args.level, None
     if args.spec:
-        from paramverify.specs import load_spec_file, perturbation_from_dict
+        from paramverify.specfile import merge_with_flags, read_spec_file
 
-        data = load_spec_file(args.spec)
-        if x0 is None and domain is None:
-            x0, domain = data.get("x0"), data.get("domain")
-        pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
-        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level)
+        flags = {"--delta": args.delta is not None, "--relative": args.relative is not None, "--bits": args.bits is not None,
+                 "--quantized": args.quantized is not None, "--params": args.params is not None,
+                 "--asymmetric": args.asymmetric, "--per-channel": args.per_channel}
+        merged = merge_with_flags(read_spec_file(args.spec), model=args.model, x0=x0, domain=domain, level=level,
+                                  perturbation_flags=flags)
+        x0, domain, level, perturbation = merged["x0"], merged["domain"], merged["level"], merged["perturbation"]
     return api.make_problem(
         args.model,
         delta=args.delta,
@@ -191,10 +194,11 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         symmetric=not args.asymmetric,
         per_channel=args.per_channel,
         quantized_model=args.quantized,
+        perturbation=perturbation,
         params=parse_names(args.params),
         x0=x0,
         domain=domain,
-        level=args.level,
+        level=0.5 if level is None else level,
         unit_box=unit_box,
     )
 

@@ -17,13 +17,24 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from paramverify.errors import ModelError, SpecError, UnsupportedOpsError
 from paramverify.kernels.numeric import NumericKernel
+from paramverify.modelcheck import (
+    STANDARD_DOMAINS,
+    check_domains,
+    check_float_values,
+    check_input_size,
+    check_structure,
+    check_value_sizes,
+    node_label,
+    read_onnx,
+    tensor_array,
+)
 from paramverify.ops import DEFAULT_PERTURBED_ROLES, Kernel, Op, OpRegistry, default_registry
 from paramverify.ops.base import ROLE_CONSTANT
 
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 _ROLE_RANK = {"weight": 3, "bias": 2, "stat": 1, ROLE_CONSTANT: 0}
 
 
@@ -132,38 +143,50 @@ def load_model(
     """
     registry = registry if registry is not None else default_registry()
     proto, source = _read(model)
+    order = check_structure(proto)
     g = proto.graph
     floats: dict[str, np.ndarray] = {}
     ints: dict[str, np.ndarray] = {}
     dtypes: dict[str, np.dtype] = {}
     for init in g.initializer:
-        arr = numpy_helper.to_array(init)
+        arr = tensor_array(init, f"initializer '{init.name}'")
         dtypes[init.name] = arr.dtype
         if arr.dtype.kind == "f":
+            check_float_values(arr, f"initializer '{init.name}'")
             floats[init.name] = arr.astype(np.float64)
         else:
             ints[init.name] = arr
-    unsupported = [(n.op_type, n.name or f"#{i}") for i, n in enumerate(g.node) if n.op_type not in registry]
+    unsupported = check_domains(order) + [
+        (n.op_type, node_label(n, i)) for i, n in order if n.domain in STANDARD_DOMAINS and n.op_type not in registry
+    ]
     if unsupported:
         raise UnsupportedOpsError(
             unsupported,
-            hint=f"supported ops: {', '.join(sorted(registry))}; custom ops can be added with "
+            hint=f"supported ops (standard ONNX domain): {', '.join(sorted(registry))}; custom ops can be added with "
             "default_registry().with_ops(...)",
         )
     nodes: list[Node] = []
     roles: dict[str, str] = {}
     problems: list[str] = []
-    for i, n in enumerate(g.node):
-        name = n.name or f"{n.op_type}_{i}"
+    for i, n in order:
+        name = node_label(n, i)
         try:
             op = registry[n.op_type].from_onnx(n)
         except ModelError as exc:
             problems.append(str(exc))
             continue
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in _FLOAT_TYPES:
+                check_float_values(tensor_array(a.t, f"node '{name}'"), f"node '{name}' ({n.op_type}) attribute '{a.name}'")
         extra = [o for o in n.output[1:] if o]
         if extra:
             problems.append(f"node '{name}' ({n.op_type}): only the first output is supported")
         for idx, inp in enumerate(n.input):
+            if inp in ints and op.role(idx) in DEFAULT_PERTURBED_ROLES:
+                raise ModelError(
+                    f"initializer '{inp}' ({ints[inp].dtype}) is the {op.role(idx)} of node '{name}' ({n.op_type}); "
+                    "only float weights and biases can be verified: store it as float32"
+                )
             if inp in floats:
                 role = op.role(idx)
                 if _ROLE_RANK[role] > _ROLE_RANK.get(roles.get(inp, ROLE_CONSTANT), 0):
@@ -195,6 +218,8 @@ def load_model(
             shape.append(1)
         else:
             raise ModelError(f"input '{inp.name}' has a symbolic dimension {j}; only the batch dimension may be symbolic")
+    check_input_size(inp.name, shape)
+    check_value_sizes(proto)
     graph = Graph(
         nodes=tuple(nodes),
         input_name=inp.name,
@@ -211,8 +236,10 @@ def load_model(
         graph.evaluate(np.zeros(graph.input_size))
     except ModelError:
         raise
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, TypeError) as exc:
         raise ModelError(f"the model's shapes do not fit together: {exc}") from exc
+    except MemoryError as exc:
+        raise ModelError(f"the model needs more memory than this machine has ({exc}); check its dimensions") from exc
     return graph
 
 
@@ -220,14 +247,7 @@ def _read(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelPr
     if isinstance(model, onnx.ModelProto):
         return model, "<memory>"
     path = os.fspath(model)
-    if not os.path.exists(path):
-        raise ModelError(f"model file '{path}' not found; pass the path to an .onnx file")
-    if os.path.isdir(path):
-        raise ModelError(f"'{path}' is a directory; pass the path to an .onnx file")
-    try:
-        proto = onnx.load(path)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for garbage
-        raise ModelError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    proto = read_onnx(path)
     if not proto.graph.node:
         raise ModelError(f"'{path}' holds no graph nodes; is it really an ONNX model?")
     return proto, path
