@@ -4,7 +4,7 @@
 then run silently to a meaningless end.  These converters raise
 :class:`argparse.ArgumentTypeError` with what was expected and an example, so
 argparse prints ``error: argument --timeout: must be a finite number > 0,
-got 'nan' (e.g. 60)`` and exits 2.
+got 'nan'`` and exits 2.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def finite_float(text: str) -> float:
     """Any finite number (a decision level, a margin)."""
     value = _number(text)
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r} (e.g. 0.5)")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 
@@ -40,7 +40,7 @@ def nonneg_float(text: str) -> float:
     """A finite number >= 0 (a tolerance, an epsilon, a delta)."""
     value = _number(text)
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r} (e.g. 0.01)")
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
@@ -48,7 +48,7 @@ def positive_float(text: str) -> float:
     """A finite number > 0 (a timeout in seconds, a noise level)."""
     value = _number(text)
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r} (e.g. 60)")
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 
@@ -65,6 +65,14 @@ def fraction(text: str) -> float:
     value = _number(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text!r} (e.g. 0.25)")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a weight between two terms)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r} (e.g. 0.5)")
     return value
 
 

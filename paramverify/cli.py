@@ -91,8 +91,15 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (what is wrong and where the help is), exit 2; subparsers inherit it."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="paramverify",
         description="Prove how far a network's outputs and labels move when its parameters move "
         "(quantization rounding, pruning, drift).",

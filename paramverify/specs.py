@@ -188,7 +188,7 @@ class AbsoluteDelta:
         if isinstance(self.delta, Mapping):
             names = graph.check_parameters(self.delta.keys(), "perturbation.delta")
             spec = dict(self.delta)
-            _check_axis(graph, names, self.channel_axis)
+            check_channel_axis(graph, names, self.channel_axis)
         else:
             _check_delta(self.delta)
             names = _names(graph, self.params, "perturbation.params")
@@ -238,7 +238,7 @@ class QuantizationScheme:
             raise SpecError("perturbation.bits", f"must be an integer in 2..32, got {self.bits!r}")
         names = _names(graph, self.params, "perturbation.params")
         if self.per_channel:
-            _check_axis(graph, names, self.channel_axis)
+            check_channel_axis(graph, names, self.channel_axis)
         radius = {n: quantization_radius(graph.initializers[n], self) for n in names}
         gran = "per-channel" if self.per_channel else "per-tensor"
         sym = "symmetric" if self.symmetric else "asymmetric"
@@ -303,7 +303,7 @@ class QuantizedCopy:
 Perturbation = AbsoluteDelta | RelativeDelta | QuantizationScheme | QuantizedCopy
 
 
-def _check_axis(graph: Graph, names: Sequence[str], axis: int, field: str = "perturbation.channel_axis") -> None:
+def check_channel_axis(graph: Graph, names: Sequence[str], axis: int, field: str = "perturbation.channel_axis") -> None:
     """The channel axis must exist in every perturbed tensor that has axes (no silent wrap-around)."""
     for n in names:
         nd = graph.initializers[n].ndim
