@@ -108,6 +108,8 @@ def make_problem(
         if dom.shape[0] == 1 and graph.input_size > 1:
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)) or not np.isfinite(level):
+        raise SpecError("level", f"must be a finite number, got {level!r}", "e.g. --level 0.5")
     return Problem(graph, box, region, float(level))
 
 

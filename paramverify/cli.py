@@ -78,7 +78,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     g.add_argument("--asymmetric", action="store_true", help="with --bits: asymmetric (zero point) instead of symmetric")
     g.add_argument("--per-channel", action="store_true", help="with --bits: one scale per output channel")
     g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
-    g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
+    g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with perturbation, x0 or domain, level (each in the file or as a flag, not both)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")

@@ -211,7 +211,7 @@ def check_value_sizes(proto: onnx.ModelProto) -> None:
     left to the lowering, which reports its own shape errors.
     """
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
+        inferred = onnx.shape_inference.infer_shapes(_without_large_data(proto))
     except Exception:  # inference is a best-effort pre-check here
         return
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
@@ -221,6 +221,31 @@ def check_value_sizes(proto: onnx.ModelProto) -> None:
             raise ModelError(f"tensor '{vi.name}' would have shape {tuple(values)} = {math.prod(values):.3g} values, "
                              f"more than the limit of {MAX_ELEMENTS:.0e}; check the attributes (pads, shapes) "
                              "of the node that produces it")
+
+
+def _without_large_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for shape inference whose large initializers are typed graph inputs (no data copied)."""
+    if proto.graph.ByteSize() < (1 << 20):
+        return proto
+    light = onnx.ModelProto()
+    _copy_structure(proto, light)
+    return light
+
+
+def _copy_structure(proto: onnx.ModelProto, light: onnx.ModelProto) -> None:
+    graph = proto.graph
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    light.graph.name = graph.name
+    light.graph.node.extend(graph.node)
+    light.graph.output.extend(graph.output)
+    light.graph.input.extend(i for i in graph.input)
+    declared = {i.name for i in graph.input}
+    for t in graph.initializer:
+        if math.prod(t.dims) <= 4096:  # shapes and other small constants keep their values
+            light.graph.initializer.append(t)
+        elif t.name not in declared:
+            light.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -141,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
     options = SmoothOptions(sigma=args.sigma, batch_size=args.batch, device=args.device, dtype=args.dtype)
     model = load_onnx(args.model)
     x = _shape_inputs(_load_array(args.inputs, "inputs"), model.input_shape)
+    if not np.all(np.isfinite(x)):
+        raise SpecError("inputs", f"{args.inputs} holds NaN or infinite values", "pass finite inputs")
     labels = None
     if args.labels is not None:
         labels = _load_array(args.labels, "labels").reshape(-1)
