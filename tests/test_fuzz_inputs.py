@@ -163,6 +163,15 @@ def _model_cases() -> list[tuple[str, Mutation, str]]:
         def mutate(m, d, ni=ni):
             m.graph.node[ni].attribute.append(helper.make_attribute("colour", 3))
         cases.append((f"attr-{node}", mutate, f"node '{node}'"))
+    # attributes of the wrong kind (a string, a list, a tensor where a number belongs, NaN coefficients)
+    for attr, value in (("alpha", "abc"), ("alpha", [1.0, 2.0]), ("alpha", float("nan")), ("beta", float("inf")),
+                        ("transB", 1.5), ("transB", [1, 2]), ("transA", "yes"),
+                        ("alpha", numpy_helper.from_array(np.ones(2, np.float32)))):
+        for ni in (0, 2):
+            def mutate(m, d, ni=ni, attr=attr, value=value):
+                m.graph.node[ni].attribute.append(helper.make_attribute(attr, value))
+            cases.append((f"attr-{NODES[ni]}-{attr}-{type(value).__name__}-{value if np.isscalar(value) else ''}",
+                          mutate, f"attribute '{attr}'"))
     # external data: missing file, outside the model's folder, absolute path
     for name in INITS:
         for where in ("missing.bin", "../outside.bin", "/tmp/abs.bin", "sub/../../escape.bin"):
