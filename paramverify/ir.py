@@ -96,6 +96,13 @@ class Graph:
 
     def check_parameters(self, names: Any, field: str = "params") -> tuple[str, ...]:
         names = tuple(names)
+        integer = [n for n in names if n in self.constants]
+        if integer:
+            raise SpecError(
+                field,
+                f"'{integer[0]}' is an integer initializer ({self.constants[integer[0]].dtype}); only float parameters can be perturbed",
+                f"choose from: {', '.join(self.parameter_names)}",
+            )
         missing = [n for n in names if n not in self.initializers]
         if missing:
             raise SpecError(

@@ -618,3 +618,18 @@ def test_smooth_non_finite_inputs(capsys, smooth_files):
     np.save(smooth_files / "x.npy", np.array([[0.5, np.nan]], np.float32))
     path = _write(small_model(), smooth_files / "m.onnx")
     assert_one_line_error(*run_cli(capsys, _smooth_argv(path, smooth_files)), "inputs")
+
+
+def test_integer_initializer_is_never_perturbed(capsys, tmp_path):
+    """An int64 shape constant (Reshape) loads, is not perturbed by default and cannot be named in --params."""
+    m = small_model()
+    m.graph.initializer.append(numpy_helper.from_array(np.array([1, 2], np.int64), "shape"))
+    m.graph.node[2].output[0] = "y0"
+    m.graph.node.append(helper.make_node("Reshape", ["y0", "shape"], ["y"], name="reshape"))
+    path = _write(m, tmp_path / "m.onnx")
+    code, out, err = run_cli(capsys, ["bound", path, "--property", "eps", "--delta", "0.01", "--x0", X0, "--json",
+                                      "--quiet"])
+    assert code == 0, err
+    assert "shape" not in json.loads(out)["box"]["parameters"]
+    argv = ["bound", path, "--property", "eps", "--delta", "0.01", "--x0", X0, "--params", "W1,shape"]
+    assert_one_line_error(*run_cli(capsys, argv), "'shape' is an integer initializer")
