@@ -50,7 +50,7 @@ from paramverify.ir import Graph, load_model
 from paramverify.options import Deadline, Options
 from paramverify.properties import MaxDelta, Problem, labels, margins
 from paramverify.results import Falsified, Verdict, Verified
-from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, check_channel_axis, quantize
+from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
 
 Status = Literal["verified", "falsified", "unknown"]
 EXIT_OK, EXIT_USAGE, EXIT_UNKNOWN = 0, 2, 3
@@ -372,8 +372,6 @@ def search_bits(
     tensors = graph.check_parameters(params, "params") if params else graph.default_parameters()
     if not tensors:
         raise SpecError("params", "the model has no weights or biases to quantize", "name the initializers with --params")
-    if scheme.per_channel:
-        check_channel_axis(graph, tensors, scheme.channel_axis, "channel_axis")
     regions = _regions(graph, x0, domain)
     options = options or Options(timeout_s=30.0)
     deadline = Options(timeout_s=budget_s).deadline()

@@ -164,9 +164,9 @@ def _broadcast_radius(value: Any, shape: tuple[int, ...], name: str, channel_axi
         return np.full(shape, float(arr))
     if arr.shape == shape:
         return arr.copy()
-    if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis]:
+    if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis % len(shape)]:
         view = [1] * len(shape)
-        view[channel_axis] = arr.size
+        view[channel_axis % len(shape)] = arr.size
         return np.broadcast_to(arr.reshape(view), shape).copy()
     raise SpecError(
         field,
@@ -304,10 +304,13 @@ Perturbation = AbsoluteDelta | RelativeDelta | QuantizationScheme | QuantizedCop
 
 
 def check_channel_axis(graph: Graph, names: Sequence[str], axis: int, field: str = "perturbation.channel_axis") -> None:
-    """The channel axis must exist in every perturbed tensor that has axes (no silent wrap-around)."""
+    """The channel axis must exist in every perturbed tensor of rank >= 2 (no silent wrap-around).
+
+    A 1-D tensor (a bias) has one axis, which is its channel axis whatever ``axis`` says.
+    """
     for n in names:
         nd = graph.initializers[n].ndim
-        if nd > 0 and not -nd <= axis < nd:
+        if nd >= 2 and not -nd <= axis < nd:
             raise SpecError(field, f"is {axis} but '{n}' has {nd} axes", f"use an axis in {-nd}..{nd - 1}")
 
 

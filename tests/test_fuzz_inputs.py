@@ -633,3 +633,13 @@ def test_integer_initializer_is_never_perturbed(capsys, tmp_path):
     assert "shape" not in json.loads(out)["box"]["parameters"]
     argv = ["bound", path, "--property", "eps", "--delta", "0.01", "--x0", X0, "--params", "W1,shape"]
     assert_one_line_error(*run_cli(capsys, argv), "'shape' is an integer initializer")
+
+
+def test_bits_channel_axis_must_exist(capsys, tmp_path):
+    """--channel-axis 2 on 2-D weights used to wrap around silently (2 % 2 = 0); axis 1 is fine (biases use
+    their only axis)."""
+    path = _write(small_model(), tmp_path / "m.onnx")
+    argv = ["bits", path, "--x0", X0, "--per-channel", "--no-delta", "--quiet", "--max-bits", "6"]
+    assert_one_line_error(*run_cli(capsys, argv + ["--channel-axis", "2"]), "channel_axis: is 2 but 'W1' has 2 axes")
+    code, _, err = run_cli(capsys, argv + ["--channel-axis", "1"])
+    assert code in (0, 3) and "error" not in err
