@@ -169,6 +169,24 @@ def _topological(nodes: Sequence[onnx.NodeProto], available: set[str]) -> list[t
     return order
 
 
+def live_nodes(order: list[tuple[int, onnx.NodeProto]], outputs: Sequence[str], data_input: str | None = None
+               ) -> list[tuple[int, onnx.NodeProto]]:
+    """The nodes the graph outputs depend on, in order (dead branches are dropped, as onnxruntime does).
+
+    With ``data_input``, refuse a graph whose outputs do not depend on that input.
+    """
+    needed = set(outputs)
+    live: list[tuple[int, onnx.NodeProto]] = []
+    for i, n in reversed(order):
+        if any(o in needed for o in n.output if o):
+            live.append((i, n))
+            needed.update(x for x in n.input if x)
+    if data_input is not None and data_input not in needed:
+        raise ModelError(f"input '{data_input}' does not reach the output {', '.join(repr(o) for o in outputs)}: "
+                         "the model ignores its input; check the first nodes' inputs")
+    return live[::-1]
+
+
 def check_domains(nodes: Iterable[tuple[int, onnx.NodeProto]]) -> list[tuple[str, str]]:
     """``(op, node)`` of every node outside the standard ONNX domain.
 
