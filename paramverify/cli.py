@@ -345,6 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paramverify: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's input: one line and exit 4, never 1 (which means falsified)
+        if getattr(args, "debug", False):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        print(f"paramverify: internal error (please report; --debug shows the traceback): {type(exc).__name__}: {detail}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

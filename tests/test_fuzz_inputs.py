@@ -667,3 +667,19 @@ def test_dead_branches_are_ignored(capsys, tmp_path):
         assert code == 0, err
         answers.append(json.loads(out)["upper"])
     assert answers[0] == answers[1]
+
+
+def test_unexpected_exception_is_one_line_exit_4(capsys, tmp_path, monkeypatch):
+    """A crash inside a command is a bug: one line, exit 4 (never 1, which means falsified), no traceback."""
+    from paramverify import cli
+
+    def boom(args):
+        raise IndexError("too many indices\nfor array")
+
+    monkeypatch.setitem(cli.COMMANDS, "bound", boom)
+    code, out, err = run_cli(capsys, ["bound", "m.onnx", "--property", "eps", "--delta", "0.01", "--x0", X0])
+    assert code == 4 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == ["paramverify: internal error (please report; --debug shows the traceback): "
+                                        "IndexError: too many indices for array"]
+    with pytest.raises(IndexError):
+        main(["bound", "m.onnx", "--property", "eps", "--delta", "0.01", "--x0", X0, "--debug"])
