@@ -39,7 +39,6 @@ from paramverify.specs import (
     QuantizationScheme,
     QuantizedCopy,
     RelativeDelta,
-    load_spec_file,
     perturbation_from_dict,
 )
 
@@ -114,6 +113,8 @@ def make_problem(
         if dom.shape[0] == 1 and graph.input_size > 1:
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)) or not np.isfinite(level):
+        raise SpecError("level", f"must be a finite number, got {level!r}", "e.g. --level 0.5")
     problem = Problem(graph, box, region, float(level))
     check_finite_outputs(problem)
     return problem
@@ -132,9 +133,9 @@ def check_finite_parameters(graph: Graph) -> None:
 def check_finite_outputs(problem: Problem) -> None:
     """ModelError when the nominal model's output at the region's corners or centre is NaN or infinite."""
     region = problem.region
-    points = np.stack([region.lo, (region.lo + region.hi) / 2, region.hi])
-    with np.errstate(all="ignore"):
-        y = problem.graph.evaluate(points)
+    points = (region.lo, (region.lo + region.hi) / 2, region.hi)
+    with np.errstate(all="ignore"):  # one point at a time: a static batch-1 export takes no batch of 3
+        y = [np.asarray(problem.graph.evaluate(p[None]))[0] for p in points]
     for where, row in zip(("lower corner", "centre", "upper corner"), y, strict=True):
         if not np.all(np.isfinite(row)):
             raise ModelError(
@@ -145,19 +146,17 @@ def check_finite_outputs(problem: Problem) -> None:
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
     """Build a problem from a JSON/YAML file with keys ``model``, ``perturbation``,
-    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``."""
-    data = load_spec_file(path)
-    allowed = {"model", "perturbation", "x0", "domain", "level"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SpecError(unknown[0], "is not a spec-file field", f"allowed: {', '.join(sorted(allowed))}")
-    model = model or data.get("model")
-    if model is None:
-        raise SpecError("model", "is missing", "name the .onnx file in the spec or on the command line")
-    if "perturbation" not in data:
+    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``.
+
+    ``model`` given here must agree with the file's (one place for each setting).
+    """
+    from paramverify.specfile import merge_with_flags, read_spec_file
+
+    spec = read_spec_file(path)
+    if spec.perturbation is None:
         raise SpecError("perturbation", "is missing", 'e.g. perturbation: {kind: absolute, delta: 0.01}')
-    pert = perturbation_from_dict(data["perturbation"])
-    return make_problem(model, perturbation=pert, x0=data.get("x0"), domain=data.get("domain"), level=float(data.get("level", 0.5)))
+    merged = merge_with_flags(spec, model=model, x0=None, domain=None, level=None, perturbation_flags={})
+    return make_problem(merged.pop("model"), **merged)
 
 
 def bound(

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramverify import __version__
+from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int, probability
 from paramverify.compare_points import (
     DEFAULT_DELTAS,
     Settings,
@@ -346,20 +347,20 @@ def add_compare_subparser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--label", metavar="COL", help="label column (default: the last); classes are indexed in sorted order")
     src.add_argument("--hidden", default="3", metavar="N,...", help="hidden layer sizes (default 3)")
     src.add_argument("--activations", default="relu,linear,tanh,sigmoid", help=f"comma list of {', '.join(ACTIVATION_NAMES)}")
-    src.add_argument("--epochs", type=int, default=3000, help="training epochs (default 3000)")
-    src.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
-    src.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction for the per-input queries (default 0.2)")
+    src.add_argument("--epochs", type=positive_int, default=3000, help="training epochs (default 3000)")
+    src.add_argument("--lr", type=positive_float, default=0.01, help="Adam learning rate (default 0.01)")
+    src.add_argument("--test-fraction", type=probability, default=0.2, help="held-out fraction for the per-input queries (default 0.2)")
     src.add_argument("--models", nargs="+", metavar="M.onnx", help="compare these ONNX models instead of training")
     src.add_argument("--domain", metavar="LO1:HI1,...", help="input box for global queries (default: the data's bounding box)")
     q = p.add_argument_group("queries")
     q.add_argument("--deltas", default=",".join(f"{d:g}" for d in DEFAULT_DELTAS), help="delta grid (default %(default)s)")
     q.add_argument("--bits", default="8,6,4", help="rounding boxes for certified fractions (default 8,6,4)")
-    q.add_argument("--ref-delta", type=float, default=0.01, help="delta for sigma and the decision maps (default 0.01)")
-    q.add_argument("--max-points", type=int, default=40, help="test inputs for per-input queries (default 40)")
-    q.add_argument("--map-points", type=int, default=300, help="random inputs in the decision maps (default 300)")
-    q.add_argument("--level", type=float, default=0.5, help="decision level of single-output models (default 0.5)")
-    q.add_argument("--timeout", type=float, default=5.0, help="seconds per global query (default 5)")
-    q.add_argument("--tolerance", type=float, default=0.002,
+    q.add_argument("--ref-delta", type=nonneg_float, default=0.01, help="delta for sigma and the decision maps (default 0.01)")
+    q.add_argument("--max-points", type=positive_int, default=40, help="test inputs for per-input queries (default 40)")
+    q.add_argument("--map-points", type=positive_int, default=300, help="random inputs in the decision maps (default 300)")
+    q.add_argument("--level", type=finite_float, default=0.5, help="decision level of single-output models (default 0.5)")
+    q.add_argument("--timeout", type=positive_float, default=5.0, help="seconds per global query (default 5)")
+    q.add_argument("--tolerance", type=nonneg_float, default=0.002,
                    help="global queries stop when the gap is this fraction of the answer's size (default 0.002)")
     q.add_argument("--seed", type=int, default=0, help="seed for training, the split and sampling (default 0)")
     q.add_argument("--backend", default="bounds", choices=["bounds"], help="proof engine (default bounds)")

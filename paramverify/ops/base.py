@@ -106,7 +106,12 @@ class Op:
                     f"(supported: {', '.join(fields) or 'none'})"
                 )
             value = helper.get_attribute_value(attr)
-            kwargs[attr.name] = _coerce(value, fields[attr.name].default)
+            try:
+                kwargs[attr.name] = _coerce(value, fields[attr.name].default)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op_type}): attribute '{attr.name}' {exc}; re-export the model"
+                ) from exc
         lo, hi = cls.arity
         if not lo <= len(node.input) <= hi:
             raise ModelError(
@@ -131,18 +136,38 @@ class Op:
 
 
 def _coerce(value: Any, default: Any) -> Any:
-    """Convert an ONNX attribute value to the type of the field's default."""
+    """Convert an ONNX attribute value to the type of the field's default.
+
+    Raises ``TypeError``/``ValueError`` (turned into a one-line ModelError by the
+    caller) for a value of the wrong kind: a string or list where a number belongs,
+    a fractional integer flag, a NaN or infinite coefficient.
+    """
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float, np.number)) for v in value):
+            raise TypeError(f"must be a list of numbers, got {_show(value)}")
         return tuple(int(v) if isinstance(v, (int, np.integer)) else float(v) for v in value)
-    if isinstance(default, bool):
-        return bool(value)
-    if isinstance(default, int):
-        return int(value)
+    if isinstance(default, (bool, int)):
+        if not isinstance(value, (int, np.integer)):
+            raise TypeError(f"must be an integer, got {_show(value)}")
+        return bool(value) if isinstance(default, bool) else int(value)
     if isinstance(default, float):
+        if not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"must be a number, got {_show(value)}")
+        if not np.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
         return float(value)
     return value
+
+
+def _show(value: Any) -> str:
+    """A short one-line description of an attribute value for error messages."""
+    if isinstance(value, (int, float, str, np.number)):
+        return repr(value)[:40]
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(isinstance(v, (int, float, str)) for v in value):
+        return repr(list(value))
+    return f"a {type(value).__name__}"
 
 
 def const_value(a: Any, what: str) -> np.ndarray:

@@ -24,11 +24,20 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from torch import nn
 
 from paramverify.errors import ModelError, UnsupportedOpsError
+from paramverify.modelcheck import (
+    STANDARD_DOMAINS,
+    check_domains,
+    check_float_values,
+    check_input_size,
+    check_structure,
+    node_label,
+    read_onnx,
+    tensor_array,
+)
 
 Attrs = Mapping[str, Any]
 Fn = Callable[[list[torch.Tensor | None], Attrs], list[torch.Tensor]]
@@ -473,26 +482,36 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
         path = Path(source)
         if not path.is_file():
             raise ModelError(f"ONNX model {path} does not exist; pass the path of a .onnx file")
-        try:
-            model = onnx.load(str(path))
-        except (OSError, ValueError, DecodeError) as exc:
-            raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
+        model = read_onnx(path)
     graph = model.graph
+    order = [n for _, n in check_structure(model)]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    bad = [(n.op_type, n.name or f"#{i}") for i, n in enumerate(graph.node)
-           if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
+    bad = check_domains(enumerate(graph.node)) + [
+        (n.op_type, node_label(n, i)) for i, n in enumerate(graph.node)
+        if n.op_type not in SUPPORTED_OPS and n.domain in STANDARD_DOMAINS]
     if bad:
-        raise UnsupportedOpsError(bad, hint=f"supported: {', '.join(sorted(SUPPORTED_OPS))}")
-    consts: dict[str, torch.Tensor] = {t.name: _tensor(numpy_helper.to_array(t)) for t in graph.initializer}
+        raise UnsupportedOpsError(bad, hint=f"supported (standard ONNX domain): {', '.join(sorted(SUPPORTED_OPS))}")
+    arrays = {t.name: tensor_array(t, f"initializer '{t.name}'") for t in graph.initializer}
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f":
+            check_float_values(arr, f"initializer '{name}'")
+    consts: dict[str, torch.Tensor] = {name: _tensor(arr) for name, arr in arrays.items()}
     graph_inputs = [i for i in graph.input if i.name not in consts]
     if len(graph_inputs) != 1 or len(graph.output) < 1:
         raise ModelError(f"expected one graph input and an output, got inputs {[i.name for i in graph_inputs]}")
     inp = graph_inputs[0]
+    if not inp.type.tensor_type.HasField("shape"):
+        raise ModelError(f"input '{inp.name}' has no shape; export the classifier with its input shape "
+                         "(batch, *sample_shape), e.g. torch.onnx.export(..., dynamic_axes={'x': {0: 'batch'}})")
     dims = tuple((d.dim_value if d.HasField("dim_value") else None) for d in inp.type.tensor_type.shape.dim)
+    if len(dims) < 2:
+        raise ModelError(f"input '{inp.name}' has shape {dims}, but a classifier takes a batch of samples "
+                         "(batch, *sample_shape); export it with the batch dimension")
+    check_input_size(inp.name, [d or 1 for d in dims])
     steps: list[_Step] = []
     layers: dict[str, nn.Module] = {}
     taken: set[str] = set()
-    for i, node in enumerate(graph.node):
+    for i, node in enumerate(order):
         a = _attrs(node)
         if node.op_type in ("Softmax", "LogSoftmax") and opset < 13:
             a.setdefault("axis", 1)

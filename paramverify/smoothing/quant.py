@@ -172,10 +172,10 @@ def _bits(raw: Any, where: str) -> int | None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise SpecError(where, f"bits must be an integer or null, got {raw!r}")
-    if raw >= 32:
+    if raw == 32:
         return None  # 32 bits means "keep float"
     if not 2 <= raw <= 16:
-        raise SpecError(where, f"bits must lie in 2..16 (or 32/null for float), got {raw}")
+        raise SpecError(where, f"bits must lie in 2..16 (or 32/null for float), got {raw}", "e.g. 8; write null to keep a layer float")
     return raw
 
 
