@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from paramverify.errors import check
+
 
 @dataclass(frozen=True, eq=False)
 class Counterexample:
@@ -115,7 +117,8 @@ class Bracket:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        assert not (self.lower > self.upper), f"inverted bracket [{self.lower}, {self.upper}]"
+        check(not (self.lower > self.upper), f"inverted bracket [{self.lower}, {self.upper}]")
+        check(not math.isnan(self.upper) and not math.isnan(self.lower), f"NaN in bracket [{self.lower}, {self.upper}]")
 
     @property
     def gap(self) -> float:
