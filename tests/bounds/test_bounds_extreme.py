@@ -198,3 +198,15 @@ def test_softmax_enclosure_is_sound_when_exp_overflows() -> None:
         for i, z in enumerate(zs):
             s = mpmath.exp(z - m) / den
             assert mpmath.mpf(float(out.lo[0, i])) <= s <= mpmath.mpf(float(out.hi[0, i]))
+
+
+@pytest.mark.parametrize("act", ["Sigmoid", "Tanh"])
+def test_issue_command_line_no_longer_says_verified(act: str, tmp_path, capsys) -> None:
+    from paramverify.cli import main
+
+    path = tmp_path / f"{act}.onnx"
+    onnx.save(_issue_model(act), str(path))
+    code = main(["verify", str(path), "--property", "label", "--delta", "0.01", "--params", "W1", "--domain=-100000:1"])
+    out = capsys.readouterr().out
+    assert "VERIFIED" not in out.split("\n")[0]
+    assert code == 1 and out.startswith("FALSIFIED") and "replayed on onnxruntime" in out
