@@ -63,6 +63,8 @@ DPS = 50
 REL_TOL = 1e-25
 BIAS_MODES = ("centre", "dead", "on", "random")
 REGIMES = ("wide_inputs", "huge_weights", "huge_preact", "saturation")
+#: parameter samples per case (box ends, random corners, uniform points; witnesses are added)
+PARAM_SAMPLES = "2 ends + 3 random corners + 2 uniform"
 
 
 @dataclass(frozen=True, eq=False)
@@ -296,6 +298,12 @@ def _tol(v: mpmath.mpf) -> mpmath.mpf:
     return REL_TOL * (1 + abs(v))
 
 
+def _above(a: mpmath.mpf, b: mpmath.mpf) -> bool:
+    """a > b beyond the reference's slack (computed with DPS digits)."""
+    with mpmath.workdps(DPS):
+        return bool(a - b > _tol(b))
+
+
 def _label(y: list[mpmath.mpf], level: float) -> tuple[int, bool]:
     """(label, definite): definite unless a tie or the level is within the reference's slack."""
     if len(y) == 1:
@@ -308,13 +316,14 @@ def _label(y: list[mpmath.mpf], level: float) -> tuple[int, bool]:
 
 def exact_flip(y0: list[mpmath.mpf], yp: list[mpmath.mpf], level: float) -> bool:
     """Does the perturbed output lose the nominal label, definitely (ties and near-ties are not flips)?"""
-    c, sure = _label(y0, level)
-    if not sure:
-        return False
-    if len(y0) == 1:
-        d, sure_p = _label(yp, level)
-        return sure_p and d != c
-    return any(yp[j] - yp[c] > _tol(yp[c]) for j in range(len(yp)) if j != c)
+    with mpmath.workdps(DPS):
+        c, sure = _label(y0, level)
+        if not sure:
+            return False
+        if len(y0) == 1:
+            d, sure_p = _label(yp, level)
+            return sure_p and d != c
+        return any(yp[j] - yp[c] > _tol(yp[c]) for j in range(len(yp)) if j != c)
 
 
 # ---------------------------------------------------------------------------
@@ -467,7 +476,8 @@ class XChecker:
 
     def change(self, x: np.ndarray, pi: int) -> mpmath.mpf:
         y0, yp = self.exact(x, -1), self.exact(x, pi)
-        return max(abs(a - b) for a, b in zip(yp, y0))
+        with mpmath.workdps(DPS):
+            return max(abs(a - b) for a, b in zip(yp, y0))
 
     def check_engine(self, xs: list[np.ndarray]) -> None:
         cfg, pb, seed = self.cfg, self.problem, self.case.seed
@@ -481,7 +491,7 @@ class XChecker:
             else:
                 wi = self.add_witness(xs, w.parameters, w.input)
                 self.r.counts["eps_witness_checked"] += 1
-                if self.change(xs[-1], wi) < mpmath.mpf(b.lower) - _tol(mpmath.mpf(b.lower)):
+                if _above(mpmath.mpf(b.lower), self.change(xs[-1], wi)):
                     self.violate(f"eps lower end {b.lower!r} exceeds the exact change at its own witness")
         v = api.verify(pb, "label", backend="bounds", options=opts)
         self.r.counts[f"label_{_definite(v)}"] += 1
@@ -499,7 +509,7 @@ class XChecker:
             for pi in range(len(self.params)):
                 self.r.counts["samples"] += 1
                 c = self.change(x, pi)
-                if c > upper + _tol(upper):
+                if _above(c, upper):
                     self.violate(f"exact output change {mpmath.nstr(c, 17)} at a sample exceeds the proved upper bound {b.upper!r}")
                     return
                 if isinstance(v, Verified) and exact_flip(self.exact(x, -1), self.exact(x, pi), pb.level):
@@ -593,7 +603,9 @@ def main(args: Any, run_corpus: Callable[..., list[dict[str, Any]]], summarise: 
                   "up to 1e8, saturated sigmoid/tanh/softmax, dead and always-on ReLUs), every kernel checked "
                   "against a 50-digit reference, zero violations",
         "pass": ok,
-        "config": {**cfg.__dict__, "jobs": args.jobs, "start": args.start, "reference_digits": DPS, "reference_slack": REL_TOL},
+        "config": {"bounds_timeout_s": cfg.bounds_timeout_s, "tolerance": cfg.tolerance, "random_inputs_per_box": cfg.input_samples,
+                   "parameter_samples": PARAM_SAMPLES, "jobs": args.jobs, "start": args.start, "reference_digits": DPS,
+                   "reference_slack": REL_TOL},
         "machine": machine,
         "wall_s": round(wall, 1),
         "summary": summary,
