@@ -8,7 +8,10 @@ a-priori error bound ``gamma(n) * (|A| @ |B|)`` (Higham, Thm. 3.5) plus an
 absolute term for underflow.  Transcendental functions (``exp``, ``expit``,
 ``tanh``) are not correctly rounded by numpy; their results are widened by a
 relative margin of ``TRANSCENDENTAL_REL`` (many times numpy's documented few
-ulps) and an absolute ``TINY``.
+ulps) and an absolute ``TINY``.  Sigmoid is evaluated by :func:`sigmoid_value`
+(scipy's ``expit`` flushes to 0 below -709.8, where the value is still a
+subnormal).  Nothing is clipped to a "reasonable" range: every rule holds at
+every float magnitude, with infinite ends where float64 overflows.
 """
 
 from __future__ import annotations

@@ -27,12 +27,20 @@ from paramverify.ir import load_model
 from paramverify.options import Options
 from paramverify.results import Falsified, Verified
 
-mpmath.mp.dps = 60
+DPS = 60
 
-_EXACT = {
-    "sigmoid": lambda z: 1 / (1 + mpmath.exp(-z)),
-    "tanh": mpmath.tanh,
-}
+
+def _sigmoid(z: mpmath.mpf) -> mpmath.mpf:
+    with mpmath.workdps(DPS):
+        return 1 / (1 + mpmath.exp(-z))
+
+
+def _tanh(z: mpmath.mpf) -> mpmath.mpf:
+    with mpmath.workdps(DPS):
+        return mpmath.tanh(z)
+
+
+_EXACT = {"sigmoid": _sigmoid, "tanh": _tanh}
 _FN = {"sigmoid": SIGMOID, "tanh": TANH}
 _MAGS = [0.0, 1e-3, 1.0, 30.0, 40.0, 710.0, 1e4, 1e6, 1e6 + 1, 3e6, 1e8, 1e12, 1e300]
 
@@ -64,13 +72,14 @@ def test_sigmoidal_lines_enclose_at_every_magnitude(name: str) -> None:
     for arr in (r.a_up, r.b_up, r.a_lo, r.b_lo):
         assert np.all(np.isfinite(arr))
     f = _EXACT[name]
-    for i, (li, ui) in enumerate(ivs):
-        lines = [mpmath.mpf(float(v[i])) for v in (r.a_up, r.b_up, r.a_lo, r.b_lo)]
-        for z in _points(li, ui):
-            zm = mpmath.mpf(z)
-            fz = f(zm)
-            assert lines[0] * zm + lines[1] >= fz, f"{name} upper line below the curve at z={z} on [{li}, {ui}]"
-            assert lines[2] * zm + lines[3] <= fz, f"{name} lower line above the curve at z={z} on [{li}, {ui}]"
+    with mpmath.workdps(DPS):
+        for i, (li, ui) in enumerate(ivs):
+            lines = [mpmath.mpf(float(v[i])) for v in (r.a_up, r.b_up, r.a_lo, r.b_lo)]
+            for z in _points(li, ui):
+                zm = mpmath.mpf(z)
+                fz = f(zm)
+                assert lines[0] * zm + lines[1] >= fz, f"{name} upper line below the curve at z={z} on [{li}, {ui}]"
+                assert lines[2] * zm + lines[3] <= fz, f"{name} lower line above the curve at z={z} on [{li}, {ui}]"
 
 
 def test_the_old_clipped_line_was_wrong_and_the_new_one_is_tight() -> None:
@@ -182,22 +191,24 @@ def test_difference_rule_encloses_at_every_magnitude(name: str) -> None:
     for zl, zh, dl, dh in cases:
         iv = sigmoidal_difference(fn, lip, Interval(np.array([zl]), np.array([zh])), Interval(np.array([dl]), np.array([dh])))
         lo, hi = mpmath.mpf(float(iv.lo[0])), mpmath.mpf(float(iv.hi[0]))
-        for z in np.linspace(zl, zh, 9):
-            for d in np.linspace(dl, dh, 9):
-                v = f(mpmath.mpf(float(z)) + mpmath.mpf(float(d))) - f(mpmath.mpf(float(z)))
-                assert lo <= v <= hi, (name, z, d)
+        with mpmath.workdps(DPS):
+            for z in np.linspace(zl, zh, 9):
+                for d in np.linspace(dl, dh, 9):
+                    v = f(mpmath.mpf(float(z)) + mpmath.mpf(float(d))) - f(mpmath.mpf(float(z)))
+                    assert lo <= v <= hi, (name, z, d)
 
 
 def test_softmax_enclosure_is_sound_when_exp_overflows() -> None:
     x = Interval(np.array([[-1e8, 0.0, 1e6]]), np.array([[-1e8 + 1, 800.0, 1e8]]))
     out = isoftmax(x, 1)
-    for pt in ([-1e8, 0.0, 1e6], [-1e8 + 1, 800.0, 1e6], [-1e8, 800.0, 1e6 + 0.5]):
-        zs = [mpmath.mpf(v) for v in pt]
-        m = max(zs)
-        den = sum(mpmath.exp(z - m) for z in zs)
-        for i, z in enumerate(zs):
-            s = mpmath.exp(z - m) / den
-            assert mpmath.mpf(float(out.lo[0, i])) <= s <= mpmath.mpf(float(out.hi[0, i]))
+    with mpmath.workdps(DPS):
+        for pt in ([-1e8, 0.0, 1e6], [-1e8 + 1, 800.0, 1e6], [-1e8, 800.0, 1e6 + 0.5]):
+            zs = [mpmath.mpf(v) for v in pt]
+            m = max(zs)
+            den = sum(mpmath.exp(z - m) for z in zs)
+            for i, z in enumerate(zs):
+                s = mpmath.exp(z - m) / den
+                assert mpmath.mpf(float(out.lo[0, i])) <= s <= mpmath.mpf(float(out.hi[0, i]))
 
 
 @pytest.mark.parametrize("act", ["Sigmoid", "Tanh"])
