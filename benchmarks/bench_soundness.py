@@ -1,6 +1,6 @@
 """Soundness corpus: random small networks, every proved bound checked against z3 and sampling.
 
-    python benchmarks/bench_soundness.py [--n 1000] [--start 0] [--jobs 2] [--quick]
+    python benchmarks/bench_soundness.py [--n 1000] [--start 0] [--jobs 2] [--quick] [--tier extreme]
 
 Each case ``seed`` is a random float32 MLP (2-4 inputs, 1-2 hidden layers of
 2-6 units, ReLU / linear / LeakyReLU, with or without a final Sigmoid, 1-3
@@ -36,6 +36,12 @@ with its seed.  The exact evaluator here is independent of the engines
 under test (plain ``fractions.Fraction`` arithmetic over the float64 values
 of the ONNX float32 parameters).  ``tests/test_soundness_corpus.py`` runs a
 fixed fast subset of the same cases.
+
+``--tier extreme`` runs the extreme-scale tier instead (inputs, boxes and
+weights up to 1e6, pre-activations up to 1e8, saturated sigmoid / tanh /
+softmax, dead and always-on ReLUs; every kernel against a 50-digit mpmath
+reference), written to ``results/soundness_extreme.json``; see
+``benchmarks/soundness_extreme.py``.
 """
 
 from __future__ import annotations
@@ -185,7 +191,8 @@ class ExactNet:
             src = env[node.inputs[0]]
             op = node.op
             if isinstance(op, Gemm):
-                assert op.transB == 1 and op.transA == 0 and op.alpha == 1.0 and op.beta == 1.0
+                if not (op.transB == 1 and op.transA == 0 and op.alpha == 1.0 and op.beta == 1.0):
+                    raise TypeError("exact evaluator: Gemm needs transB=1, transA=0, alpha=beta=1")
                 w = np.asarray(vals[node.inputs[1]], dtype=np.float64)
                 b = np.asarray(vals[node.inputs[2]], dtype=np.float64)
                 out = [sum((_q(w[i, j]) * src[j] for j in range(w.shape[1])), _q(b[i])) for i in range(w.shape[0])]
@@ -195,7 +202,8 @@ class ExactNet:
                 a = _q(op.alpha)
                 out = [v if v >= 0 else a * v for v in src]
             elif isinstance(op, Sigmoid):
-                assert node is self.graph.nodes[-1]
+                if node is not self.graph.nodes[-1]:
+                    raise TypeError("exact evaluator: a Sigmoid only as the last node")
                 out = src  # the logit: see the class docstring
             elif isinstance(op, Identity):
                 out = src
@@ -206,7 +214,8 @@ class ExactNet:
 
     def change(self, x: Sequence[float], params: Mapping[str, np.ndarray]) -> Fraction:
         """max_i |f_p(x)_i - f_p0(x)_i| (nets without a final Sigmoid)."""
-        assert not self.sigmoid
+        if self.sigmoid:
+            raise TypeError("exact evaluator: output changes of a Sigmoid head are not rational")
         y0, yp = self.head(x), self.head(x, params)
         return max(abs(a - b) for a, b in zip(yp, y0))
 
@@ -563,8 +572,10 @@ def _run_one(args: tuple[int, CorpusConfig]) -> dict[str, Any]:
     return check_case(*args).to_json()
 
 
-def run_corpus(seeds: Iterable[int], cfg: CorpusConfig, jobs: int = 1, verbose: bool = True) -> list[dict[str, Any]]:
-    """Check every seed (in ``jobs`` worker processes); returns the per-case reports in seed order."""
+def run_corpus(seeds: Iterable[int], cfg: CorpusConfig, jobs: int = 1, verbose: bool = True,
+               fn: Any = None) -> list[dict[str, Any]]:
+    """Check every seed (in ``jobs`` worker processes; ``fn`` checks one, default the main tier's)."""
+    fn = fn or _run_one
     work = [(s, cfg) for s in seeds]
     out: list[dict[str, Any]] = []
     if jobs > 1:
@@ -572,12 +583,12 @@ def run_corpus(seeds: Iterable[int], cfg: CorpusConfig, jobs: int = 1, verbose: 
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for i, rep in enumerate(pool.imap(_run_one, work, chunksize=2), 1):
+            for i, rep in enumerate(pool.imap(fn, work, chunksize=2), 1):
                 out.append(rep)
                 _progress(i, len(work), rep, verbose)
     else:
         for i, w in enumerate(work, 1):
-            rep = _run_one(w)
+            rep = fn(w)
             out.append(rep)
             _progress(i, len(work), rep, verbose)
     return out
@@ -620,8 +631,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bounds-timeout", type=float, default=0.5, help="bound engine budget per query (s)")
     ap.add_argument("--z3-timeout", type=float, default=1.0, help="z3 budget per query (s)")
     ap.add_argument("--z3-optimise-every", type=int, default=10, help="run z3's MaxEpsilon bisection on every N-th case (0: never)")
-    ap.add_argument("--out", default=str(HERE / "results" / "soundness.json"))
+    ap.add_argument("--tier", choices=["main", "extreme"], default="main",
+                    help="extreme: the extreme-scale tier (benchmarks/soundness_extreme.py), written to soundness_extreme.json")
+    ap.add_argument("--out", default=None, help="output JSON (default results/soundness.json or soundness_extreme.json)")
     args = ap.parse_args(argv)
+    if args.tier == "extreme":
+        import soundness_extreme  # benchmarks/soundness_extreme.py
+
+        return soundness_extreme.main(args, run_corpus, summarise, write_results, machine_info())
+    args.out = args.out or str(HERE / "results" / "soundness.json")
     n = 100 if args.quick else args.n
     cfg = CorpusConfig(bounds_timeout_s=args.bounds_timeout, z3_timeout_s=args.z3_timeout,
                        z3_optimise_every=args.z3_optimise_every)

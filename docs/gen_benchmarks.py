@@ -15,8 +15,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search")
-SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput"}
+NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
+         "search")
+SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
+          "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
 #: what a malformed JSON file raises in a section; it renders as a "not measured" line instead
@@ -102,7 +104,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_scaling.py` | random ReLU MLPs swept in width, depth and input size, 8- and 4-bit boxes; global change on the seed models and a 2-16-16-1 MLP | `--quick`, `--full-grid`, `--bits 8,4`, `--timeout S` |
 | `bench_mnist.py` | the trained 784-64-64-10 MNIST MLP, all layers: label certificates for 10/9/8/7-bit boxes; the 8-bit epsilon target | `--quick`, `--images N`, `--eps-images N`, `--bits`, `--timeout S` |
 | `bench_large.py` | 784-1024-512-256-256-256-10 MLPs (robust-trained, standard-trained, random), all layers, 8-bit box | `--quick`, `--models`, `--inputs N`, `--bits B`, `--cert-bits`, `--no-eps`, `--timeout S` |
-| `bench_soundness.py` | the soundness corpus: random small networks checked against z3 and exact sampling | `--quick`, `--n N`, `--start S`, `--jobs J`, `--z3-timeout`, `--bounds-timeout` |
+| `bench_soundness.py` | the soundness corpus: random small networks checked against z3 and exact sampling; `--tier extreme`: networks at magnitudes up to 1e6 (inputs, weights) and 1e8 (pre-activations), every kernel against a 50-digit reference | `--quick`, `--n N`, `--start S`, `--jobs J`, `--z3-timeout`, `--bounds-timeout`, `--tier` |
 | `bench_smoothing.py` | randomized smoothing: throughput, incremental certification of an int8 copy | `--device`, `--n`, `--batches`, `--inc-images`, `--inc-n`, `--inc-nq` |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
@@ -209,7 +211,8 @@ def targets(R: dict) -> str:
               lambda d: get(d, "targets", "eps_8bit"), _mnist_glance),
              ("global output change over an input box", "scaling", lambda d: get(d, "targets", "global"), _global_glance),
              ("1.6M-parameter MLP, all layers, 8-bit box", "large", lambda d: d.get("target"), _large_glance),
-             ("soundness corpus", "soundness", lambda d: d.get("target"), _soundness_glance))
+             ("soundness corpus", "soundness", lambda d: d.get("target"), _soundness_glance),
+             ("soundness corpus, extreme-scale tier", "soundness_extreme", lambda d: d.get("target"), _soundness_glance))
     rows = []
     for what, name, target, glance in specs:
         d = R[name]
@@ -421,26 +424,32 @@ its first input is re-run with wider boxes. ANCHORS: {get(d, 'anchors', 'label',
 
 
 # ----------------------------------------------------------------------------- e. soundness
-def soundness(d: dict) -> str:
+def soundness(d: dict, extreme: bool = False) -> str:
     s = d["summary"]
     counts = s.get("counts", {})
     cfg = d.get("config", {})
     viol = "\n".join(f"- {v}" for v in (d.get("violations", []) + d.get("errors", []))[:20])
+    what = ("an enclosure or a proved statement contradicted by the 50-digit mpmath reference at a sampled (x, p)\n"
+            "(corners, random, transition and label-boundary points, the engine's witnesses); networks, regimes and\n"
+            "checks: `benchmarks/soundness_extreme.py`" if extreme else
+            "a proved\nstatement contradicted by an exact (rational) evaluation or by an exact z3 answer")
+    legend = ("""Counts over all cases: `kernel_*` runs of each kernel, `enclosure_checks` values checked against the
+reference, `regime_*` / `bias_*` / `head_*` how the networks were drawn, `weights_max_ge_1eK` (likewise
+`inputs_`, `preacts_`) cases whose largest magnitude is at least 10^K; `label_V` / `F` / `U` the bound
+engine's label verdicts.""" if extreme else """Counts over all cases. A two-letter suffix is the verdict of the bound engine, then of z3
+(V verified, F falsified, U unknown, `-` not run); a violation would be V on one and an
+exact F on the other.""")
+    anchors = "" if extreme else f"\nANCHORS: {d.get('anchors', 'none recorded')}.\n"
     return f"""Target: {d.get('target', 'not recorded')}: {verdict(d.get('pass'))}.
 {s.get('cases', 'n/a')} cases, {s.get('violations', 'n/a')} violations, {s.get('errors', 'n/a')} errors (crashes);
-{num(d.get('wall_s'), '.0f')} s wall, {num(s.get('cpu_time_s'), '.0f')} s CPU. A *violation* is a proved
-statement contradicted by an exact (rational) evaluation or by an exact z3 answer.
+{num(d.get('wall_s'), '.0f')} s wall, {num(s.get('cpu_time_s'), '.0f')} s CPU. A *violation* is {what}.
 {viol}
 Configuration: {', '.join(f'`{k}` {v}' for k, v in cfg.items()) or 'not recorded'}.
 
-Counts over all cases. A two-letter suffix is the verdict of the bound engine, then of z3
-(V verified, F falsified, U unknown, `-` not run); a violation would be V on one and an
-exact F on the other.
+{legend}
 
 {table(['count', 'value'], [[f'`{k}`', v] for k, v in sorted(counts.items())])}
-
-ANCHORS: {d.get('anchors', 'none recorded')}.
-"""
+{anchors}"""
 
 
 # ----------------------------------------------------------------------------- smoothing and search
@@ -564,14 +573,15 @@ python benchmarks/bench_scaling.py
 python benchmarks/bench_mnist.py
 python benchmarks/bench_large.py
 python benchmarks/bench_soundness.py            # --quick for a short run
+python benchmarks/bench_soundness.py --tier extreme
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
 python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
-`tests/test_soundness_corpus.py` runs a fixed subset of the soundness cases with small
-budgets in the normal test suite.
+`tests/test_soundness_corpus.py` runs a fixed subset of the soundness cases (and 40 cases of
+the extreme-scale tier) with small budgets in the normal test suite.
 """
 
 
@@ -584,6 +594,8 @@ def render() -> str:
         "## c. MNIST 784-64-64-10, all layers (`results/mnist.json`)\n", guarded("mnist", mnist, R["mnist"]),
         "## d. 1.6M-parameter MLPs, all layers (`results/large.json`)\n", guarded("large", large, R["large"]),
         "## e. Soundness corpus (`results/soundness.json`)\n", guarded("soundness", soundness, R["soundness"]),
+        "### Extreme-scale tier (`results/soundness_extreme.json`)\n",
+        guarded("soundness_extreme", lambda d: soundness(d, extreme=True), R["soundness_extreme"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
         REPRODUCING,

@@ -40,7 +40,7 @@ import numpy as np
 from encoders.base import TermBuilder
 from encoders.rational import logit_bounds, sigmoid_bounds, to_fraction
 from encoders.symbolic import Sym, SymbolicKernel, flat, is_num
-from paramverify.errors import CapabilityError
+from paramverify.errors import CapabilityError, InternalError
 from paramverify.ir import Graph
 from paramverify.kernels.numeric import NumericKernel
 from paramverify.ops.activation import Sigmoid, Softmax
@@ -431,7 +431,7 @@ def _negation(problem: Problem, query: Query, head: Head, atoms: Atoms, y0: list
     if len(y0) == 1:
         return _binary_negation(query, level, atoms, y0[0], yp[0])
     if query.sigma is not None and head.kind == "order":  # pragma: no cover - choose_head prevents it
-        raise AssertionError("margins need the real outputs")
+        raise InternalError("internal error (please report): margins need the real outputs")
     return _multiclass_negation(query, atoms, y0, yp)
 
 
@@ -449,7 +449,7 @@ def _output_negation(query: OutputQuery, head: Head, atoms: Atoms, y0: list[Any]
                 cases.append(atoms.diff_at_least(z0, zp, eps, strict_ineq=True))
             continue
         if head.kind != "logit":  # pragma: no cover - choose_head never gives "order" here
-            raise AssertionError(head.kind)
+            raise InternalError(f"internal error (please report): unexpected head {head.kind}")
         if not is_num(z0):
             raise CapabilityError("an output bound through a final Sigmoid needs a point input region (or exp)")
         s_lo, s_hi = sigmoid_bounds(Fraction(z0))

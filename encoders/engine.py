@@ -41,7 +41,7 @@ from encoders.encode import (
     subqueries,
 )
 from encoders.rational import frac_to_float, to_fraction
-from paramverify.errors import BackendUnavailableError, CapabilityError, SpecError
+from paramverify.errors import BackendUnavailableError, CapabilityError, SpecError, check
 from paramverify.options import Deadline, Options
 from paramverify.properties import Objective, Problem, Property, labels
 from paramverify.replay import confirm, snap_witness
@@ -127,7 +127,7 @@ def exact_violation(problem: Problem, query: Query, x: np.ndarray, params: Mappi
         enc = encode(fixed_problem(problem, x, params), query, ExactOnlyBuilder(), strict=True)
     except CapabilityError:
         return None
-    assert isinstance(enc.formula, bool)
+    check(isinstance(enc.formula, bool), "exact replay did not reduce to true or false")
     return enc.formula
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from paramverify.errors import check
+
 #: version of every JSON object the command line writes (its ``schema`` field); raised
 #: whenever a field is removed or changes meaning (adding fields keeps the version)
 SCHEMA_VERSION = 1
@@ -130,7 +132,8 @@ class Bracket:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        assert not (self.lower > self.upper), f"inverted bracket [{self.lower}, {self.upper}]"
+        check(not (self.lower > self.upper), f"inverted bracket [{self.lower}, {self.upper}]")
+        check(not math.isnan(self.upper) and not math.isnan(self.lower), f"NaN in bracket [{self.lower}, {self.upper}]")
 
     @property
     def gap(self) -> float:

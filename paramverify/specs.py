@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from paramverify.errors import SpecError
+from paramverify.errors import ModelError, SpecError, check
 from paramverify.ir import Graph
 
 # ---------------------------------------------------------------------------
@@ -101,7 +101,15 @@ class ParamBox:
 
     def __post_init__(self) -> None:
         for name in self.lo:
-            assert np.all(self.lo[name] <= self.hi[name]), f"inverted parameter box for {name}"
+            nominal = self.nominal.get(name)
+            if nominal is not None and not np.all(np.isfinite(nominal)):
+                raise ModelError(f"parameter tensor '{name}' contains NaN or Inf values; bounds need finite weights "
+                                 "(repair the tensor or re-export the model)")
+            if not (np.all(np.isfinite(self.lo[name])) and np.all(np.isfinite(self.hi[name]))):
+                raise SpecError("perturbation", f"the box of parameter tensor '{name}' has NaN or infinite ends "
+                                "(the perturbation overflows float64, or the perturbed values are not finite)",
+                                "use a smaller delta, or finite perturbed values")
+            check(bool(np.all(self.lo[name] <= self.hi[name])), f"inverted parameter box for {name}")
 
     @property
     def names(self) -> tuple[str, ...]:

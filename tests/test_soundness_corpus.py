@@ -1,5 +1,9 @@
 """A fixed fast subset of the soundness corpus (``benchmarks/bench_soundness.py`` runs >= 1,000).
 
+The extreme-scale tier (``benchmarks/soundness_extreme.py``, ``bench_soundness.py --tier extreme``)
+runs 40 of its networks here: inputs, boxes and weights up to 1e6, pre-activations up to 1e8,
+every kernel against a 50-digit reference.
+
 Every proved bound of the bound engine on 32 random small networks is
 checked against z3's exact answers, against sampling (re-evaluated in exact
 rational arithmetic) and against the bracket's own witness; z3's proofs are
@@ -21,6 +25,7 @@ if _BENCH not in sys.path:
     sys.path.insert(0, _BENCH)
 
 import bench_soundness as bs  # benchmarks/bench_soundness.py
+import soundness_extreme as sx  # benchmarks/soundness_extreme.py
 from onnx import TensorProto, helper, numpy_helper
 
 from paramverify.ir import Graph, load_model
@@ -119,3 +124,62 @@ def test_the_checker_catches_a_wrong_upper_bound(monkeypatch: pytest.MonkeyPatch
     seed = next(s for s in range(100) if not bs.make_case(s).sigmoid_output and bs.make_case(s).point)
     rep = bs.check_case(seed, CFG)
     assert any("exceeds the proved upper bound" in v or "refutes the proved upper bound" in v for v in rep.violations)
+
+
+# ---------------------------------------------------------------------------
+# the extreme-scale tier (benchmarks/soundness_extreme.py): magnitudes up to 1e6 / 1e8
+
+EXTREME_SEEDS = range(40)
+XCFG = bs.CorpusConfig(bounds_timeout_s=0.15, tolerance=1e-4, input_samples=6)
+
+
+@pytest.fixture(scope="module")
+def extreme_reports() -> list[dict]:
+    return bs.run_corpus(EXTREME_SEEDS, XCFG, jobs=2, verbose=False, fn=sx.run_one)
+
+
+def test_extreme_tier_has_no_violations_or_crashes(extreme_reports: list[dict]) -> None:
+    found = [v for r in extreme_reports for v in r["violations"]]
+    found += [f"seed {r['seed']}: {e}" for r in extreme_reports for e in r["errors"]]
+    assert found == [], "\n".join(found)
+
+
+def test_extreme_tier_reaches_every_magnitude_and_kernel(extreme_reports: list[dict]) -> None:
+    c = bs.summarise(extreme_reports)["counts"]
+    for act in sx.ACTIVATIONS:
+        assert c.get(f"cases_{act}", 0) >= 8
+    for key in ("head_identity", "head_sigmoid", "head_softmax", "skip", "bias_dead", "bias_on", "bias_centre",
+                "regime_wide_inputs", "regime_huge_weights", "regime_huge_preact"):
+        assert c.get(key, 0) >= 2, key
+    # weights up to 1e6, inputs up to 1e6 (boxes as wide), pre-activations up to 1e8
+    assert c.get("weights_max_ge_1e5", 0) + c.get("weights_max_ge_1e6", 0) >= 5
+    assert c.get("inputs_max_ge_1e5", 0) >= 5
+    assert c.get("preacts_max_ge_1e7", 0) + c.get("preacts_max_ge_1e8", 0) >= 5
+    for kernel in ("kernel_interval_kernel", "kernel_differential_kernel", "kernel_differential_CROWN"):
+        assert c.get(kernel, 0) == len(EXTREME_SEEDS), kernel
+    assert c.get("kernel_point", 0) >= len(EXTREME_SEEDS)
+    assert c.get("label_V", 0) >= 5 and c.get("label_F", 0) >= 5
+    assert c.get("eps_witness_checked", 0) >= 30 and c.get("delta_brackets", 0) == 10
+    assert c.get("enclosure_checks", 0) >= 20_000
+
+
+def test_extreme_reference_matches_float64() -> None:
+    for seed in range(8):
+        case = sx.make_xcase(seed)
+        g, _ = sx.build(case)
+        x = (case.lo + case.hi) / 2
+        ref = [float(v) for v in sx.MpNet(case).outputs(x)]
+        np.testing.assert_allclose(ref, g.evaluate(x)[0], rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(ref)))))
+
+
+def test_extreme_checker_catches_the_old_clipped_relaxation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 11: sigmoid/tanh lines built on the interval clipped to +-1e6 are wrong outside it
+    import paramverify.bounds.backward as backward
+
+    real = backward.sigmoidal_relaxation
+    monkeypatch.setattr(backward, "sigmoidal_relaxation",
+                        lambda fn, l, u: real(fn, np.maximum(l, -1e6), np.minimum(u, 1e6)))
+    rep = sx.check_xcase(62, XCFG)
+    assert rep.violations, "the planted clipping bug went unnoticed"
+    monkeypatch.undo()
+    assert sx.check_xcase(62, XCFG).violations == []

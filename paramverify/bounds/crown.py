@@ -24,6 +24,7 @@ from paramverify.bounds.backward import backward
 from paramverify.bounds.interval import Interval
 from paramverify.bounds.linear import LNode, Trace, TraceKernel
 from paramverify.bounds.relax import Relaxation
+from paramverify.errors import check
 from paramverify.ir import Graph
 from paramverify.options import Deadline
 from paramverify.specs import ParamBox
@@ -177,7 +178,7 @@ class LinearBounds:
         Returns the feasibility mask (False where a split contradicts the bounds).
         """
         t = self.trace
-        assert t.domains and len(domains) == t.n
+        check(t.domains and len(domains) == t.n, "point-mode splits need one domain per split set")
         feasible = np.ones(t.n, dtype=bool)
         touched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for d, splits in enumerate(domains):

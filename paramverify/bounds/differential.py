@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
-from scipy.special import expit
 
 from paramverify.bounds.interval import (
     TINY,
@@ -51,6 +50,7 @@ from paramverify.bounds.interval import (
     isoftmax,
     isub,
     itanh,
+    sigmoid_value,
     up,
 )
 
@@ -217,7 +217,7 @@ def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: floa
         err_lo = lipschitz * 2 * U * np.abs(a_lo) + TRANSCENDENTAL_REL * (np.abs(g1) + np.abs(g0)) + 2 * TINY
         hi = up(up(f1 - f0) + err_hi)
         lo = down(down(g1 - g0) - err_lo)
-    span = 1.0 if fn is expit else 2.0
+    span = 1.0 if lipschitz == 0.25 else 2.0
     hi = np.where(np.isnan(hi), span, np.minimum(hi, span))
     lo = np.where(np.isnan(lo), -span, np.maximum(lo, -span))
     return Interval(lo, hi)
@@ -281,7 +281,7 @@ class DiffKernel:
 
     def sigmoid(self, a: Any) -> DiffValue:
         a = as_diff(a)
-        return _tighten(isigmoid(a.n), isigmoid(a.p), sigmoidal_difference(expit, 0.25, a.n, a.d))
+        return _tighten(isigmoid(a.n), isigmoid(a.p), sigmoidal_difference(sigmoid_value, 0.25, a.n, a.d))
 
     def tanh(self, a: Any) -> DiffValue:
         a = as_diff(a)

@@ -8,7 +8,10 @@ a-priori error bound ``gamma(n) * (|A| @ |B|)`` (Higham, Thm. 3.5) plus an
 absolute term for underflow.  Transcendental functions (``exp``, ``expit``,
 ``tanh``) are not correctly rounded by numpy; their results are widened by a
 relative margin of ``TRANSCENDENTAL_REL`` (many times numpy's documented few
-ulps) and an absolute ``TINY``.
+ulps) and an absolute ``TINY``.  Sigmoid is evaluated by :func:`sigmoid_value`
+(scipy's ``expit`` flushes to 0 below -709.8, where the value is still a
+subnormal).  Nothing is clipped to a "reasonable" range: every rule holds at
+every float magnitude, with infinite ends where float64 overflows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import special
 from scipy.special import expit
+
+from paramverify.errors import check
 
 #: unit roundoff of float64 (round to nearest)
 U = 2.0**-53
@@ -66,7 +71,7 @@ class Interval:
     point: bool = False
 
     def __post_init__(self) -> None:
-        assert np.shape(self.lo) == np.shape(self.hi), f"interval shapes differ: {np.shape(self.lo)} {np.shape(self.hi)}"
+        check(np.shape(self.lo) == np.shape(self.hi), f"interval shapes differ: {np.shape(self.lo)} {np.shape(self.hi)}")
 
     @staticmethod
     def const(a: Any) -> Interval:
@@ -147,7 +152,7 @@ def iscale(a: Interval, c: Any) -> Interval:
 def intersect(a: Interval, b: Interval) -> Interval:
     """Both are sound enclosures of the same value, so their intersection is too."""
     lo, hi = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)
-    assert np.all(lo <= hi), "empty intersection of two sound enclosures (rounding bug)"
+    check(bool(np.all(lo <= hi)), "empty intersection of two sound enclosures (rounding bug)")
     return Interval(lo, hi)
 
 
@@ -286,9 +291,23 @@ def ileaky_relu(a: Any, alpha: float) -> Interval:
     return Interval(down(lo), up(hi))
 
 
+def sigmoid_value(v: Any) -> np.ndarray:
+    """sigmoid(v) in float64 with a small relative error at every magnitude.
+
+    ``scipy.special.expit`` flushes to 0 below about -709.8 (it divides by
+    ``1 + exp(-v)``, which overflows), where the true value is still a
+    subnormal up to 4.5e-309.  Below -40, ``exp(v)`` is the value within a
+    relative 4.3e-18 (``sigmoid(v) = exp(v) / (1 + exp(v))``), far inside
+    ``TRANSCENDENTAL_REL``.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    with np.errstate(under="ignore"):
+        return np.where(v < -40.0, np.exp(np.minimum(v, 0.0)), expit(v))
+
+
 def sigmoid_enclosure(v: Any) -> tuple[np.ndarray, np.ndarray]:
     """Sound (lower, upper) bounds of sigmoid at the float64 points ``v``."""
-    s = expit(np.asarray(v, dtype=np.float64))
+    s = sigmoid_value(v)
     w = widen(s, s, TRANSCENDENTAL_REL)
     return np.clip(w.lo, 0.0, 1.0), np.clip(w.hi, 0.0, 1.0)
 

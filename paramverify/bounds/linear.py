@@ -45,7 +45,7 @@ import numpy as np
 
 from paramverify.bounds import interval as iv
 from paramverify.bounds.interval import TINY, Interval, U, gamma, up
-from paramverify.errors import CapabilityError
+from paramverify.errors import CapabilityError, InternalError, check
 
 #: largest coefficient array (elements) passed on exactly to a parameter operand
 EXACT_PARAM_ELEMS = 1 << 22
@@ -154,7 +154,7 @@ class Trace:
         """Restore saved bounds; with ``n`` (point mode, a one-domain snapshot) repeat them for ``n`` domains."""
         lo, hi = list(snap[0]), list(snap[1])
         if n is not None:
-            assert self.domains
+            check(self.domains, "restoring a one-domain snapshot outside point mode")
             for nd in self.nodes:
                 if nd.dom:
                     lo[nd.index] = np.repeat(lo[nd.index][:1], n, axis=0)
@@ -215,7 +215,7 @@ class Trace:
                          for p, q in zip(ps, node.parents)]
             ax = at["axis"] + o
             return Interval(np.concatenate([p.lo for p in parts], axis=ax), np.concatenate([p.hi for p in parts], axis=ax))
-        raise AssertionError(f"unknown op {op}")
+        raise InternalError(f"internal error (please report): linear bounds: unknown op {op}")
 
     def propagate(self, start: int = 0) -> np.ndarray:
         """Recompute interval bounds of nodes ``start..`` from their parents, intersecting with the old ones.
@@ -422,7 +422,7 @@ def _unbroadcast(c: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, int
     """Sum coefficient array ``c`` ([S, N, *b]) down to ``[S, N, *shape]``; also the largest fan-in summed."""
     body = c.shape[2:]
     lead = len(body) - len(shape)
-    assert lead >= 0, f"cannot unbroadcast {body} to {shape}"
+    check(lead >= 0, f"cannot unbroadcast {body} to {shape}")
     axes = list(range(2, 2 + lead))
     for i, s in enumerate(shape):
         if s == 1 and body[lead + i] != 1:

@@ -27,6 +27,7 @@ import numpy as np
 from paramverify.bounds.backward import backward, relaxation
 from paramverify.bounds.crown import LinearBounds, Split
 from paramverify.bounds.linear import LNode, Trace, mm
+from paramverify.errors import InternalError
 
 Tape = list[tuple[LNode, dict[str, Any]]]
 
@@ -73,7 +74,7 @@ def _linear(node: LNode, prim: dict[int, np.ndarray], lead: tuple[int, int]) -> 
     if op == "concat":
         parts = [np.broadcast_to(p, lead + p.shape[-len(node.pshape):]) if p.ndim < 2 + len(node.pshape) else p for p in ps]
         return np.concatenate(parts, axis=at["axis"] + 2)
-    raise AssertionError(f"no primal rule for {op}")
+    raise InternalError(f"internal error (please report): no primal rule for {op}")
 
 
 def primal(trace: Trace, tape: Tape, lead: tuple[int, int]) -> dict[int, np.ndarray]:

@@ -35,16 +35,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
 from paramverify.bounds.interval import (
     TINY,
     U,
     down,
     sigmoid_enclosure,
+    sigmoid_value,
     tanh_enclosure,
     up,
 )
+from paramverify.errors import check
 
 Enclosure = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: relative margin for one float product or difference (several roundings)
@@ -148,8 +149,12 @@ class _Sigmoidal:
     d_max: float  # f'(0), the largest slope
 
     def deriv(self, z: np.ndarray) -> np.ndarray:
-        v = self.f(z)
-        return v * (1.0 - v) if self.d_max == 0.25 else 1.0 - v * v
+        """f'(z) in float (a heuristic for slopes; accurate in saturation, never NaN)."""
+        z = np.asarray(z, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            if self.d_max == 0.25:
+                return sigmoid_value(z) * sigmoid_value(-z)
+            return 1.0 / np.cosh(z) ** 2
 
     def deriv_enclosure(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.enclose(z)
@@ -164,19 +169,27 @@ class _Sigmoidal:
         return down(p_lo - _REL - TINY), up(p_hi + _REL + TINY)
 
     def tangent_point(self, a: np.ndarray, side: float) -> np.ndarray:
-        """The z with f'(z) = a on the side sign(z) = side (0 if a >= f'(0))."""
-        a = np.clip(a, 1e-300, self.d_max)
+        """The z with f'(z) = a on the side sign(z) = side (0 if a >= f'(0)); a heuristic only.
+
+        Solved in a form that stays accurate for tiny slopes (deep saturation,
+        where ``f'`` underflows): ``1 - s`` resp. ``1 - t`` is computed without
+        cancellation, so the point grows like ``-log(a)`` instead of capping.
+        """
+        a = np.clip(np.nan_to_num(a, nan=self.d_max), 1e-300, self.d_max)
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.d_max == 0.25:
-                s = 0.5 * (1.0 + np.sqrt(np.maximum(1.0 - 4.0 * a, 0.0)))
-                z = np.log(s) - np.log1p(-s)
+                # s (1 - s) = a with s >= 1/2: 1 - s = 2a / (1 + sqrt(1 - 4a))
+                q = 2.0 * a / (1.0 + np.sqrt(np.maximum(1.0 - 4.0 * a, 0.0)))
+                z = np.log1p(-q) - np.log(q)
             else:
-                z = np.arctanh(np.minimum(np.sqrt(np.maximum(1.0 - a, 0.0)), 1.0 - 1e-16))
-        z = np.where(np.isfinite(z), z, 40.0)
+                # 1 - t^2 = a: t = sqrt(1 - a), 1 - t = a / (1 + t), z = artanh(t)
+                t = np.sqrt(np.maximum(1.0 - a, 0.0))
+                z = 0.5 * (np.log1p(t) - np.log(a / (1.0 + t)))
+        z = np.where(np.isfinite(z), np.maximum(z, 0.0), 0.0)
         return side * z
 
 
-SIGMOID = _Sigmoidal(expit, sigmoid_enclosure, 0.25)
+SIGMOID = _Sigmoidal(sigmoid_value, sigmoid_enclosure, 0.25)
 TANH = _Sigmoidal(np.tanh, tanh_enclosure, 1.0)
 
 
@@ -202,7 +215,7 @@ def _tangent_bound(fn: _Sigmoidal, a: np.ndarray, s0: np.ndarray, s1: np.ndarray
             else:
                 c = np.minimum(np.minimum(-_prod_hi(g_lo, g_hi, -dz_lo), -_prod_hi(g_lo, g_hi, -dz_hi)), 0.0)
                 corr = c if corr is None else np.minimum(corr, c)
-    assert corr is not None
+    check(corr is not None, "tangent bound without a correction term")
     return up(base + corr) if upper else down(base + corr)
 
 
@@ -234,7 +247,9 @@ def _sound_intercept(fn: _Sigmoidal, l: np.ndarray, u: np.ndarray, a: np.ndarray
 def _through_point(fn: _Sigmoidal, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, iters: int = 24) -> np.ndarray:
     """Bisection for d in [lo, hi] whose tangent passes through (p, f(p)) (a heuristic only)."""
     fp = fn.f(p)
-    a, b = lo.copy(), hi.copy()
+    # beyond |z| = cap the float derivative is negligible: a bracket past it only costs resolution
+    cap = 40.0 if fn.d_max == 0.25 else 20.0
+    a, b = np.clip(lo, -cap, cap), np.clip(hi, -cap, cap)
     for _ in range(iters):
         m = 0.5 * (a + b)
         # g increases in m on either side (f''(m) (p - m) > 0), so the root lies right where g < 0
@@ -246,29 +261,50 @@ def _through_point(fn: _Sigmoidal, p: np.ndarray, lo: np.ndarray, hi: np.ndarray
 
 
 def sigmoidal_relaxation(fn: _Sigmoidal, l: np.ndarray, u: np.ndarray) -> Relaxation:
-    """CROWN-style lines for sigmoid / tanh on [l, u], with sound intercepts."""
+    """CROWN-style lines for sigmoid / tanh on [l, u], with sound intercepts, at every magnitude.
+
+    The interval is never clipped: the intercepts are rigorous for any finite
+    ``[l, u]`` (a line that is sound on a clipped interval is not sound on the
+    real one, since a non-zero slope leaves the bounded curve far outside).
+    Where an end is infinite or NaN, or the intercept computation overflows,
+    the constant lines ``f(l) <= f(z) <= f(u)`` (f increasing) are used.
+    """
     l = np.asarray(l, dtype=np.float64)
     u = np.asarray(u, dtype=np.float64)
-    l = np.maximum(l, -1e6)
-    u = np.minimum(u, 1e6)
-    width = u - l
-    narrow = width <= 1e-9 * (1.0 + np.abs(l) + np.abs(u))
-    safe_w = np.where(narrow, 1.0, width)
-    fl_, fu_ = fn.f(l), fn.f(u)
-    chord = np.where(narrow, fn.deriv(0.5 * (l + u)), (fu_ - fl_) / safe_w)
-    mid_slope = fn.deriv(0.5 * (l + u))
-    mixed = (l < 0) & (u > 0)
-    # upper line: chord on convex, tangent at mid on concave, tangent through (l, f(l)) when mixed
-    d_up = _through_point(fn, l, np.zeros_like(u), np.where(mixed, u, 0.0))
-    up_mixed = np.where(fn.deriv(u) >= chord, chord, fn.deriv(d_up))  # chord lies above when f'(u) >= chord
-    a_up = np.where(u <= 0, chord, np.where(l >= 0, mid_slope, up_mixed))
-    d_lo = _through_point(fn, u, np.where(mixed, l, 0.0), np.zeros_like(l))
-    lo_mixed = np.where(fn.deriv(l) >= chord, chord, fn.deriv(d_lo))
-    a_lo = np.where(l >= 0, chord, np.where(u <= 0, mid_slope, lo_mixed))
-    a_up = np.where(narrow, mid_slope, a_up)
-    a_lo = np.where(narrow, mid_slope, a_lo)
-    a_up = np.clip(np.nan_to_num(a_up, nan=0.0), 0.0, fn.d_max)
-    a_lo = np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, fn.d_max)
-    b_up = _sound_intercept(fn, l, u, a_up, True)
-    b_lo = _sound_intercept(fn, l, u, a_lo, False)
+    finite = np.isfinite(l) & np.isfinite(u)
+    # placeholders where an end is not finite (replaced by constant lines below)
+    l_in, u_in = l, u
+    l = np.where(finite, l, 0.0)
+    u = np.where(finite, u, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        width = u - l
+        narrow = ~(width > 1e-9 * (1.0 + np.abs(l) + np.abs(u)))
+        safe_w = np.where(narrow | ~np.isfinite(width), 1.0, width)
+        fl_, fu_ = fn.f(l), fn.f(u)
+        chord = np.where(narrow, fn.deriv(0.5 * l + 0.5 * u), (fu_ - fl_) / safe_w)
+        chord = np.where(np.isfinite(width), chord, 0.0)
+        mid_slope = fn.deriv(0.5 * l + 0.5 * u)
+        mixed = (l < 0) & (u > 0)
+        # upper line: chord on convex, tangent at mid on concave, tangent through (l, f(l)) when mixed
+        d_up = _through_point(fn, l, np.zeros_like(u), np.where(mixed, u, 0.0))
+        up_mixed = np.where(fn.deriv(u) >= chord, chord, fn.deriv(d_up))  # chord lies above when f'(u) >= chord
+        a_up = np.where(u <= 0, chord, np.where(l >= 0, mid_slope, up_mixed))
+        d_lo = _through_point(fn, u, np.where(mixed, l, 0.0), np.zeros_like(l))
+        lo_mixed = np.where(fn.deriv(l) >= chord, chord, fn.deriv(d_lo))
+        a_lo = np.where(l >= 0, chord, np.where(u <= 0, mid_slope, lo_mixed))
+        a_up = np.where(narrow, mid_slope, a_up)
+        a_lo = np.where(narrow, mid_slope, a_lo)
+        a_up = np.clip(np.nan_to_num(a_up, nan=0.0), 0.0, fn.d_max)
+        a_lo = np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, fn.d_max)
+        b_up = _sound_intercept(fn, l, u, a_up, True)
+        b_lo = _sound_intercept(fn, l, u, a_lo, False)
+    # constant lines: sound for every z in [l, u] because f is increasing
+    c_lo = fn.enclose(l_in)[0]
+    c_hi = fn.enclose(u_in)[1]
+    ok_up = finite & np.isfinite(b_up)
+    ok_lo = finite & np.isfinite(b_lo)
+    a_up = np.where(ok_up, a_up, 0.0)
+    b_up = np.where(ok_up, b_up, c_hi)
+    a_lo = np.where(ok_lo, a_lo, 0.0)
+    b_lo = np.where(ok_lo, b_lo, c_lo)
     return Relaxation(a_up, b_up, a_lo, b_lo)

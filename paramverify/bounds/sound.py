@@ -19,7 +19,7 @@ from paramverify.bounds.differential import (
     point_parameters,
 )
 from paramverify.bounds.interval import Interval, down, up
-from paramverify.errors import CapabilityError
+from paramverify.errors import CapabilityError, check
 from paramverify.ir import Graph
 from paramverify.specs import ParamBox
 
@@ -61,7 +61,7 @@ def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: Di
 
     def cut(a: Interval, b: Interval) -> Interval:
         lo_, hi_ = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)
-        assert np.all(lo_ <= hi_), "disjoint sound enclosures (rounding bug)"
+        check(bool(np.all(lo_ <= hi_)), "disjoint sound enclosures (rounding bug)")
         return Interval(lo_, hi_)
 
     return DiffValue(cut(out.n, n), cut(out.p, p), cut(out.d, d))

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from paramverify.errors import SpecError
+from paramverify.errors import SpecError, check
 from paramverify.search.env import EpisodeResult, QuantEnv
 
 Progress = Callable[[str], None]
@@ -236,14 +236,14 @@ def greedy(env: QuantEnv, progress: Progress | None = None, final: RaceConfig | 
             res = EpisodeResult(tuple(trial), policy, ev.reward, ev, frac, frac <= env.budget.fraction, hit)
             saving = env.budget.bitops(env.budget.policy(bits)) - env.budget.bitops(policy)
             candidates.append((ev.reward, saving, -i, res))
-        assert candidates, "over budget with every layer at the minimum (checked by Budget)"
+        check(bool(candidates), "over budget with every layer at the minimum (checked by Budget)")
         _, _, neg_i, chosen = max(candidates, key=lambda c: (c[0], c[1], c[2]))
         bits[-neg_i] -= 1
         trace.append(chosen)
         if progress is not None:
             progress(f"greedy: {list(bits)} reward {chosen.reward:.4f} ({chosen.bitops_fraction:.4%} BitOps)")
     final_step = trace[-1]
-    assert final_step.fits
+    check(final_step.fits, "greedy ended on a policy over the budget")
     raced = None
     if final is not None and candidates:
         # the last step's choice among the candidates that meet the budget, ranked as the step ranked them
@@ -280,7 +280,8 @@ def random_search(env: QuantEnv, trials: int, seed: int, progress: Progress | No
             best = best_of(trace)
             progress(f"random {t + 1}/{trials}: best reward {best.reward if best else float('nan'):.4f}")
     best = best_of(trace)
-    assert best is not None, "the wall makes every random policy fit"
+    check(best is not None, "the wall makes every random policy fit")
+    assert best is not None  # for mypy
     extra: dict[str, Any] = {"rejected": rejected}
     if final is not None:
         raced = race(env, trace, final, progress, "random")

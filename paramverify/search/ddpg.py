@@ -28,7 +28,7 @@ import torch
 from scipy.stats import truncnorm
 from torch import nn
 
-from paramverify.errors import SpecError
+from paramverify.errors import SpecError, check
 from paramverify.smoothing.core import one_torch_thread
 
 
@@ -103,7 +103,7 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        assert self.size > 0, "sampling an empty replay buffer"
+        check(self.size > 0, "sampling an empty replay buffer")
         idx = rng.integers(0, self.size, size=k)
         return self.s[idx], self.a[idx], self.r[idx], self.s2[idx], self.done[idx]
 

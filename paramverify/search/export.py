@@ -33,7 +33,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from paramverify.errors import SpecError
+from paramverify.errors import SpecError, check
 from paramverify.search.layers import OnnxLayer, onnx_layers
 from paramverify.smoothing.onnx_torch import load_onnx
 from paramverify.smoothing.quant import FakeQuantLayer, QuantSpec, qparams
@@ -115,7 +115,7 @@ def export_qdq(model: onnx.ModelProto, base: nn.Module, quantized: nn.Module) ->
             got = (q.astype(np.float32) - zero.reshape((-1,) + (1,) * (q.ndim - 1)).astype(np.float32)
                    if spec.per_channel else q.astype(np.float32) - np.float32(zero))
             got = got * (scale.reshape((-1,) + (1,) * (q.ndim - 1)) if spec.per_channel else scale)
-            assert np.array_equal(got, expect), f"export of {tag}: integers do not reproduce the fake-quantized weight"
+            check(np.array_equal(got, expect), f"export of {tag}: integers do not reproduce the fake-quantized weight")
             dtype, _, _ = _storage(spec)
             q_onnx = q.T if lay.transposed else q
             q_arr = np.ascontiguousarray(q_onnx).astype(dtype)

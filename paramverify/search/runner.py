@@ -58,7 +58,9 @@ class DDPGSearch:
 
     def load(self, js: dict[str, Any], agent_state: dict[str, Any]) -> None:
         self.history = [EpisodeResult.from_json(h) for h in js["history"]]
-        assert len(self.history) == int(js["episodes_done"]), "inconsistent checkpoint"
+        if len(self.history) != int(js["episodes_done"]):
+            raise SpecError("checkpoint", f"{len(self.history)} episodes in the history but episodes_done is {js['episodes_done']}",
+                            "the work folder's checkpoint is inconsistent; remove it to restart the search")
         self.seconds = float(js["seconds"])
         self.evaluations = int(js["evaluations"])
         self.computed = int(js["computed"])

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from paramverify.errors import SpecError
+from paramverify.errors import InternalError, SpecError, check
 
 FLOAT_BITS = 32
 
@@ -204,7 +204,7 @@ class Budget:
                     changed = True
                     if self.fits(self.policy(out)):
                         break
-            assert changed, "budget below the all-minimum policy (checked in __post_init__)"
+            check(changed, "budget below the all-minimum policy (checked in __post_init__)")
         return tuple(out)
 
     def uniform_bits(self) -> int:
@@ -212,4 +212,4 @@ class Budget:
         for b in range(self.bit_range.hi, self.bit_range.lo - 1, -1):
             if self.fits(self.policy([b] * len(self.layers))):
                 return b
-        raise AssertionError("unreachable: the all-minimum policy fits (checked in __post_init__)")
+        raise InternalError("internal error (please report): the all-minimum policy does not fit (checked in __post_init__)")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.stats import beta, binomtest, norm
 
-from paramverify.errors import BackendUnavailableError, ModelError, SpecError
+from paramverify.errors import BackendUnavailableError, ModelError, SpecError, check
 from paramverify.smoothing import ABSTAIN
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -162,7 +162,7 @@ class NoiseStream:
     """
 
     def __init__(self, spec: NoiseSpec, shape: tuple[int, ...], device: torch.device) -> None:
-        assert spec.device_type == device.type, "noise stream regenerated on another device type"
+        check(spec.device_type == device.type, "noise stream regenerated on another device type")
         self._spec = spec
         self._shape = tuple(shape)
         self._device = device

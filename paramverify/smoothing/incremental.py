@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paramverify.errors import SpecError
+from paramverify.errors import SpecError, check
 from paramverify.smoothing import ABSTAIN
 from paramverify.smoothing.core import (
     Certificate,
@@ -123,7 +123,8 @@ def certify_incremental(
         float_samples = n_q
     _, q_labels = quant.sample_labels(x, n_q, float_cert.noise, batch_size=batch_size, keep_labels=True,
                                       progress=progress)
-    assert q_labels is not None and q_labels.shape == float_labels.shape
+    check(q_labels is not None and q_labels.shape == float_labels.shape, "quantized and float label arrays differ in shape")
+    assert q_labels is not None  # for mypy
     k = int(np.count_nonzero(q_labels != float_labels))
     zeta = clopper_pearson_upper(k, n_q, alpha_q)
     pa = float_cert.pa_lower - zeta

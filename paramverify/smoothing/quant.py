@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramverify.errors import SpecError
+from paramverify.errors import SpecError, check
 
 QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _LAYER_KEYS = frozenset({"weight_bits", "act_bits", "bits"})
@@ -245,7 +245,8 @@ class FakeQuantLayer(nn.Module):
                 self.layer.weight.copy_(quantize_weight(layer.weight, policy.weight))
         spec = policy.activation
         if spec is not None:
-            assert act_range is not None, "activation quantization without a calibrated range"
+            check(act_range is not None, "activation quantization without a calibrated range")
+            assert act_range is not None  # for mypy
             scale, zero = qparams(act_range[0], act_range[1], spec)
             if spec.per_channel:
                 ndim = 2 if isinstance(layer, nn.Linear) else layer.weight.dim()

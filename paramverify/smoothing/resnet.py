@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from paramverify.errors import SpecError
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
@@ -34,7 +36,8 @@ class CifarResNet(nn.Module):
 
     def __init__(self, depth: int = 110, num_classes: int = 10, normalize: bool = True) -> None:
         super().__init__()
-        assert (depth - 2) % 6 == 0, "depth must be 6k + 2"
+        if depth < 8 or (depth - 2) % 6 != 0:
+            raise SpecError("depth", f"must be 6k + 2 with k >= 1, got {depth}", "e.g. 20, 56 or 110")
         k = (depth - 2) // 6
         self.register_buffer("mean", torch.tensor([0.4914, 0.4822, 0.4465]).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.2470, 0.2435, 0.2616]).reshape(1, 3, 1, 1))
