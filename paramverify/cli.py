@@ -7,18 +7,17 @@ input error (one line on stderr, no traceback unless ``--debug``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from paramverify import __version__
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
+from paramverify.interrupt import handle_signals, shielded
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 
@@ -167,7 +166,8 @@ def _optional_subcommands(sub: Any) -> None:
 
 # -------------------------------------------------------------------- commands
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
-    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, progress=progress)
+    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, progress=progress,
+                   stop=getattr(args, "stop", None))
 
 
 def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
@@ -262,15 +262,15 @@ def _bound_text(b: Any) -> str:
     side = "upper" if b.proof_side == "upper" else "lower"
     lines.append(f"  {side} end proved; the other from a concrete witness" + ("" if b.complete else "  [INCOMPLETE: " + b.note + "]"))
     for pc in b.extra.get("per_class", []):
-        lines.append(f"  class {pc['class']}: [{pc['lower']:.8g}, {pc['upper']:.8g}]  gap {pc['gap']:.3g}")
+        lo, hi, gap = (float(pc[k]) for k in ("lower", "upper", "gap"))  # JSON spells infinities "inf"
+        lines.append(f"  class {pc['class']}: [{lo:.8g}, {hi:.8g}]  gap {gap:.3g}")
     return "\n".join(lines)
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(payload, default=_json_default))
-    else:
-        print(text)
+    out = json.dumps(payload, default=_json_default) if getattr(args, "json", False) else text
+    with shielded(args):  # a signal now must not lose the result
+        print(out, flush=True)
 
 
 def _json_default(o: Any) -> Any:
@@ -282,28 +282,6 @@ def _json_default(o: Any) -> Any:
 
 
 COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_smt, "reproduce": cmd_reproduce}
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``kill``, a batch scheduler's time limit) like Ctrl-C while a command runs.
-
-    Every long command already turns KeyboardInterrupt into "report what was proved so
-    far"; this gives a terminated run the same ending instead of dying silently.
-    """
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,8 +297,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         module, _, run = PLUGGED[args.command]
         handler = getattr(importlib.import_module(module), run)
     try:
-        with _terminate_as_interrupt():
-            return int(handler(args))
+        with handle_signals() as stop:
+            args.stop = stop  # commands pass it down in their Options (see paramverify.interrupt)
+            code = int(handler(args))
+        # a signal during the work (not only while the output was written) ends with 130
+        return 130 if stop.interrupted_work and code in (EXIT_OK, EXIT_UNKNOWN) else code
+    except MemoryError:
+        if getattr(args, "debug", False):
+            raise
+        print("paramverify: error: out of memory (the model or the query is too large for this machine; "
+              "try a smaller --batch, fewer inputs or parameters, or more memory)", file=sys.stderr)
+        return EXIT_USAGE
     except InternalError as exc:
         if getattr(args, "debug", False):
             raise
