@@ -38,7 +38,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -46,7 +46,8 @@ import numpy as np
 
 from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
-from paramverify.options import Deadline, Options
+from paramverify.interrupt import shielded
+from paramverify.options import Deadline, NullProgress, Options
 from paramverify.properties import MaxDelta, Problem, labels, margins
 from paramverify.results import Falsified, Verdict, Verified
 from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
@@ -234,6 +235,13 @@ class _Search:
     cache: dict[tuple[tuple[tuple[str, int], ...], int], Status] = field(default_factory=dict)
     queries: int = 0
 
+    def query_options(self, **changes: Any) -> Options:
+        """The per-query options, with the query's budget capped by what is left of the search's."""
+        left = self.deadline.remaining()
+        per = self.options.timeout_s
+        cap = per if left is None else left if per is None else min(per, left)
+        return replace(self.options, timeout_s=cap, stop=self.deadline.stop, **changes)
+
     def problem(self, box: ParamBox, i: int) -> Problem:
         return Problem(self.graph, box, self.regions[i], self.level)
 
@@ -249,8 +257,10 @@ class _Search:
         problem = self.problem(quantization_box(self.graph, widths, self.scheme), i)
         kind = "sigma" if (self.sigma is not None and not problem.region.is_point) else "label"
         verdict: Verdict = api.verify(problem, kind, sigma=self.sigma if kind == "sigma" else None,
-                                      backend=self.backend, options=self.options)
+                                      backend=self.backend, options=self.query_options())
         self.queries += 1
+        if self.deadline.interrupted():  # the query was cut short: its answer is not cached or used
+            raise _Stop
         status: Status = "verified" if isinstance(verdict, Verified) else "falsified" if isinstance(verdict, Falsified) else "unknown"
         self.cache[key] = status
         return status
@@ -310,9 +320,11 @@ class _Search:
                 raise _Stop
             region = self.regions[i]
             sig = self.sigma if (self.sigma is not None and not region.is_point) else None
-            opts = Options(timeout_s=self.options.timeout_s, tolerance=1 / 64, seed=self.options.seed)
+            opts = self.query_options(tolerance=1 / 64, progress=NullProgress())
             b = engine.optimise(self.problem(box, i), MaxDelta(sig, t_max=1.0), opts)
             self.queries += 1
+            if self.deadline.interrupted():
+                raise _Stop
             score = min(score, b.lower)
         return score
 
@@ -373,7 +385,7 @@ def search_bits(
         raise SpecError("params", "the model has no weights or biases to quantize", "name the initializers with --params")
     regions = _regions(graph, x0, domain)
     options = options or Options(timeout_s=30.0)
-    deadline = Options(timeout_s=budget_s).deadline()
+    deadline = Options(timeout_s=budget_s, stop=options.stop).deadline()
     details: list[InputDetail] = []
     constrained: list[int] = []
     for i, r in enumerate(regions):
@@ -404,6 +416,8 @@ def search_bits(
             max_delta = _max_delta(s, tensors)
     except _Stop:
         complete, note = False, "the overall budget ran out; every width reported is certified, the rest are missing"
+        if deadline.interrupted():
+            note = "interrupted; every width reported is certified, the rest are missing"
     except KeyboardInterrupt:
         complete, note = False, "interrupted; every width reported is certified, the rest are missing"
     # cross-check: the rounded model itself must keep every certified point's label
@@ -528,8 +542,10 @@ def _max_delta(s: _Search, tensors: tuple[str, ...]) -> dict[str, Any]:
             raise _Stop
         region = s.regions[i]
         sig = s.sigma if (s.sigma is not None and not region.is_point) else None
-        b = api.bound(s.problem(box, i), "delta", sigma=sig, backend=s.backend, options=s.options)
+        b = api.bound(s.problem(box, i), "delta", sigma=sig, backend=s.backend, options=s.query_options())
         s.queries += 1
+        if s.deadline.interrupted():
+            raise _Stop
         per[i] = {"lower": b.lower, "upper": b.upper, "complete": b.complete}
         lows, highs, complete = [*lows, b.lower], [*highs, b.upper], complete and b.complete
     if not lows:
@@ -597,7 +613,7 @@ def run(args: argparse.Namespace) -> int:
                 raise SpecError("inputs", f"cannot read '{args.inputs}' as .npy: {exc}", "save it with numpy.save") from exc
         domain = parse_domain(args.domain) if args.domain is not None else None
         with ConsoleProgress(enabled=not args.quiet) as progress:
-            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress)
+            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress, stop=getattr(args, "stop", None))
             report = search_bits(
                 args.model, x0=x0, domain=domain, sigma=args.sigma,
                 scheme=Scheme(not args.asymmetric, args.per_channel, args.channel_axis),
@@ -609,5 +625,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"paramverify bits: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(report.to_json(), default=float) if args.json else report.table())
+    text = json.dumps(report.to_json(), default=float) if args.json else report.table()
+    with shielded(args):  # a second signal must not lose the report
+        print(text, flush=True)
     return EXIT_OK if report.joint_certified and report.complete else EXIT_UNKNOWN

@@ -80,6 +80,10 @@ class StopSignal:
         finally:
             self._shield -= 1
 
+    def hold(self) -> None:
+        """From now on signals are only recorded (the run is writing its final output)."""
+        self._shield += 1
+
     def _handler(self, signum: int, frame: Any) -> None:
         self.count += 1
         self.request(signum)
@@ -135,3 +139,29 @@ def shielded(args: Any) -> contextlib.AbstractContextManager[None]:
     """``args.stop.shield()`` for a command's namespace (a no-op without a :class:`StopSignal`)."""
     stop = getattr(args, "stop", None)
     return stop.shield() if isinstance(stop, StopSignal) else contextlib.nullcontext()
+
+
+def finishing(args: Any) -> None:
+    """The command has finished its work (or kept what it finished): from here on, until it
+    returns, signals raise nothing, so a second signal cannot lose the output."""
+    stop = getattr(args, "stop", None)
+    if isinstance(stop, StopSignal):
+        stop.hold()
+
+
+class KeepFinished:
+    """``with KeepFinished() as cut:``: a KeyboardInterrupt (Ctrl-C, or SIGTERM under
+    :func:`handle_signals`) ends the block quietly and sets ``cut.interrupted``; what the
+    block finished before it is kept by the caller."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def __enter__(self) -> KeepFinished:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.interrupted = True
+            return True
+        return False
