@@ -17,7 +17,8 @@ import numpy as np
 
 from paramverify import __version__
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
-from paramverify.interrupt import handle_signals, shielded
+from paramverify.fileio import check_output_path, write_text
+from paramverify.interrupt import finishing, handle_signals, shielded
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 
@@ -239,12 +240,13 @@ def cmd_export_smt(args: argparse.Namespace) -> int:
     from encoders.smtlib import export_smtlib
     from paramverify import api
 
+    check_output_path(args.output, "output")  # before the encoding
     problem = _problem(args)
     prop = api.make_property(problem, args.property, args.epsilon, args.sigma)
     text = export_smtlib(problem, prop, logit=args.logit)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        finishing(args)
+        write_text(args.output, text)  # atomic: an earlier file is never left truncated
         _emit(args, {"command": "export-smt", "output": args.output, "bytes": len(text)}, f"wrote {args.output}")
     else:
         sys.stdout.write(text)
