@@ -596,7 +596,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``paramverify bits``; 0 when the joint widths certify, 3 when not, 2 on an input error."""
-    from paramverify.cli import parse_domain, parse_names, parse_vector
+    from paramverify.cli import parse_domain, parse_names, parse_vector, wall_budget
     from paramverify.progress import ConsoleProgress
 
     try:
@@ -618,7 +618,8 @@ def run(args: argparse.Namespace) -> int:
                 args.model, x0=x0, domain=domain, sigma=args.sigma,
                 scheme=Scheme(not args.asymmetric, args.per_channel, args.channel_axis),
                 params=parse_names(args.params), min_bits=args.min_bits, max_bits=args.max_bits, level=args.level,
-                backend=args.backend, options=opts, budget_s=args.budget, with_delta=not args.no_delta,
+                backend=args.backend, options=opts, budget_s=None if args.budget is None else wall_budget(args, args.budget),
+                with_delta=not args.no_delta,
             )
     except ParamVerifyError as exc:
         if getattr(args, "debug", False):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,8 +168,18 @@ def _optional_subcommands(sub: Any) -> None:
 
 # -------------------------------------------------------------------- commands
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
-    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, progress=progress,
+    return Options(timeout_s=wall_budget(args), tolerance=args.tolerance, seed=args.seed, progress=progress,
                    stop=getattr(args, "stop", None))
+
+
+def wall_budget(args: argparse.Namespace, seconds: float | None = None) -> float | None:
+    """What is left of ``--timeout`` (or ``seconds``) for the engine: the clock starts when the
+    command starts (model loading and imports count), less a short reserve for the report."""
+    total = args.timeout if seconds is None else seconds
+    if total is None:
+        return None
+    used = time.monotonic() - getattr(args, "started", time.monotonic())
+    return max(0.0, total - used - min(0.5, 0.1 * total))
 
 
 def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
@@ -287,8 +298,10 @@ COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started  # --timeout counts from here (see wall_budget)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

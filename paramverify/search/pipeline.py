@@ -385,7 +385,7 @@ class SearchSession:
                 outcome.methods[name] = MethodResult.from_json(state["baselines"][name])
                 continue
             if deadline is not None and deadline.expired():
-                outcome.complete = False
+                outcome.complete, outcome.interrupted = False, deadline.interrupted()
                 break
             try:
                 if name == "uniform":
