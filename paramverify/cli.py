@@ -19,7 +19,7 @@ import numpy as np
 from paramverify import __version__
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_path, write_text
-from paramverify.interrupt import finishing, handle_signals, shielded
+from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 
@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with handle_signals() as stop:
             args.stop = stop  # commands pass it down in their Options (see paramverify.interrupt)
             code = int(handler(args))
+        if stop.requested:
+            ignore_further_signals()  # the result is out; one more SIGTERM must not turn exit 130 into a kill
         # a signal during the work (not only while the output was written) ends with 130
         return 130 if stop.interrupted_work and code in (EXIT_OK, EXIT_UNKNOWN) else code
     except MemoryError:

@@ -121,6 +121,14 @@ def handle_signals(stop: StopSignal | None = None) -> Iterator[StopSignal]:
             os.close(r)
 
 
+def ignore_further_signals() -> None:
+    """After a stopped run has reported: SIGINT/SIGTERM are ignored until the process exits
+    (only where a stop signal already arrived; main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
 def _watch(fd: int, stop: StopSignal) -> None:
     """Helper thread: a byte on the wakeup pipe means a signal arrived; cancel native calls."""
     while True:
