@@ -22,6 +22,32 @@ line on stderr naming the field and the fix; a traceback only with `--debug`), 1
 interrupted. SIGTERM (`kill`, a scheduler's time limit) is treated like Ctrl-C: long
 commands report what they proved so far, marked incomplete.
 
+## Interrupts, timeouts and output files
+
+- **SIGINT / SIGTERM.** Every command stops within about 2 s of the first signal and keeps
+  what it finished: `bound` and `verify` print the bracket or verdict proved so far
+  (`complete: false`, `note`/`reason` says `interrupted`; for `bound --property sigma` the
+  classes not started get the trivial bracket [0, inf]); `bits` reports the widths
+  certified so far; `smooth certify`/`predict` report (and write to `--tsv`/`--plot`) the
+  inputs finished so far, with `complete: false` and `missing` (the indices not done);
+  `compare` and `reproduce` write their JSON with `complete: false` and the missing
+  queries; `search` keeps its checkpoint. The exit code is then 130 (1 stays 1 when a
+  replayed counterexample was found). A running z3 query is cancelled; a dReal query's
+  child process is killed. Further signals never interrupt the reporting: the output is
+  still written (two SIGTERMs give the same result and exit 130).
+- **`--timeout`** is the wall-clock budget of the whole command, counted from its start
+  (imports and model loading included, with a short reserve for the report), so a run
+  ends within about 2 s of it. `bound --property sigma` shares one budget among the
+  classes (each gets an equal share of what is left). In `bits`, `--timeout` is the budget
+  of one query and `--budget` of the whole search; no query runs past `--budget`.
+- **Output files** (`export-smt -o`, `compare`'s `compare.json` and report, `report -o`,
+  `reproduce`'s `results.json` and figures, `smooth --tsv/--plot`, `search` outputs and
+  checkpoints) are written atomically: to a temporary file in the same folder, then
+  renamed over the target, so an interrupted write leaves the earlier file intact, never
+  a truncated one. Output paths are checked before the work starts: a missing or
+  unwritable folder is a usage error (exit 2) at once, not after a long run.
+- **Out of memory** is one line on stderr and exit 2 (a traceback only with `--debug`).
+
 ## JSON fields
 
 - **bound**: `command`, `property`, `model`, `backend`, `region` (`x0` or `domain`), `box`

@@ -86,7 +86,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
-    s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)")
+    s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget of the whole command in seconds (default 60)")
     s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
 
