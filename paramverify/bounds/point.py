@@ -87,7 +87,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     f0 = nominal_enclosure(problem)
     rows = change_rows(f0)
     k = f0.lo.size
-    search = SplitSearch(problem, rows)
+    search = SplitSearch(problem, rows, deadline=deadline)
     best = sound_change(problem, problem.region.lo, nominal_params(problem.box))
     state = {"best": best}
     attacked: set[int] = set()
@@ -161,7 +161,11 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
     # the nominal class must be certain from the enclosure, else the rows are not the property
     if not _class_certain(f0, problem.level, y0):
         return LabelResult("unknown", None, 0, "the nominal output is too close to a tie to fix the label")
-    search = SplitSearch(problem, rows, scale)
+    if deadline.expired():  # each root step below costs seconds on a large net: check between them
+        return LabelResult("unknown", None, 0, _stopped(deadline))
+    search = SplitSearch(problem, rows, scale, deadline=deadline)
+    if deadline.expired():
+        return LabelResult("unknown", None, 0, _stopped(deadline))
     sp = problem if scale is None else Problem(problem.graph, problem.box.scaled(scale), problem.region, problem.level)
     found: dict[str, Counterexample] = {}
 
@@ -187,6 +191,10 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
     if out.reason == "holds":
         return LabelResult("holds", None, out.domains, "holds")
     return LabelResult("unknown", None, out.domains, out.reason)
+
+
+def _stopped(deadline: Deadline) -> str:
+    return "interrupted" if deadline.interrupted() else "deadline"
 
 
 def _class_certain(f0: Any, level: float, y0: np.ndarray) -> bool:
