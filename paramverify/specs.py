@@ -137,13 +137,21 @@ class ParamBox:
 def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str) -> ParamBox:
     """``p0 -/+ radius``, rounded outward so the box covers the real-number box."""
     nominal = {n: graph.initializers[n] for n in names}
-    lo = {n: _outward(nominal[n] - radius[n], nominal[n], radius[n], -np.inf) for n in names}
-    hi = {n: _outward(nominal[n] + radius[n], nominal[n], radius[n], np.inf) for n in names}
+    lo = {n: _outward(nominal[n], radius[n], -np.inf) for n in names}
+    hi = {n: _outward(nominal[n], radius[n], np.inf) for n in names}
     return ParamBox(MappingProxyType(nominal), MappingProxyType(lo), MappingProxyType(hi), description)
 
 
-def _outward(end: np.ndarray, nominal: np.ndarray, radius: np.ndarray, direction: float) -> np.ndarray:
-    return np.where(radius > 0, np.nextafter(end, direction), nominal)
+def _outward(nominal: np.ndarray, radius: np.ndarray, direction: float) -> np.ndarray:
+    """``nominal -/+ radius`` rounded one ulp outward (exactly ``nominal`` where the radius is 0).
+
+    Computed in place in one new array (no full-size temporaries: this is the peak of
+    building the box of a large model)."""
+    end = np.add(nominal, radius) if direction > 0 else np.subtract(nominal, radius)
+    end = np.asarray(end, dtype=np.float64)
+    np.nextafter(end, direction, out=end)
+    np.copyto(end, nominal, where=~(radius > 0))
+    return end
 
 
 def _names(graph: Graph, params: tuple[str, ...] | None, field: str) -> tuple[str, ...]:
@@ -160,8 +168,8 @@ def _broadcast_radius(value: Any, shape: tuple[int, ...], name: str, channel_axi
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise SpecError(field, f"delta for '{name}' must be finite and >= 0", "use a non-negative number")
-    if arr.ndim == 0:
-        return np.full(shape, float(arr))
+    if arr.ndim == 0:  # a read-only broadcast view: no memory for a per-tensor radius
+        return np.broadcast_to(np.float64(arr), shape)
     if arr.shape == shape:
         return arr.copy()
     if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis]:

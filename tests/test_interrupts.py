@@ -281,3 +281,26 @@ def test_memory_error_is_one_line_exit_2(mlp: Path, monkeypatch: pytest.MonkeyPa
     code = cli.main(["bound", str(mlp), "--property", "eps", "--delta", "0.01", "--x0", "0,0,0,0"])
     err = capsys.readouterr().err
     assert code == 2 and "out of memory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_parameter_box_needs_no_full_size_temporaries(tmp_path: Path) -> None:
+    """Part of the large-model peak: building the box used ~5 copies of the weights at once; now lo + hi only."""
+    import tracemalloc
+
+    from paramverify.ir import load_model
+    from paramverify.specs import AbsoluteDelta
+
+    proto = random_mlp(0, [100, 1000, 1000, 10], "relu")  # ~1.1M parameters: 9 MB per float64 copy
+    path = tmp_path / "wide.onnx"
+    onnx.save(proto, str(path))
+    graph = load_model(path)
+    one_copy = sum(graph.initializers[n].nbytes for n in graph.default_parameters())
+    tracemalloc.start()
+    try:
+        box = AbsoluteDelta(0.01).to_box(graph)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.6 * one_copy, f"building the box peaked at {peak / one_copy:.1f} copies of the weights"
+    for n in box.names:  # still the outward-rounded box
+        assert np.all(box.lo[n] < graph.initializers[n]) and np.all(box.hi[n] > graph.initializers[n])
