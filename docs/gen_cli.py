@@ -62,7 +62,9 @@ commands report what they proved so far, marked incomplete.
   initializer's shape, `nominal_output`, `perturbed_output`, `replayed_on_onnxruntime`)
   when falsified.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
-  `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
+  `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`,
+  `complete` (false when interrupted: the cells finished so far, no figures) and
+  `missing_cells`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
   and docs/search.md. `report` writes HTML only.
 """

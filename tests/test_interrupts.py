@@ -304,3 +304,25 @@ def test_parameter_box_needs_no_full_size_temporaries(tmp_path: Path) -> None:
     assert peak < 2.6 * one_copy, f"building the box peaked at {peak / one_copy:.1f} copies of the weights"
     for n in box.names:  # still the outward-rounded box
         assert np.all(box.lo[n] < graph.initializers[n]) and np.all(box.hi[n] > graph.initializers[n])
+
+
+def test_reproduce_keeps_the_cells_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An interrupt after two cells: results.json has those two, complete: false, exit 130, no figures."""
+    from paramverify import reproduce
+
+    real, calls = reproduce.api.bound, {"n": 0}
+
+    def bound(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(reproduce.api, "bound", bound)
+    out = tmp_path / "r"
+    code = cli.main(["reproduce", "--out", str(out), "--points", "20", "--timeout", "5", "--quiet", "--json"])
+    assert code == 130
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert res["complete"] is False and len(res["cells"]) == 2 and res["missing_cells"] > 0
+    assert res["figures"] == [] and json.loads(capsys.readouterr().out)["complete"] is False
