@@ -297,8 +297,22 @@ def _json_default(o: Any) -> Any:
 COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_smt, "reproduce": cmd_reproduce}
 
 
+def _process_age() -> float:
+    """Seconds since this process started (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    started = time.monotonic()
+    # run as a program (argv from sys.argv): --timeout counts from the process start, the
+    # interpreter's own start-up included; called from Python: from this call
+    started = time.monotonic() - (_process_age() if argv is None else 0.0)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.started = started  # --timeout counts from here (see wall_budget)
