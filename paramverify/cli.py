@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic() - (_process_age() if argv is None else 0.0)
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.started = started  # --timeout counts from here (see wall_budget)
+    args.started = started  # see wall_budget
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with handle_signals() as stop:
             args.stop = stop  # commands pass it down in their Options (see paramverify.interrupt)
             code = int(handler(args))
-        if stop.requested:
+        if stop.requested and argv is None:  # a program about to exit (not a caller's process)
             ignore_further_signals()  # the result is out; one more SIGTERM must not turn exit 130 into a kill
         # a signal during the work (not only while the output was written) ends with 130
         return 130 if stop.interrupted_work and code in (EXIT_OK, EXIT_UNKNOWN) else code
