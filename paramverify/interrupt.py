@@ -37,7 +37,7 @@ class StopSignal:
         self._shield = 0
         self._raised = False
         self.interrupted_work = False  # a signal arrived outside a shield (the work was cut short)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the handler may run while the main thread holds it
         self._cancel: dict[int, Callable[[], None]] = {}
         self._next = 0
 
