@@ -102,11 +102,11 @@ def handle_signals(stop: StopSignal | None = None) -> Iterator[StopSignal]:
         yield stop
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    watcher = threading.Thread(target=_watch, args=(r, stop), name="paramverify-signals", daemon=True)
-    watcher.start()
+    pipe = _wakeup_pipe()
+    watcher = None
+    if pipe is not None:
+        watcher = threading.Thread(target=_watch, args=(pipe[0], stop), name="paramverify-signals", daemon=True)
+        watcher.start()
     try:
         for s in SIGNALS:
             signal.signal(s, stop._handler)
@@ -114,11 +114,29 @@ def handle_signals(stop: StopSignal | None = None) -> Iterator[StopSignal]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
-        signal.set_wakeup_fd(old_fd)
-        os.close(w)  # the watcher reads EOF and ends
-        watcher.join(timeout=1.0)
-        with contextlib.suppress(OSError):
-            os.close(r)
+        if pipe is not None and watcher is not None:
+            r, w, old_fd = pipe
+            signal.set_wakeup_fd(old_fd)
+            os.close(w)  # the watcher reads EOF and ends
+            watcher.join(timeout=1.0)
+            with contextlib.suppress(OSError):
+                os.close(r)
+
+
+def _wakeup_pipe() -> tuple[int, int, int] | None:
+    """(read end, write end, previous wakeup fd), or None where the platform lacks it (then
+    only the Python-level handler runs: native calls finish before the stop is seen)."""
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    try:
+        os.set_blocking(w, False)
+        return r, w, signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (OSError, ValueError, AttributeError):
+        os.close(r)
+        os.close(w)
+        return None
 
 
 def ignore_further_signals() -> None:

@@ -166,6 +166,19 @@ def test_sigterm_compare_keeps_a_valid_compare_json(tmp_path: Path, mlp: Path) -
 
 
 @posix_only
+def test_sigterm_cancels_a_running_z3_query(mlp: Path) -> None:
+    """Was: a SIGTERM waited for the z3 query to end (17 s here); the signal's thread now cancels it."""
+    pytest.importorskip("z3")
+    run = Run("verify", str(mlp), "--property", "label", "--delta", "0.01", "--domain=-1:1", "--backend", "z3",
+              "--timeout", "300", "--json", "--quiet")
+    time.sleep(5.0)  # start-up, encoding, then z3 works for tens of seconds on this query
+    assert run.proc.poll() is None, "the query ended before the signal: the test needs a harder one"
+    code, out, waited = run.terminate()
+    assert waited < STOP_WITHIN_S, f"took {waited:.1f} s after SIGTERM"
+    assert code == 130 and json.loads(out)["verdict"] == "unknown"
+
+
+@posix_only
 def test_timeout_is_the_commands_wall_clock(mlp: Path) -> None:
     """Was: --timeout 60 ran 92 s (per-class budgets, steps not checked against the deadline)."""
     timeout = 4.0
