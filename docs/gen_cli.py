@@ -38,7 +38,8 @@ commands report what they proved so far, marked incomplete.
 - **`--timeout`** is the wall-clock budget of the whole command, counted from its start
   (imports and model loading included, with a short reserve for the report), so a run
   ends within about 2 s of it. `bound --property sigma` shares one budget among the
-  classes (each gets an equal share of what is left). In `bits`, `--timeout` is the budget
+  classes (each gets an equal share of what is left; once it is spent, the classes left
+  get only the engine's first bound). In `bits`, `--timeout` is the budget
   of one query and `--budget` of the whole search; no query runs past `--budget`.
 - **Output files** (`export-smt -o`, `compare`'s `compare.json` and report, `report -o`,
   `reproduce`'s `results.json` and figures, `smooth --tsv/--plot`, `search` outputs and

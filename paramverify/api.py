@@ -181,15 +181,15 @@ def bound(
 def _per_class_sigma(engine: Any, problem: Problem, classes: Sequence[int], options: Options) -> list[Bracket]:
     """One smallest-sigma bracket per class within ONE budget: ``options.timeout_s`` covers
     all classes together (each class gets an equal share of what is left, so time a class
-    does not use goes to the next).  After a stop signal or the deadline the classes not
-    started get the trivial bracket [0, inf] (sigma >= 0 always; nothing proved)."""
+    does not use goes to the next).  Once the budget is spent the classes left get a zero
+    budget (the engine's first bound only); after a stop signal they are not started and
+    get the trivial bracket [0, inf] (sigma >= 0 always; nothing proved)."""
     deadline = options.deadline()
     per: list[Bracket] = []
     for k, c in enumerate(classes):
-        if deadline.expired() and per:
-            why = "interrupted" if deadline.interrupted() else "the time limit ran out"
+        if deadline.interrupted() and per:
             per.append(Bracket("sigma", 0.0, float("inf"), 0.0, per[0].method, "upper", complete=False,
-                               note=f"not started: {why} before this class"))
+                               note="not started: interrupted before this class"))
             continue
         left = deadline.remaining()
         share = None if left is None else left / (len(classes) - k)
