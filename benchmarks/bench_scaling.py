@@ -56,8 +56,8 @@ from bench_common import RatioClock, machine_info, write_results  # noqa: E402  
 #: competitor figures (shared/ANCHORS.md, auto_LiRPA 0.7.1 on the same kind of 2-core machine)
 ANCHORS = {
     "2-10-10-2": "auto_LiRPA CROWN: 12-63 ms, within 0-3% of the true range",
-    "784-64-64-10": "auto_LiRPA CROWN (trained MNIST net): 0.03-0.9 s, 1.7-4.9x the best lower bound; "
-                    "alpha-CROWN 18-194 s, 1.5-3.6x",
+    "784-64-64-10": "auto_LiRPA CROWN (trained MNIST net, re-measured 2026-12): 0.8-2.3 s, 1.05-1.16x the best "
+                    "attack; alpha-CROWN 220-255 s, 1.05-1.12x",
     "global": "auto_LiRPA, f_p(x) - f_p0(x) over an input box as one graph: 105-140x the sampled maximum",
     "2-3-1": "dReal bisection 410 s, upper 25% above the truth, no witness (sigmoid); z3 on the logit exact in 3.1 s",
 }

@@ -1,6 +1,6 @@
 """Optimisation by bisection over refutation queries: MaxEpsilon, MinSigma, MaxDelta.
 
-Each probe is one :meth:`~encoders.engine.SmtEngine.decide` call.  An unsat
+Each probe is one :meth:`~encoders.decision.Decider.decide` call (the z3 or dReal engine).  An unsat
 answer proves one side of the bracket; a solver model, snapped and
 evaluated on the model, gives the other (witness) side.  Witness values are
 computed in exact rational arithmetic on the snapped witness where the ops
@@ -13,6 +13,13 @@ still steers the search (the solver's real model exists), but only
 witnessed values move the reported bracket.  A run that hits the deadline,
 a solver ``unknown`` or KeyboardInterrupt returns the best valid bracket
 with ``complete=False`` and a note.
+
+MaxDelta's t is the scale of the real box ``p0 -/+ t r``.  Probes run on
+:func:`scaled_outward` boxes (exact scaling, rounded outward), so a proof at t
+covers the real box at t; a witness's scale is bounded from above against a
+lower bound on the real radius (:func:`witness_scale_bound`), so a flip at
+exactly t* (an output exactly at the level, a label flipped there) gives an
+upper end >= t*: the bracket always contains the optimum.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
-from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head
+from encoders.decision import Decider, Decision
+from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head, without_trailing_identity
 from encoders.rational import sigmoid_bounds, to_fraction
 from encoders.symbolic import exact_outputs
 from paramverify.errors import CapabilityError, SpecError
@@ -41,9 +50,7 @@ from paramverify.properties import (
 )
 from paramverify.replay import witness as make_witness
 from paramverify.results import Bracket, Counterexample
-
-if TYPE_CHECKING:
-    from encoders.engine import Decision, SmtEngine
+from paramverify.specs import ParamBox
 
 
 #: extra probes spent moving a lagging witness end towards the solver's knowledge
@@ -109,7 +116,7 @@ def witness_margin(problem: Problem, head: Head, x: np.ndarray) -> tuple[float, 
 
 
 def scale_of(problem: Problem, params: dict[str, np.ndarray]) -> Fraction:
-    """The smallest t with ``params`` inside ``box.scaled(t)`` (exact)."""
+    """The smallest t with ``params`` inside ``box.scaled(t)`` (exact, on the float box's ends)."""
     box = problem.box
     t = Fraction(0)
     for n in box.names:
@@ -125,13 +132,83 @@ def scale_of(problem: Problem, params: dict[str, np.ndarray]) -> Fraction:
     return t
 
 
+#: relative allowance for the roundings that made a box's float ends from its real radius
+#: (a radius computed with a few float operations, e.g. ``fraction * |p0|``, is off by < 8 ulps)
+_RADIUS_ROUNDING = Fraction(1, 2**50)
+
+
+def _inner_room(nom: float, end: float) -> Fraction | None:
+    """A lower bound on the real radius behind one float end of a box, or None.
+
+    Boxes are built as ``p0 -/+ r`` rounded to nearest and then one ulp
+    outward (:func:`paramverify.specs._box`), so the end two ulps inward is at
+    most ``p0 + r`` whenever ``r`` is a float; the factor ``1 - 2^-50`` covers a
+    radius that was itself rounded.  None when that leaves no room (a radius of
+    a few ulps): no scale can then be bounded from above.
+    """
+    towards = np.float64(nom)
+    inner = float(np.nextafter(np.nextafter(np.float64(end), towards), towards))
+    room = (to_fraction(inner) - to_fraction(nom)) * (1 - _RADIUS_ROUNDING)
+    if room == 0 or (room > 0) != (end > nom):
+        return None
+    return abs(room)
+
+
+def witness_scale_bound(problem: Problem, params: dict[str, np.ndarray]) -> Fraction | None:
+    """An upper bound on the real scale t of a witness: ``|p - p0| <= t r`` for the real radius r.
+
+    :func:`scale_of` measures a witness against the box's float ends, which
+    lie up to a couple of ulps outside the real box ``p0 -/+ r``; a flip found
+    at the real scale t* would then be reported a hair below t*, and the
+    bracket of the largest delta would exclude its own optimum.  Here each
+    deviation is divided by a lower bound on the real radius (see
+    :func:`_inner_room`), so the result is never below the witness's real
+    scale.  None if some deviation has no bounded scale.
+    """
+    box = problem.box
+    t = Fraction(0)
+    for n in box.names:
+        p0 = box.nominal[n].reshape(-1)
+        for p, nom, lo, hi in zip(np.asarray(params[n]).reshape(-1), p0, box.lo[n].reshape(-1), box.hi[n].reshape(-1)):
+            dev = to_fraction(p) - to_fraction(nom)
+            if dev == 0:
+                continue
+            room = _inner_room(float(nom), float(hi if dev > 0 else lo))
+            if room is None:
+                return None
+            t = max(t, abs(dev) / room)
+    return t
+
+
+def scaled_outward(box: ParamBox, t: float) -> ParamBox:
+    """``box.scaled(t)`` computed exactly and rounded outward to float64.
+
+    ``p0 + t (end - p0)`` rounded to nearest can fall a hair inside the real
+    scaled box (most for small t and large p0), so a proof on
+    ``box.scaled(t)`` need not cover every parameter at scale t; this box does.
+    """
+    tq = to_fraction(t)
+    lo: dict[str, np.ndarray] = {}
+    hi: dict[str, np.ndarray] = {}
+    for n in box.names:
+        nom = box.nominal[n]
+        lo[n] = _outward_affine(nom, box.lo[n], tq, floor_float)
+        hi[n] = _outward_affine(nom, box.hi[n], tq, ceil_float)
+    return ParamBox(box.nominal, MappingProxyType(lo), MappingProxyType(hi), f"{box.description} x {t:g}")
+
+
+def _outward_affine(nom: np.ndarray, end: np.ndarray, t: Fraction, rnd: Any) -> np.ndarray:
+    flat = [rnd(to_fraction(a) + t * (to_fraction(b) - to_fraction(a))) for a, b in zip(nom.reshape(-1), end.reshape(-1))]
+    return np.array(flat, dtype=np.float64).reshape(np.shape(end))
+
+
 # ---------------------------------------------------------------------------
 # the run state shared by the three objectives
 
 
 @dataclass
 class _Run:
-    engine: SmtEngine
+    engine: Decider
     problem: Problem
     options: Options
     quantity: str
@@ -185,7 +262,7 @@ class _Run:
         )
 
 
-def optimise(engine: SmtEngine, problem: Problem, objective: Objective, options: Options) -> Bracket:
+def optimise(engine: Decider, problem: Problem, objective: Objective, options: Options) -> Bracket:
     """Dispatch on the objective; see the module docstring for the guarantees."""
     if isinstance(objective, MaxEpsilon):
         return _max_epsilon(engine, problem, options)
@@ -197,7 +274,7 @@ def optimise(engine: SmtEngine, problem: Problem, objective: Objective, options:
 
 
 def _ends_in_sigmoid(problem: Problem) -> bool:
-    g = problem.graph
+    g = without_trailing_identity(problem.graph)
     return bool(g.nodes) and isinstance(g.nodes[-1].op, Sigmoid) and g.nodes[-1].output == g.output_name
 
 
@@ -211,7 +288,7 @@ def _next_probe(search_lo: float, search_hi: float, start: float) -> float:
 # MaxEpsilon: proof side upper
 
 
-def _max_epsilon(engine: SmtEngine, problem: Problem, options: Options) -> Bracket:
+def _max_epsilon(engine: Decider, problem: Problem, options: Options) -> Bracket:
     run = _Run(engine, problem, options, "max_epsilon", "upper")
     tol = options.tolerance
     head = choose_head(problem, OutputQuery(Fraction(0)))
@@ -248,7 +325,7 @@ def _max_epsilon(engine: SmtEngine, problem: Problem, options: Options) -> Brack
 # MinSigma(cls): proof side upper
 
 
-def _min_sigma(engine: SmtEngine, problem: Problem, objective: MinSigma, options: Options) -> Bracket:
+def _min_sigma(engine: Decider, problem: Problem, objective: MinSigma, options: Options) -> Bracket:
     k = problem.graph.n_outputs
     n_classes = 2 if k == 1 else k
     if not isinstance(objective.cls, (int, np.integer)) or not 0 <= objective.cls < n_classes:
@@ -314,7 +391,7 @@ def _best_margin(problem: Problem, head: Head, d: Decision, lower: float, wit: C
 # MaxDelta(sigma): proof side lower
 
 
-def _max_delta(engine: SmtEngine, problem: Problem, objective: MaxDelta, options: Options) -> Bracket:
+def _max_delta(engine: Decider, problem: Problem, objective: MaxDelta, options: Options) -> Bracket:
     if not (objective.t_max > 0 and math.isfinite(objective.t_max)):
         raise SpecError("t_max", f"must be a finite number > 0, got {objective.t_max!r}")
     sigma = None if objective.sigma is None else to_fraction(objective.sigma)
@@ -332,16 +409,18 @@ def _max_delta(engine: SmtEngine, problem: Problem, objective: MaxDelta, options
                 return run.bracket(0.0, 0.0, d.counterexample, True)
         polish, target = 0, math.inf
         while not run.stopped and upper - lower > tol:
+            polishing = False
             if search_hi - search_lo > tol / 2:
                 t = min(t_max, _next_probe(search_lo, search_hi, 1.0))
                 target = search_hi
-            elif polish < POLISH_PROBES and target < upper:
+            elif polish < POLISH_PROBES and upper - target > tol / 2:
                 # flips known below search_hi did not replay: look a bit higher for robust ones
-                polish += 1
+                # (a probe that lowers the witnessed end halves the gap and is not counted)
+                polish, polishing = polish + 1, True
                 t = (target + upper) / 2
             else:
                 break
-            d = run.probe(query, problem.box.scaled(t))
+            d = run.probe(query, scaled_outward(problem.box, t))
             if d is None:
                 break
             if d.status == "holds":
@@ -351,8 +430,10 @@ def _max_delta(engine: SmtEngine, problem: Problem, objective: MaxDelta, options
                     return run.bracket(t_max, t_max, None, True)
             else:
                 search_hi = min(search_hi, t)
-                tw = _witness_scale(problem, d.counterexample, t) if d.status == "violated" and d.counterexample else math.inf
+                tw = _witness_scale(problem, d.counterexample) if d.status == "violated" and d.counterexample else math.inf
                 if tw < upper:
+                    if polishing:  # progress: not counted against POLISH_PROBES
+                        polish -= 1
                     upper, wit = tw, d.counterexample
                     search_hi = min(search_hi, tw)
                 else:
@@ -368,19 +449,17 @@ def _max_delta(engine: SmtEngine, problem: Problem, objective: MaxDelta, options
     return run.bracket(lower, upper, wit, complete)
 
 
-def _witness_scale(problem: Problem, cx: Counterexample, t: float) -> float:
-    """The smallest float t' whose scaled box contains the witness (at most ``t``)."""
-    exact = scale_of(problem, cx.parameters)
-    if exact < 0:
-        return t
-    tw = ceil_float(exact)
-    for _ in range(4):
-        if tw >= t:
-            return t
-        if problem.box.scaled(tw).contains(cx.parameters):
-            return tw
-        tw = float(np.nextafter(tw, np.inf))
-    return t
+def _witness_scale(problem: Problem, cx: Counterexample) -> float:
+    """A float64 upper bound on the real scale of a witness (inf if none can be given).
+
+    Not capped at the probed t: the probed box is rounded outward, so a
+    witness inside it may lie a hair beyond the real box at scale t.
+    """
+    bound = witness_scale_bound(problem, cx.parameters)
+    return math.inf if bound is None else ceil_float(bound)
 
 
-__all__ = ["ceil_float", "floor_float", "optimise", "output_change", "scale_of", "witness_margin"]
+__all__ = [
+    "ceil_float", "floor_float", "optimise", "output_change", "scale_of", "scaled_outward",
+    "witness_margin", "witness_scale_bound",
+]

@@ -18,15 +18,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
-from encoders.base import ExactOnlyBuilder, SolverBackend
+from encoders.base import CAP_DELTA, ExactOnlyBuilder, SolverBackend
+from encoders.decision import Decision
 from encoders.encode import (
     Encoding,
     LabelQuery,
@@ -39,8 +40,8 @@ from encoders.encode import (
     query_for,
     subqueries,
 )
-from encoders.rational import frac_to_float
-from paramverify.errors import BackendUnavailableError, CapabilityError
+from encoders.rational import frac_to_float, to_fraction
+from paramverify.errors import BackendUnavailableError, CapabilityError, SpecError
 from paramverify.options import Deadline, Options
 from paramverify.properties import Objective, Problem, Property, labels
 from paramverify.replay import confirm, snap_witness
@@ -54,32 +55,50 @@ from paramverify.results import (
 )
 from paramverify.specs import InputRegion, ParamBox
 
-#: slacks (in head space: outputs or logits) tried when a model does not replay
-SLACKS: tuple[Fraction, ...] = (Fraction(0), Fraction(1, 10**7), Fraction(1, 10**5), Fraction(1, 10**3))
+#: the largest slack (in head space: outputs or logits) a witness hunt asks for
+MAX_SLACK = Fraction(1, 10**3)
+#: the first strict slack of an exact backend (about a float32 ulp of an output near 1)
+EXACT_SLACK = Fraction(1, 10**7)
+#: a 1-2-5 ladder: each step at most 2.5x the last, so a real margin is never overshot by much
+_LADDER = (Fraction(1), Fraction(2), Fraction(5))
 
 
-#: a strict re-query gets at most max(RETRY_MIN_S, RETRY_FACTOR x the first query's time)
+def slack_ladder(delta_complete: bool, precision: float) -> tuple[Fraction, ...]:
+    """The slacks tried, in order, when a solver model does not replay.
+
+    Exact backends (z3) start at 0 (a real violation that float32 rounding
+    may still hide), then ``EXACT_SLACK * {1, 2, 5, 10, ...}``.  A
+    delta-complete backend (dReal) may weaken every constraint by its
+    precision, so a slack at or below it buys no robustness: its ladder is
+    ``precision * {2, 5, 10, 20, ...}``.  Both stop at the first step that
+    reaches ``MAX_SLACK`` (a single step when the precision is already above it).
+    """
+    if delta_complete:
+        if not (isinstance(precision, (int, float)) and math.isfinite(precision) and precision > 0):
+            raise SpecError("dreal_precision", f"must be a finite number > 0, got {precision!r}", "e.g. --dreal-precision 1e-6")
+        base = to_fraction(precision)
+        out: list[Fraction] = []
+    else:
+        base = EXACT_SLACK
+        out = [Fraction(0)]
+    top = MAX_SLACK * Fraction(999, 1000)  # a ladder built on a binary 1e-6 reaches 1e-3 only nearly
+    scale = base
+    while True:
+        for m in _LADDER:
+            s = scale * m
+            if delta_complete and s <= base:
+                continue
+            out.append(s)
+            if s >= top:
+                return tuple(out)
+        scale *= 10
+
+
+#: witness hunting (the strict re-queries of one disjunct) gets at most
+#: RETRY_BUDGET x max(RETRY_MIN_S, RETRY_FACTOR x the first query's time) in all
 RETRY_MIN_S = 2.0
 RETRY_FACTOR = 5.0
-
-
-@dataclass(frozen=True, eq=False)
-class Decision:
-    """One query's outcome.
-
-    ``status``: "holds" (unsat: proved), "violated" (``counterexample``
-    replayed), "sat" (the solver found a model but no replayed violation;
-    ``candidate`` holds its snapped (x, params)), "unknown" (``reason``).
-    ``models`` lists every snapped (x, params) the solver produced, for
-    witness-side bookkeeping by the optimisers.
-    """
-
-    status: Literal["holds", "violated", "sat", "unknown"]
-    counterexample: Counterexample | None = None
-    reason: str = ""
-    models: tuple[tuple[np.ndarray, dict[str, np.ndarray]], ...] = ()
-    time_s: float = 0.0
-    note: str = ""
+RETRY_BUDGET = 3.0
 
 
 def model_point(enc: Encoding, model: Mapping[str, Fraction | float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -179,18 +198,20 @@ class SmtEngine:
         """("holds" | "violated" | "sat" | "unknown", counterexample, reason) for one disjunct."""
         prop = property_for(query)
         first_reason = ""
-        retry_limit: float | None = None
-        for attempt, slack in enumerate((None, *SLACKS)):
-            if deadline.expired():
+        hunt_end: float | None = None  # perf_counter time at which witness hunting stops
+        slacks = slack_ladder(CAP_DELTA in self.backend.capabilities, options.dreal_precision)
+        for attempt, slack in enumerate((None, *slacks)):
+            if deadline.expired() or (hunt_end is not None and time.perf_counter() >= hunt_end):
                 reason = first_reason or "time budget exhausted before the solver could answer"
                 return ("sat" if attempt else "unknown"), None, reason
             enc = net.encoding(query, strict=slack is not None, slack=slack or Fraction(0))
             timeout = self._timeout(options, deadline)
-            if retry_limit is not None:  # witness hunting may not cost much more than the first answer
-                timeout = retry_limit if timeout is None else min(timeout, retry_limit)
+            if hunt_end is not None:  # witness hunting may not cost much more than the first answer
+                left = hunt_end - time.perf_counter()
+                timeout = left if timeout is None else min(timeout, left)
             ans = self.backend.check(net.builder, enc.formula, timeout, options)
             if attempt == 0:
-                retry_limit = max(RETRY_MIN_S, RETRY_FACTOR * ans.time_s)
+                hunt_end = time.perf_counter() + RETRY_BUDGET * max(RETRY_MIN_S, RETRY_FACTOR * ans.time_s)
             if ans.status == "unsat":
                 if attempt == 0:
                     return "holds", None, ""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from paramverify.engines import get_engine
-from paramverify.errors import SpecError
+from paramverify.errors import ModelError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Options
 from paramverify.properties import (
@@ -28,7 +28,9 @@ from paramverify.properties import (
     OutputBound,
     Problem,
     Property,
+    for_labels,
 )
+from paramverify.replay import replay_witness
 from paramverify.results import Bracket, Verdict
 from paramverify.specs import (
     AbsoluteDelta,
@@ -60,17 +62,20 @@ def make_problem(
     domain: Sequence[tuple[float, float]] | None = None,
     level: float = 0.5,
     unit_box: bool = False,
+    output: str | None = None,
 ) -> Problem:
     """Build a :class:`Problem` from the same choices the CLI offers.
 
-    Exactly one perturbation source: ``delta`` (absolute), ``relative``,
+    ``output`` names the tensor the property is stated on (default: the
+    model's output, a trailing classifier head skipped).  Exactly one perturbation source: ``delta`` (absolute), ``relative``,
     ``bits`` (a quantization scheme), ``quantized_model`` (a concrete copy)
     or ``perturbation`` (a spec object or mapping).  ``unit_box=True`` with
     none of them gives the absolute box of radius 1 (for the largest-delta
     search, whose answer then *is* delta).  Exactly one of ``x0`` and
     ``domain``.
     """
-    graph = model if isinstance(model, Graph) else load_model(model)
+    graph = model if isinstance(model, Graph) else load_model(model, output=output)
+    check_finite_parameters(graph)
     sources = {
         "delta": delta is not None,
         "relative": relative is not None,
@@ -88,7 +93,7 @@ def make_problem(
     elif relative is not None:
         spec = RelativeDelta(_nonneg(relative, "relative"), pnames)
     elif bits is not None:
-        spec = QuantizationScheme(int(bits), symmetric, per_channel, 0, pnames)
+        spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames)
     elif quantized_model is not None:
         spec = QuantizedCopy.from_model(graph, load_model(quantized_model))
     elif perturbation is not None:
@@ -109,7 +114,33 @@ def make_problem(
         if dom.shape[0] == 1 and graph.input_size > 1:
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
-    return Problem(graph, box, region, float(level))
+    problem = Problem(graph, box, region, float(level))
+    check_finite_outputs(problem)
+    return problem
+
+
+def check_finite_parameters(graph: Graph) -> None:
+    """ModelError naming every initializer that holds NaN or infinity (no answer about such a model is sound)."""
+    bad = [name for name, value in graph.initializers.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise ModelError(
+            f"initializer(s) {', '.join(map(repr, bad))} hold NaN or infinity; the model's outputs are not "
+            "finite numbers, so nothing about them can be proved. Fix or retrain the model"
+        )
+
+
+def check_finite_outputs(problem: Problem) -> None:
+    """ModelError when the nominal model's output at the region's corners or centre is NaN or infinite."""
+    region = problem.region
+    points = np.stack([region.lo, (region.lo + region.hi) / 2, region.hi])
+    with np.errstate(all="ignore"):
+        y = problem.graph.evaluate(points)
+    for where, row in zip(("lower corner", "centre", "upper corner"), y, strict=True):
+        if not np.all(np.isfinite(row)):
+            raise ModelError(
+                f"the model's output at the {where} of the input region is not finite ({row.tolist()}); an overflow "
+                "(or a NaN) leaves nothing to prove. Use a smaller input region or rescale the model"
+            )
 
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
@@ -149,14 +180,14 @@ def bound(
     options = options or Options()
     engine = get_engine(backend)
     if kind == "eps":
-        return engine.optimise(problem, MaxEpsilon(), options)
+        return _replayed(problem, engine.optimise(problem, MaxEpsilon(), options))
     if kind == "delta":
-        return engine.optimise(problem, MaxDelta(sigma), options)
+        return _replayed(problem, engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options))
     if kind == "sigma":
         if problem.region.is_point:
             raise SpecError("domain", "the smallest sigma is a global property", "give --domain LO1:HI1,...")
         classes = [cls] if cls is not None else list(range(max(2, problem.graph.n_outputs)))
-        per = _per_class_sigma(engine, problem, classes, options)
+        per = [_replayed(problem, b) for b in _per_class_sigma(engine, problem, classes, options)]
         if len(per) == 1:
             return per[0]
         worst_lo = max(per, key=lambda b: b.lower)
@@ -197,6 +228,13 @@ def _per_class_sigma(engine: Any, problem: Problem, classes: Sequence[int], opti
     return per
 
 
+def _replayed(problem: Problem, bracket: Bracket) -> Bracket:
+    """The bracket with its witness replayed on onnxruntime (ModelError when the replay is not finite)."""
+    if bracket.witness is None:
+        return bracket
+    return replace(bracket, witness=replay_witness(problem, bracket.witness))
+
+
 def verify(
     problem: Problem,
     kind: VerifyKind,
@@ -209,6 +247,8 @@ def verify(
     """Verify Def 1/2 ("eps", needs ``epsilon``), Def 3/4 ("label") or Def 5
     ("sigma", needs ``sigma`` and a box region)."""
     prop = make_property(problem, kind, epsilon, sigma)
+    if kind == "label":
+        problem = for_labels(problem)
     return get_engine(backend).verify(problem, prop, options or Options())
 
 

@@ -49,8 +49,8 @@ from paramverify.ir import Graph, load_model
 from paramverify.bits_joint import joint_search
 from paramverify.interrupt import shielded
 from paramverify.options import Deadline, NullProgress, Options
-from paramverify.properties import MaxDelta, Problem, labels, margins
-from paramverify.results import Falsified, Verdict, Verified
+from paramverify.properties import MaxDelta, Problem, labels, margins, scores_for_labels
+from paramverify.results import SCHEMA_VERSION, Falsified, Verdict, Verified
 from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
 
 Status = Literal["verified", "falsified", "unknown"]
@@ -67,7 +67,7 @@ class Scheme:
 
     symmetric: bool = True
     per_channel: bool = False
-    channel_axis: int = 0
+    channel_axis: int | None = None  # None: each weight's output channels (onnxruntime's convention)
 
     def at(self, bits: int, names: tuple[str, ...]) -> QuantizationScheme:
         return QuantizationScheme(int(bits), self.symmetric, self.per_channel, self.channel_axis, names)
@@ -99,7 +99,7 @@ def nested(inner: ParamBox, outer: ParamBox) -> bool:
 
 def quantized_parameters(graph: Graph, widths: Mapping[str, int], scheme: Scheme = Scheme()) -> dict[str, np.ndarray]:
     """The fake-quantized values q(p) of each tensor at its width (a point of the rounding box)."""
-    return {n: quantize(graph.initializers[n], scheme.at(b, (n,)))[0] for n, b in widths.items()}
+    return {n: quantize(graph.initializers[n], scheme.at(b, (n,)), scheme.at(b, (n,)).axis_for(graph, n))[0] for n, b in widths.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -163,6 +163,7 @@ class BitsReport:
     time_s: float
     complete: bool = True
     note: str = ""
+    output: dict[str, str] | None = None  # the tensor the labels are read from, when not the model's output
 
     @property
     def per_tensor_bits(self) -> dict[str, int | None]:
@@ -180,7 +181,7 @@ class BitsReport:
     def to_json(self) -> dict[str, Any]:
         float_bits = 32 * sum(self.sizes.values())
         return {
-            "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
+            "schema": SCHEMA_VERSION, "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
             "backend": self.backend, "bit_range": [self.min_bits, self.max_bits],
             "per_tensor_bits": self.per_tensor_bits,
             "per_tensor": {n: dict(w.to_json(), elements=self.sizes[n]) for n, w in self.per_tensor.items()},
@@ -191,11 +192,14 @@ class BitsReport:
             "max_delta": self.max_delta, "inputs": [d.to_json() for d in self.inputs],
             "queries": self.queries, "time_s": round(self.time_s, 3), "complete": self.complete,
             **({"note": self.note} if self.note else {}),
+            **({"output": self.output} if self.output else {}),
         }
 
     def table(self) -> str:
         lines = [f"bit widths that provably keep labels ({self.property}; {self.scheme}; backend {self.backend})",
                  f"{'tensor':<24}{'elements':>10}{'alone':>8}{'exact':>7}{'joint':>7}"]
+        if self.output:
+            lines.insert(1, f"note: {self.output['note']}")
         for n in self.tensors:
             w = self.per_tensor[n]
             alone = "-" if w.bits is None else str(w.bits)
@@ -364,6 +368,7 @@ def search_bits(
     options: Options | None = None,
     budget_s: float | None = None,
     with_delta: bool = True,
+    output: str | None = None,
 ) -> BitsReport:
     """Search certified bit widths (see the module docstring for what is guaranteed).
 
@@ -373,10 +378,13 @@ def search_bits(
     without).  ``options`` applies to every single query (its ``timeout_s``
     is the per-query budget); ``budget_s`` bounds the whole search, after
     which the report is marked incomplete (every width in it is still
-    certified).
+    certified).  ``output`` names the tensor the labels are read from; a final
+    softmax is skipped when ``sigma`` is None (labels are its argmax).
     """
     t0 = time.monotonic()
-    graph = model if isinstance(model, Graph) else load_model(model)
+    graph = model if isinstance(model, Graph) else load_model(model, output=output)
+    if sigma is None:
+        graph = scores_for_labels(graph)
     if not (isinstance(min_bits, int) and isinstance(max_bits, int) and 2 <= min_bits <= max_bits <= 32):
         raise SpecError("bits", f"need 2 <= min_bits <= max_bits <= 32, got {min_bits}..{max_bits}")
     if sigma is not None and not (np.isfinite(sigma) and sigma >= 0):
@@ -448,6 +456,7 @@ def search_bits(
         per_tensor=per_tensor, uniform=uniform, joint_bits=joint, joint_certified=joint_ok, greedy_steps=steps,
         max_delta=max_delta, inputs=out_details, queries=s.queries, time_s=time.monotonic() - t0,
         complete=complete, note=note,
+        output={"tensor": graph.output_name, "note": graph.note} if graph.note else None,
     )
 
 
@@ -503,8 +512,11 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     q = p.add_argument_group("quantization scheme")
     q.add_argument("--asymmetric", action="store_true", help="asymmetric (zero point) instead of symmetric")
     q.add_argument("--per-channel", action="store_true", help="one scale per output channel")
-    q.add_argument("--channel-axis", type=int, default=0, help="channel axis for --per-channel (default 0)")
+    q.add_argument("--channel-axis", type=int, help="channel axis for --per-channel (default: each weight's output "
+                   "channels as onnxruntime quantizes them: Conv/Gemm(transB=1) 0, MatMul B and Gemm(transB=0) 1)")
     q.add_argument("--params", metavar="NAME,...", help="tensors to quantize (default: all weights and biases)")
+    p.add_argument("--output", "--output-tensor", dest="output_tensor", metavar="NAME",
+                   help="read labels from this tensor (default: the model's output, a classifier head skipped)")
     q.add_argument("--min-bits", type=int, default=2, help="smallest bit width considered")
     q.add_argument("--max-bits", type=int, default=16, help="largest bit width considered")
     p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model")
@@ -546,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
                 scheme=Scheme(not args.asymmetric, args.per_channel, args.channel_axis),
                 params=parse_names(args.params), min_bits=args.min_bits, max_bits=args.max_bits, level=args.level,
                 backend=args.backend, options=opts, budget_s=None if args.budget is None else wall_budget(args, args.budget),
-                with_delta=not args.no_delta,
+                with_delta=not args.no_delta, output=args.output_tensor,
             )
     except ParamVerifyError as exc:
         if getattr(args, "debug", False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,8 +23,10 @@ from paramverify.fileio import check_output_path, write_text
 from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
+from paramverify.results import SCHEMA_VERSION
 
 EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 _EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 2 usage or input error, 3 unknown,
 4 internal error (a bug: please report), 130 interrupted (what was proved so far is reported).
@@ -69,7 +72,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> None:
+def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, output_flag: bool = True) -> None:
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
     g = p.add_argument_group("perturbation (give one)")
     g.add_argument("--delta", type=float, help="absolute box |p - p0| <= D on the chosen parameters")
@@ -80,6 +83,9 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
     g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
+    p.add_argument(*(["--output"] if output_flag else []), "--output-tensor", dest="output_tensor", metavar="NAME",
+                   help="state the property on this tensor (default: the model's output, a trailing classifier "
+                   "head such as ArgMax/ZipMap skipped)")
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
@@ -89,6 +95,14 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget of the whole command in seconds (default 60)")
     s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
+    s.add_argument("--dreal-precision", type=float, default=1e-6, metavar="D", help="with --backend dreal: its delta, so that unsat is a proof and delta-sat only a candidate (default 1e-6)")
+
+
+def _witness_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--witness-file", metavar="FILE.npz",
+                   help="with --json: where a witness or counterexample with more than 10,000 parameter values goes "
+                   "(default MODEL-stem.COMMAND-PROPERTY.witness.npz in the working directory); the JSON keeps "
+                   "only the changed entries and the file's path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
     b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
     b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    _witness_arg(b)
     _problem_args(b)
     _common(b)
 
@@ -118,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
     v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    _witness_arg(v)
     _problem_args(v)
     _common(v)
 
@@ -127,9 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
-    e.add_argument("--logit", action="store_true",
-                   help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
-    _problem_args(e)
+    e.add_argument("--logit", action=argparse.BooleanOptionalAction, default=True,
+                   help="state the property of a final Sigmoid on its logit where it can (label and sigma "
+                   "properties, an output bound at a point): no exp, so any SMT solver (default); --no-logit "
+                   "writes the Sigmoid with exp, a dReal extension that z3 rejects")
+    _problem_args(e, output_flag=False)
     _common(e)
 
     rp = sub.add_parser("reproduce", help="the seed paper's case studies: Table 1 and Figures 6-8",
@@ -168,8 +186,10 @@ def _optional_subcommands(sub: Any) -> None:
 
 # -------------------------------------------------------------------- commands
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
-    return Options(timeout_s=wall_budget(args), tolerance=args.tolerance, seed=args.seed, progress=progress,
-                   stop=getattr(args, "stop", None))
+    if not (np.isfinite(args.dreal_precision) and args.dreal_precision > 0):
+        raise SpecError("dreal_precision", f"must be a finite number > 0, got {args.dreal_precision!r}", "e.g. --dreal-precision 1e-6")
+    return Options(timeout_s=wall_budget(args), tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision,
+                   progress=progress, stop=getattr(args, "stop", None))
 
 
 def wall_budget(args: argparse.Namespace, seconds: float | None = None) -> float | None:
@@ -194,7 +214,8 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         if x0 is None and domain is None:
             x0, domain = data.get("x0"), data.get("domain")
         pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
-        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level)
+        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level,
+                                output=args.output_tensor)
     return api.make_problem(
         args.model,
         delta=args.delta,
@@ -208,43 +229,81 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         domain=domain,
         level=args.level,
         unit_box=unit_box,
+        output=args.output_tensor,
     )
+
+
+def _output_json(problem: Any) -> dict[str, Any]:
+    """``{"output": {"tensor", "note"}}`` when the property is not stated on the model's own output."""
+    g = problem.graph
+    return {"output": {"tensor": g.output_name, "note": g.note}} if g.note else {}
 
 
 def cmd_bound(args: argparse.Namespace) -> int:
     from paramverify import api
+    from paramverify.properties import for_labels
 
     if args.property == "delta" and args.delta is not None:
         raise SpecError("delta", "--property delta searches for delta itself", "drop --delta (or use --bits/--relative to scale a scheme's box)")
     if args.property != "delta" and args.sigma is not None:
         raise SpecError("sigma", "is only used with --property delta", "drop --sigma")
     problem = _problem(args, unit_box=args.property == "delta")
+    if args.property == "delta" and args.sigma is None:
+        problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
         bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
-               "region": problem.region.to_json(), "box": problem.box.to_json(), **bracket.to_json()}
-    _emit(args, payload, _bound_text(bracket))
-    return bracket.exit_code
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **bracket.to_json()}
+    if args.json:
+        _side_files(args, problem, payload, "witness")
+        for pc in payload.get("per_class", []):
+            _side_files(args, problem, pc, "witness", f".class{pc['class']}")
+    _emit(args, payload, _note_text(problem) + _bound_text(bracket))
+    notes = [bracket.note] + [pc.get("note", "") for pc in bracket.extra.get("per_class", [])]
+    return EXIT_INTERRUPTED if any(_interrupted(n) for n in notes) else bracket.exit_code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from paramverify import api
+    from paramverify.properties import for_labels
 
     problem = _problem(args)
+    if args.property == "label":
+        problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
         verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend,
                              options=_options(args, progress))
     payload = {"command": "verify", "property": args.property, "model": args.model, "backend": args.backend,
-               "region": problem.region.to_json(), "box": problem.box.to_json(), **verdict.to_json()}
-    text = f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"
+               "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **verdict.to_json()}
+    text = _note_text(problem) + f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"
     if verdict.name == "unknown":
         text += f"\nreason: {verdict.reason}"  # type: ignore[union-attr]
     if verdict.name == "falsified":
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+    if args.json:
+        _side_files(args, problem, payload, "counterexample")
     _emit(args, payload, text)
-    return verdict.exit_code
+    return EXIT_INTERRUPTED if verdict.name == "unknown" and _interrupted(verdict.reason) else verdict.exit_code  # type: ignore[union-attr]
+
+
+def _interrupted(note: str) -> bool:
+    """Did the engine stop on Ctrl-C/SIGTERM? (every engine says "interrupted" in its note/reason)."""
+    return "interrupted" in note
+
+
+def _side_files(args: argparse.Namespace, problem: Any, payload: dict[str, Any], key: str, suffix: str = "") -> None:
+    """Move a large witness/counterexample in ``payload[key]`` to a side .npz (see paramverify.witness_file)."""
+    from paramverify.witness_file import externalize, is_large
+
+    if key not in payload or not is_large(payload[key]):
+        return
+    if args.witness_file:
+        base = args.witness_file[:-4] if args.witness_file.endswith(".npz") else args.witness_file
+    else:
+        base = f"{os.path.splitext(os.path.basename(args.model))[0]}.{args.command}-{args.property}.witness"
+    payload[key] = externalize(payload[key], problem.box.nominal, base + suffix + ".npz")
 
 
 def cmd_export_smt(args: argparse.Namespace) -> int:
@@ -270,6 +329,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return reproduce.run(args)
 
 
+def _note_text(problem: Any) -> str:
+    return f"note: {problem.graph.note}\n" if problem.graph.note else ""
+
+
 def _bound_text(b: Any) -> str:
     lines = [f"{b.quantity}: [{b.lower:.8g}, {b.upper:.8g}]  gap {b.gap:.3g}  ({b.method}, {b.time_s:.2f} s)"]
     side = "upper" if b.proof_side == "upper" else "lower"
@@ -281,7 +344,7 @@ def _bound_text(b: Any) -> str:
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    out = json.dumps(payload, default=_json_default) if getattr(args, "json", False) else text
+    out = json.dumps({"schema": SCHEMA_VERSION, **payload}, default=_json_default) if getattr(args, "json", False) else text
     with shielded(args):  # a signal now must not lose the result
         print(out, flush=True)
 
@@ -309,12 +372,31 @@ def _process_age() -> float:
         return 0.0
 
 
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--x0 -0.3,1`` -> ``--x0=-0.3,1``: argparse takes a value starting with '-' for an option.
+
+    No option of paramverify starts with a digit, so a '-' followed by a digit, '.', inf
+    or nan after a long option is always that option's (negative) value.
+    """
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_VALUE.match(tok) and prev.startswith("--") and "=" not in prev and len(prev) > 2:
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # run as a program (argv from sys.argv): --timeout counts from the process start, the
     # interpreter's own start-up included; called from Python: from this call
     started = time.monotonic() - (_process_age() if argv is None else 0.0)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     args.started = started  # see wall_budget
     if args.command is None:
         parser.print_help()

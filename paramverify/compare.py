@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -44,6 +43,8 @@ import numpy as np
 
 from paramverify import __version__
 from paramverify.compare_points import (
+    DEFAULT_DELTAS,
+    Settings,
     certified_at_bits,
     domain_sample,
     epsilon_local,
@@ -53,6 +54,7 @@ from paramverify.compare_points import (
 from paramverify.errors import SpecError
 from paramverify.fileio import check_output_folder, check_output_path, write_json
 from paramverify.interrupt import StopSignal, finishing
+from paramverify.results import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from paramverify.ir import Graph
@@ -62,30 +64,8 @@ if TYPE_CHECKING:
 # The model, engine and ONNX modules are imported inside the functions that use them, so
 # that building the command-line parser (add_compare_subparser) stays fast.
 
-DEFAULT_DELTAS = (0.001, 0.0025, 0.005, 0.01, 0.02)
-DEFAULT_BITS = (8, 6, 4)
 #: the activations paramverify.train offers (a test checks they agree)
 ACTIVATION_NAMES = ("relu", "linear", "tanh", "sigmoid", "leaky_relu")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What is computed for every model (see ``add_compare_subparser`` for meanings)."""
-
-    deltas: tuple[float, ...] = DEFAULT_DELTAS
-    bits: tuple[int, ...] = DEFAULT_BITS
-    ref_delta: float = 0.01
-    timeout_s: float = 5.0
-    tolerance: float = 0.002
-    seed: int = 0
-    max_points: int = 40
-    map_points: int = 300
-    grid: int = 60
-    level: float = 0.5
-    backend: str = "bounds"
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,7 +308,7 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
                 progress.note(f"[{s + 1}/{n_steps}] {label}  {time.monotonic() - q0:.2f} s")
     incomplete = [f"{m['name']}: {k} at delta {r['delta']:g}" + (f" class {r['class']}" if "class" in r else "")
                   for m in models for k in ("epsilon_global", "sigma") for r in m.get(k, []) if not r.get("complete", True)]
-    result = {"command": "compare", "schema": 1, "paramverify_version": __version__, "complete": not missing,
+    result = {"command": "compare", "schema": SCHEMA_VERSION, "paramverify_version": __version__, "complete": not missing,
               "missing": missing, "incomplete": incomplete, "settings": settings.to_json(), **(meta or {}),
               "models": models, "time_s": time.monotonic() - t0}
     result = clean_json(result)

@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from paramverify.errors import ModelError, SpecError, UnsupportedOpsError
+from paramverify.heads import select_output
 from paramverify.kernels.numeric import NumericKernel
 from paramverify.ops import DEFAULT_PERTURBED_ROLES, Kernel, Op, OpRegistry, default_registry
 from paramverify.ops.base import ROLE_CONSTANT
@@ -49,6 +50,10 @@ class Graph:
     model: onnx.ModelProto
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)  # integer initializers (shapes)
     source: str = "<memory>"
+    #: output-channel axis of each weight, from its consumer (onnxruntime's per-channel convention)
+    channel_axes: Mapping[str, int] = field(default_factory=dict)
+    #: how the output was chosen when it is not the model's own (classifier head skipped, --output)
+    note: str = ""
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -124,14 +129,20 @@ class Graph:
 def load_model(
     model: str | os.PathLike[str] | onnx.ModelProto,
     registry: OpRegistry | None = None,
+    output: str | None = None,
 ) -> Graph:
     """Lower an ONNX model to a :class:`Graph`.
 
+    The property is stated on ``output`` when given, else on the model's
+    output with a trailing classifier head skipped (see
+    :mod:`paramverify.heads`); only the nodes computing it are lowered.
     Raises :class:`ModelError` for a missing or malformed file and
     :class:`UnsupportedOpsError` listing *every* unsupported node at once.
     """
     registry = registry if registry is not None else default_registry()
     proto, source = _read(model)
+    selection = select_output(proto, output)
+    proto = selection.model
     g = proto.graph
     floats: dict[str, np.ndarray] = {}
     ints: dict[str, np.ndarray] = {}
@@ -145,13 +156,11 @@ def load_model(
             ints[init.name] = arr
     unsupported = [(n.op_type, n.name or f"#{i}") for i, n in enumerate(g.node) if n.op_type not in registry]
     if unsupported:
-        raise UnsupportedOpsError(
-            unsupported,
-            hint=f"supported ops: {', '.join(sorted(registry))}; custom ops can be added with "
-            "default_registry().with_ops(...)",
-        )
+        raise UnsupportedOpsError(unsupported, hint=_unsupported_hint(g, registry))
+    consumed = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     nodes: list[Node] = []
     roles: dict[str, str] = {}
+    channel_axes: dict[str, int] = {}
     problems: list[str] = []
     for i, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -160,11 +169,14 @@ def load_model(
         except ModelError as exc:
             problems.append(str(exc))
             continue
-        extra = [o for o in n.output[1:] if o]
+        extra = [o for o in n.output[1:] if o and o in consumed]
         if extra:
             problems.append(f"node '{name}' ({n.op_type}): only the first output is supported")
         for idx, inp in enumerate(n.input):
             if inp in floats:
+                axis = op.channel_axis(idx, floats[inp].ndim)
+                if axis is not None:
+                    channel_axes.setdefault(inp, axis)
                 role = op.role(idx)
                 if _ROLE_RANK[role] > _ROLE_RANK.get(roles.get(inp, ROLE_CONSTANT), 0):
                     roles[inp] = role
@@ -206,6 +218,8 @@ def load_model(
         model=proto,
         constants=MappingProxyType(ints),
         source=source,
+        channel_axes=MappingProxyType(channel_axes),
+        note=selection.note if output is None else f"property stated on the tensor '{selection.output}' (--output)",
     )
     try:
         graph.evaluate(np.zeros(graph.input_size))
@@ -214,6 +228,32 @@ def load_model(
     except (ValueError, IndexError) as exc:
         raise ModelError(f"the model's shapes do not fit together: {exc}") from exc
     return graph
+
+
+_CONTROL_FLOW = ("If", "Loop", "Scan", "SequenceMap")
+
+
+def _unsupported_hint(g: onnx.GraphProto, registry: OpRegistry) -> str:
+    """What would help, for the unsupported ops of ``g``."""
+    from paramverify.ops import ml
+
+    ops = {n.op_type for n in g.node if n.op_type not in registry}
+    tips = []
+    if ops & set(_CONTROL_FLOW):
+        tips.append("control flow is not supported (If/Loop/Scan): export a model without it")
+    for n in g.node:
+        if n.op_type in ml.ML_OPS:
+            reason = ml.unsupported_reason(n)
+            if reason:
+                tips.append(f"{n.op_type}: {reason}")
+    if "Normalizer" in ops:
+        tips.append("Normalizer divides by a norm of its input, which no bound kernel follows")
+    tips.append(
+        "if they come after the scores, state the property on an earlier tensor with --output NAME; "
+        "or export with another opset (13-20)"
+    )
+    tips.append(f"supported ops: {', '.join(sorted(registry))}; custom ops can be added with default_registry().with_ops(...)")
+    return "; ".join(tips)
 
 
 def _read(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:

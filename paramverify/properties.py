@@ -24,13 +24,14 @@ keeps labels; with a unit absolute box, ``t`` is delta itself).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from paramverify.errors import SpecError
-from paramverify.ir import Graph
+from paramverify.ir import Graph, load_model
+from paramverify.kernels.numeric import NumericKernel
 from paramverify.options import Options
 from paramverify.results import Bracket, Verdict
 from paramverify.specs import InputRegion, ParamBox
@@ -54,6 +55,34 @@ class Problem:
 
     def nominal(self, x: np.ndarray) -> np.ndarray:
         return self.graph.evaluate(x)
+
+
+def scores_for_labels(graph: Graph) -> Graph:
+    """``graph`` without a final Softmax / LogSoftmax over the classes (labels are unchanged).
+
+    Both are strictly increasing in each class's score against the others,
+    so the argmax -- and every label property without a margin -- is the
+    same on the scores before them; bounding through them only loses
+    precision.  Margin properties (sigma) are stated on the probabilities and
+    keep them.  The graph's ``note`` says when the softmax was skipped.
+    """
+    if not graph.nodes:
+        return graph
+    last = graph.nodes[-1]
+    if last.output != graph.output_name or last.op.op_type not in ("Softmax", "LogSoftmax") or not last.inputs:
+        return graph
+    shape = np.shape(graph.run(NumericKernel(), graph.as_batch(np.zeros(graph.input_size))))
+    if len(shape) != 2 or shape[1] < 2 or getattr(last.op, "axis", -1) not in (-1, 1):
+        return graph
+    scores = load_model(graph.model, output=last.inputs[0])
+    note = f"labels are the argmax of '{last.inputs[0]}' (the final {last.op.op_type} is skipped: it keeps the argmax)"
+    return replace(scores, note="; ".join(n for n in (graph.note, note) if n), source=graph.source)
+
+
+def for_labels(problem: Problem) -> Problem:
+    """The same label problem stated on the scores before a final softmax (see :func:`scores_for_labels`)."""
+    g = scores_for_labels(problem.graph)
+    return problem if g is problem.graph else replace(problem, graph=g)
 
 
 @dataclass(frozen=True)

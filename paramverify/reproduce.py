@@ -26,7 +26,7 @@ from paramverify.interrupt import KeepFinished, StopSignal, finishing
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 from paramverify.properties import Problem
-from paramverify.results import Bracket
+from paramverify.results import SCHEMA_VERSION, Bracket
 
 DELTAS = (0.005, 0.01)
 #: what the seed paper prints for CAT (Table 1); see docs/casestudies.md
@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         figures = [] if args.no_figures or interrupted else make_figures(cells, args.out, args.points)
     finishing(args)  # a second signal cannot cut the writing short
     result = {
+        "schema": SCHEMA_VERSION,
         "command": "reproduce",
         "complete": not interrupted,
         "missing_cells": expected - len(cells),

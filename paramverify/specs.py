@@ -134,23 +134,47 @@ class ParamBox:
         return {"description": self.description, "parameters": list(self.names), "n_parameters": self.n_parameters}
 
 
-def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str) -> ParamBox:
-    """``p0 -/+ radius``, rounded outward so the box covers the real-number box."""
+def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str,
+         exact_radius: bool = False) -> ParamBox:
+    """``p0 -/+ radius``, rounded outward so the box covers the real-number box.
+
+    With ``exact_radius`` (the radius is the float the user gave, not a
+    rounded product), an end that float64 computes exactly is kept as it is:
+    the box is then exactly the real-number box there (a bound met with
+    equality stays decidable).
+    """
     nominal = {n: graph.initializers[n] for n in names}
-    lo = {n: _outward(nominal[n], radius[n], -np.inf) for n in names}
-    hi = {n: _outward(nominal[n], radius[n], np.inf) for n in names}
+    lo = {n: _outward(nominal[n], radius[n], -np.inf, exact_radius) for n in names}
+    hi = {n: _outward(nominal[n], radius[n], np.inf, exact_radius) for n in names}
     return ParamBox(MappingProxyType(nominal), MappingProxyType(lo), MappingProxyType(hi), description)
 
 
-def _outward(nominal: np.ndarray, radius: np.ndarray, direction: float) -> np.ndarray:
-    """``nominal -/+ radius`` rounded one ulp outward (exactly ``nominal`` where the radius is 0).
+def _outward(nominal: np.ndarray, radius: np.ndarray, direction: float, exact_radius: bool) -> np.ndarray:
+    """``nominal - radius`` (``direction`` -inf) or ``nominal + radius`` (+inf), rounded toward
+    ``direction`` (unless exact, see :func:`_box`); exactly ``nominal`` where the radius is 0.
 
-    Computed in place in one new array (no full-size temporaries: this is the peak of
-    building the box of a large model)."""
-    end = np.add(nominal, radius) if direction > 0 else np.subtract(nominal, radius)
+    One new array; the exactness test runs in row chunks, so building the box of a large
+    model needs no full-size temporaries (this was the peak of ``make_problem``)."""
+    nominal = np.asarray(nominal, dtype=np.float64)
+    r = np.broadcast_to(np.asarray(radius, dtype=np.float64), nominal.shape)
+    end = np.add(nominal, r) if direction > 0 else np.subtract(nominal, r)
     end = np.asarray(end, dtype=np.float64)
-    np.nextafter(end, direction, out=end)
-    np.copyto(end, nominal, where=~(radius > 0))
+    if end.ndim == 0:
+        return _outward(nominal[None], r[None], direction, exact_radius).reshape(())
+    rows = max(1, (1 << 15) // max(1, int(np.prod(end.shape[1:], dtype=np.int64))))  # ~256 KB per temporary
+    for s in range(0, end.shape[0], rows):
+        e, n0, r0 = end[s : s + rows], nominal[s : s + rows], r[s : s + rows]
+        if exact_radius:
+            with np.errstate(invalid="ignore", over="ignore"):
+                # TwoSum: the rounding error of nominal +/- r, exactly; 0 means e is the real sum
+                back = e - n0
+                signed = r0 if direction > 0 else -r0
+                err = (n0 - (e - back)) + (signed - back)
+            keep = (err == 0) & np.isfinite(e)
+            np.nextafter(e, direction, out=e, where=~keep)
+        else:
+            np.nextafter(e, direction, out=e)
+        np.copyto(e, n0, where=(r0 == 0))
     return end
 
 
@@ -205,7 +229,7 @@ class AbsoluteDelta:
             for n in names
         }
         desc = f"|p - p0| <= {self.delta:g}" if not isinstance(self.delta, Mapping) else "|p - p0| <= delta (per tensor)"
-        return _box(graph, names, radius, desc)
+        return _box(graph, names, radius, desc, exact_radius=True)
 
 
 @dataclass(frozen=True)
@@ -231,30 +255,55 @@ class QuantizationScheme:
     asymmetric: scale = (max p - min p) / (2^bits - 1), integer zero point.
     The radius is max(scale / 2, |q(p) - p|), so clipping at the grid's ends
     is covered too.
+
+    per_channel: one scale per *output channel* of each weight, following
+    onnxruntime: Conv axis 0, Gemm axis 0 with transB=1 (else 1), MatMul's
+    right operand its last axis (``Graph.channel_axes``).  ``channel_axis``
+    overrides that for every weight.  Tensors of fewer than two dimensions
+    (biases) keep one scale per tensor.
     """
 
     bits: int
     symmetric: bool = True
     per_channel: bool = False
-    channel_axis: int = 0
+    channel_axis: int | None = None
     params: tuple[str, ...] | None = None
     kind: Literal["quantization"] = field(default="quantization", init=False)
+
+    def axis_for(self, graph: Graph, name: str) -> int | None:
+        """The channel axis used for tensor ``name`` (None: one scale for the tensor)."""
+        p = graph.initializers[name]
+        if not self.per_channel or p.ndim < 2:
+            return None
+        if self.channel_axis is not None:
+            return self.channel_axis % p.ndim
+        return graph.channel_axes.get(name, 0)
 
     def to_box(self, graph: Graph) -> ParamBox:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise SpecError("perturbation.bits", f"must be an integer in 2..32, got {self.bits!r}")
         names = _names(graph, self.params, "perturbation.params")
-        radius = {n: quantization_radius(graph.initializers[n], self) for n in names}
+        radius = {n: quantization_radius(graph.initializers[n], self, self.axis_for(graph, n)) for n in names}
         gran = "per-channel" if self.per_channel else "per-tensor"
         sym = "symmetric" if self.symmetric else "asymmetric"
         return _box(graph, names, radius, f"{self.bits}-bit {sym} {gran} rounding box")
 
 
-def quantize(p: np.ndarray, scheme: QuantizationScheme) -> tuple[np.ndarray, np.ndarray]:
-    """Fake-quantize ``p``; returns (q(p), scale broadcast to p's shape)."""
+_DEFAULT_AXIS = object()
+
+
+def quantize(p: np.ndarray, scheme: QuantizationScheme, axis: Any = _DEFAULT_AXIS) -> tuple[np.ndarray, np.ndarray]:
+    """Fake-quantize ``p``; returns (q(p), scale broadcast to p's shape).
+
+    ``axis``: the channel axis (None: one scale), as from
+    :meth:`QuantizationScheme.axis_for`; by default ``scheme.channel_axis``
+    (or 0) for tensors of two or more dimensions when ``per_channel``.
+    """
     p = np.asarray(p, dtype=np.float64)
-    if scheme.per_channel and p.ndim > 0:
-        axes = tuple(i for i in range(p.ndim) if i != scheme.channel_axis % p.ndim)
+    if axis is _DEFAULT_AXIS:
+        axis = (scheme.channel_axis or 0) if scheme.per_channel and p.ndim >= 2 else None
+    if axis is not None and p.ndim > 0:
+        axes = tuple(i for i in range(p.ndim) if i != axis % p.ndim)
         keep = True
     else:
         axes, keep = None, False
@@ -273,8 +322,8 @@ def quantize(p: np.ndarray, scheme: QuantizationScheme) -> tuple[np.ndarray, np.
     return q, np.broadcast_to(scale, p.shape)
 
 
-def quantization_radius(p: np.ndarray, scheme: QuantizationScheme) -> np.ndarray:
-    q, scale = quantize(p, scheme)
+def quantization_radius(p: np.ndarray, scheme: QuantizationScheme, axis: Any = _DEFAULT_AXIS) -> np.ndarray:
+    q, scale = quantize(p, scheme, axis)
     # a hair of slack for the float rounding of p / scale
     return np.maximum(scale / 2.0, np.abs(q - p)) * (1 + 4 * np.finfo(np.float64).eps)
 
@@ -356,7 +405,9 @@ def perturbation_from_dict(d: Mapping[str, Any], field: str = "perturbation") ->
     bits = d.get("bits")
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32:
         raise SpecError(f"{field}.bits", f"must be an integer in 2..32, got {bits!r}")
-    return QuantizationScheme(bits, bool(d.get("symmetric", True)), bool(d.get("per_channel", False)), int(d.get("channel_axis", 0)), params)
+    axis = d.get("channel_axis")
+    return QuantizationScheme(bits, bool(d.get("symmetric", True)), bool(d.get("per_channel", False)),
+                              None if axis is None else int(axis), params)
 
 
 def load_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -100,6 +100,16 @@ def test_cat_predicts_male_mostly() -> None:
     assert np.mean(pred[y == 1.0]) > 0.8
 
 
+#: Retraining the ATH MLPs (float64 Adam, hundreds of epochs) amplifies the last-bit
+#: differences of numpy/BLAS summation order between library builds and CPU kernels:
+#: numpy 2.4.6 on this machine kind moves weights by up to 1.6e-5 from the committed
+#: ones.  What must be stable across library versions is compared instead: the weights
+#: within WEIGHT_ATOL, the function within OUTPUT_ATOL, the labels of the data, and the
+#: proved bracket of the case study.
+WEIGHT_ATOL = 1e-4
+OUTPUT_ATOL = 1e-4
+
+
 @pytest.mark.parametrize("name", ["ath-relu", "ath-linear"])
 def test_ath_onnx_equals_trained_model(name: str) -> None:
     X, y = load_case_study_data(name)
@@ -107,10 +117,11 @@ def test_ath_onnx_equals_trained_model(name: str) -> None:
     proto = onnx.load(str(get_case_study(name).onnx_path))
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     assert set(inits) == {"norm_mean", "norm_std", "W1", "b1", "W2", "b2"}
-    np.testing.assert_array_equal(inits["W1"], model.weights[0])
-    np.testing.assert_array_equal(inits["b2"], model.biases[1])
+    np.testing.assert_allclose(inits["W1"], model.weights[0], rtol=0, atol=WEIGHT_ATOL)
+    np.testing.assert_allclose(inits["b2"], model.biases[1], rtol=0, atol=WEIGHT_ATOL)
     Xr = np.vstack([X, _random_inputs(name)])
-    np.testing.assert_allclose(_run(name, Xr), model.predict_proba(Xr), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_run(name, Xr), model.predict_proba(Xr), rtol=0, atol=OUTPUT_ATOL)
+    np.testing.assert_array_equal(_run(name, X)[:, 0] >= 0.5, model.predict_proba(X)[:, 0] >= 0.5)
     assert model.accuracy(X, y) >= (0.79 if name == "ath-relu" else 0.77)
 
 
@@ -123,10 +134,38 @@ def test_ath_graph_ops(name: str) -> None:
     assert proto.graph.input[0].name == "x" and proto.graph.output[0].name == "y"
 
 
-def test_committed_onnx_files_rebuild_bit_for_bit(tmp_path: Path) -> None:
+def _graph_without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
+    bare = onnx.ModelProto()
+    bare.CopyFrom(proto)
+    for t in bare.graph.initializer:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+    return bare
+
+
+def test_committed_onnx_files_rebuild(tmp_path: Path) -> None:
+    """The build script reproduces the committed models: CAT byte for byte (no training),
+    the trained ATH models in everything but the last bits of their weights (see
+    WEIGHT_ATOL), with the same proved largest output change."""
+    from paramverify.api import bound, make_problem
+    from paramverify.options import Options
+
     build_models(tmp_path)
-    for filename in ONNX_FILES.values():
-        assert (tmp_path / filename).read_bytes() == (DATA_DIR / filename).read_bytes(), filename
+    for name, filename in ONNX_FILES.items():
+        rebuilt, committed = tmp_path / filename, DATA_DIR / filename
+        if name == "cat":
+            assert rebuilt.read_bytes() == committed.read_bytes(), filename
+            continue
+        a, b = onnx.load(str(rebuilt)), onnx.load(str(committed))
+        assert _graph_without_weights(a) == _graph_without_weights(b), filename
+        for ta, tb in zip(a.graph.initializer, b.graph.initializer):
+            np.testing.assert_allclose(numpy_helper.to_array(ta), numpy_helper.to_array(tb), rtol=0, atol=WEIGHT_ATOL)
+        cs = get_case_study(name)
+        domain = list(zip(*cs.domain))
+        brackets = [bound(make_problem(str(p), delta=0.01, domain=domain), "eps",
+                          options=Options(timeout_s=20.0, tolerance=1e-6)) for p in (rebuilt, committed)]
+        assert all(br.complete for br in brackets), filename
+        assert brackets[0].upper == pytest.approx(brackets[1].upper, rel=1e-3), filename
 
 
 def test_provenance_mentions_sources_and_licence() -> None:

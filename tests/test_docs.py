@@ -59,8 +59,8 @@ def test_readme_opens_with_the_two_setup_commands():
     text = (ROOT / "README.md").read_text()
     block = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
     assert block == [
-        "python3 -m pip install -q -e . && paramverify reproduce",
-        'python3 -m pip install -q -e ".[test]" && python3 -m pytest',
+        "python3 -m pip install -q -c constraints.txt -e . && paramverify reproduce",
+        'python3 -m pip install -q -c constraints.txt -e ".[test]" && python3 -m pytest',
     ]
     ci = (ROOT / ".ci" / "run").read_text()
     assert block[1] in ci

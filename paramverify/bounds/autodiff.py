@@ -8,10 +8,12 @@ gradients come for free for every op, Conv included.  Used only to *search*
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 Vjp = Callable[[np.ndarray], np.ndarray]
@@ -76,6 +78,9 @@ class Tape:
 
 class AutodiffKernel:
     """Kernel whose values are :class:`Var` (or numpy constants) recorded on ``tape``."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(self, tape: Tape) -> None:
         self.tape = tape
@@ -147,6 +152,19 @@ class AutodiffKernel:
         e = np.exp(va - va.max(axis=axis, keepdims=True))
         s = e / e.sum(axis=axis, keepdims=True)
         return self.tape.node(s, [(a, lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)))])
+
+    def log_softmax(self, a: Any, axis: int) -> Any:
+        va = _val(a)
+        z = va - va.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        tot = e.sum(axis=axis, keepdims=True)
+        s = e / tot
+        return self.tape.node(z - np.log(tot), [(a, lambda g: g - s * g.sum(axis=axis, keepdims=True))])
+
+    def erf(self, a: Any) -> Any:
+        va = _val(a)
+        slope = 2.0 / np.sqrt(np.pi) * np.exp(-va * va)
+        return self.tape.node(special.erf(va), [(a, lambda g: g * slope)])
 
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:
         va = _val(a)

@@ -12,6 +12,7 @@ coefficients times the magnitude of the values they multiply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,19 @@ from paramverify.bounds.relax import (
 from paramverify.errors import CapabilityError
 
 Targets = Sequence[tuple[LNode, np.ndarray]]
+
+#: ops bounded by their forward interval only (no linear relaxation: concretised) -> why;
+#: every other op a Trace records needs a backward rule ``_Pass._<op>``
+#: (``tests/test_kernel_contract.py`` checks that each one has one or the other)
+CONCRETISED: Mapping[str, str] = MappingProxyType({
+    "param": "a perturbed parameter: a leaf, bounded by its box",
+    "input": "the input: a leaf, bounded by its region",
+    "leaf": "a value whose bounds are taken as given",
+    "softmax": "no linear relaxation yet: its sound forward interval is used",
+    "log_softmax": "no linear relaxation yet: its sound forward interval is used",
+    "erf": "no linear relaxation yet: its sound forward interval is used",
+})
+_CONCRETISED = tuple(CONCRETISED)
 
 
 def relaxation(trace: Trace, node: LNode) -> Relaxation:
@@ -157,7 +171,7 @@ class _Pass:
     # ------------------------------------------------------------------ rules
     def step(self, node: LNode, L: np.ndarray) -> None:
         op = node.op
-        if op in ("param", "input", "leaf", "softmax"):
+        if op in _CONCRETISED:
             lo, hi = self.t.view(self.t.lo[node.index], node), self.t.view(self.t.hi[node.index], node)
             self.add_beta(concretize_up(L, lo, hi))
             self.note(node, "leaf", pos=L >= 0)
@@ -392,7 +406,7 @@ def backward(
         node = trace.nodes[i]
         if node.op in ("relu", "leaky_relu", "sigmoid", "tanh") and i not in relax:
             relax[i] = relaxation(trace, node)
-        if node.op not in ("param", "input", "leaf", "softmax") and not hasattr(pas, "_" + node.op):
+        if node.op not in _CONCRETISED and not hasattr(pas, "_" + node.op):
             raise CapabilityError(f"linear bounds: no backward rule for {node.op}")
         pas.step(node, L)
         if checkpoints and pas.lam and node.op in ("relu", "leaky_relu", "sigmoid", "tanh"):

@@ -7,6 +7,13 @@ already soundly re-evaluated, that raise the lower bound).  Guarantee:
 the returned ``upper`` is >= the objective's supremum over the region
 (every discarded box had ``ub`` at most the returned upper), and
 ``lower`` is the value of a concrete witness (or the caller's floor).
+
+Monotone: ``bound`` need not be (interval and linear relaxations of a
+sub-box can come out looser than the parent's), so a child's bound is
+capped by its parent's (the child lies inside the parent, so the parent's
+bound holds for it too), and the upper bound reported -- to the progress
+sink and in the result -- is the smallest one reached so far (each was
+sound when reported, and the supremum does not change).
 The search stops at the tolerance, at a verification threshold, at the
 deadline, at ``max_splits`` boxes or on KeyboardInterrupt, and always
 returns the best valid bracket reached.
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from paramverify.errors import check
 from paramverify.options import Deadline, Options
 
 BoundFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -90,6 +98,7 @@ def branch_and_bound(
     heap: list[tuple[float, int, np.ndarray, np.ndarray]] = []
     final_ub = -np.inf  # boxes too small to split
     boxes = 1
+    reported = np.inf  # the smallest upper bound reported so far (each one was sound)
 
     discarded = -np.inf  # largest ub of a box dropped for being below verify_at
     pending = -np.inf  # largest ub of the boxes being split right now (an interrupt may land here)
@@ -114,19 +123,29 @@ def branch_and_bound(
                 final_ub = max(final_ub, float(ub[i]))
 
     def upper() -> float:
+        """The current sound upper bound, never above one returned before."""
+        nonlocal reported
         top = -heap[0][0] if heap else -np.inf
-        return max(best.value, final_ub, top, floor, discarded, pending)
+        reported = min(reported, max(best.value, final_ub, top, floor, discarded, pending))
+        check(reported >= best.value, f"branch and bound: upper {reported!r} below the witnessed lower {best.value!r}")
+        return reported
 
     gate = {"calls": 0, "used": 0, "useful": 0}
 
-    def bound_all(blo: np.ndarray, bhi: np.ndarray) -> np.ndarray:
-        """``bound``, then ``tighten`` on the surviving boxes while it pays for itself.
+    def bound_all(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        """``bound`` capped by the parents' bounds ``cap``, then ``tighten`` on the surviving boxes
+        while it pays for itself.
 
         It pays when it closes a good part of the distance between a box's
-        first bound and the value that would discard the box; after three
-        batches that did not, it is retried only every eighth batch.
+        capped first bound and the value that would discard the box, or when
+        it improves the boxes more than the first bound improved them on their
+        parents' (then it is what moves the search at all); after three
+        batches that did neither, it is retried only every eighth batch.
+        Skipping it never loosens a bound: the parent's (possibly tightened)
+        bound caps every child either way.
         """
-        ub = bound(blo, bhi)
+        raw = bound(blo, bhi)
+        ub = np.minimum(raw, cap)
         if tighten is None:
             return ub
         gate["calls"] += 1
@@ -137,9 +156,16 @@ def branch_and_bound(
         if live.size:
             tight = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
             span = ub[live] - keep_ub if np.isfinite(keep_ub) else np.abs(ub[live]) + 1e-300
-            gain = float(np.median((ub[live] - tight) / np.maximum(span, 1e-300)))
+            with np.errstate(invalid="ignore"):
+                gained = ub[live] - tight
+                rel = gained / np.maximum(span, 1e-300)
+                # an infinite first bound made finite is all gain; inf - inf is no information
+                rel = np.where(np.isinf(ub[live]) & np.isfinite(tight), 1.0, np.nan_to_num(rel, nan=0.0))
+                gained = np.nan_to_num(gained, nan=0.0)
+                cheap = float(np.median(cap[live] - ub[live]))  # inf at the root
+            gain = float(np.median(rel))
             gate["used"] += 1
-            gate["useful"] += int(gain >= 0.1)
+            gate["useful"] += int(gain >= 0.1 or float(np.median(gained)) > cheap)
             ub = ub.copy()
             ub[live] = tight
         return ub
@@ -158,7 +184,7 @@ def branch_and_bound(
         # a decision run with no time left (e.g. its falsifier used it up): no bound is computed
         # (that could take long on a large net); undecided, nothing is claimed
         return SearchResult(best.value, np.inf, best.witness, 0, False, "interrupted" if deadline.interrupted() else "deadline")
-    ub0 = bound_all(lo[None], hi[None])
+    ub0 = bound_all(lo[None], hi[None], np.array([np.inf]))
     got = probe(lo[None], hi[None], ub0, best.value)
     if got is not None and got.value > best.value:
         best = got
@@ -190,7 +216,7 @@ def branch_and_bound(
             while heap and len(take) < fit(batch):
                 negub, _, blo, bhi = heapq.heappop(heap)
                 if keep(-negub):
-                    take.append((blo, bhi))
+                    take.append((blo, bhi, -negub))
                     pending = max(pending, -negub)
             if not take:
                 continue
@@ -206,7 +232,8 @@ def branch_and_bound(
             clo = np.concatenate([lo_a, lo_b])
             chi = np.concatenate([hi_a, hi_b])
             t_step = time.monotonic()
-            ub = bound_all(clo, chi)
+            caps = np.array([t[2] for t in take])
+            ub = bound_all(clo, chi, np.concatenate([caps, caps]))  # a child lies inside its parent
             boxes += len(clo)
             got = probe(clo, chi, ub, best.value)
             pace["per_box"] = (time.monotonic() - t_step) / len(clo)

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 from paramverify.bounds.interval import (
@@ -38,10 +40,12 @@ from paramverify.bounds.interval import (
     gamma,
     iadd,
     idiv_const,
+    ierf,
     ileaky_relu,
     imatmul,
     imul,
     intersect,
+    ilog_softmax,
     irelu,
     isigmoid,
     isoftmax,
@@ -225,6 +229,9 @@ def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: floa
 class DiffKernel:
     """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants)."""
 
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
     def shape(self, a: Any) -> tuple[int, ...]:
         return a.shape if isinstance(a, DiffValue) else tuple(np.shape(a))
 
@@ -287,6 +294,16 @@ class DiffKernel:
         a = as_diff(a)
         n, p = isoftmax(a.n, axis), isoftmax(a.p, axis)
         return DiffValue(n, p, isub(p, n))
+
+    def log_softmax(self, a: Any, axis: int) -> DiffValue:
+        a = as_diff(a)
+        n, p = ilog_softmax(a.n, axis), ilog_softmax(a.p, axis)
+        return DiffValue(n, p, isub(p, n))
+
+    def erf(self, a: Any) -> DiffValue:
+        # erf' = 2/sqrt(pi) exp(-z^2) is even and decreasing in |z|: the sigmoid/tanh rule holds
+        a = as_diff(a)
+        return _tighten(ierf(a.n), ierf(a.p), sigmoidal_difference(special.erf, 2.0 / np.sqrt(np.pi) * (1 + 4 * U), a.n, a.d))
 
     # exact rearrangements -------------------------------------------------------
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from paramverify.bounds.branch import SearchResult
+from paramverify.bounds.exact import exact_decision, near_boundary, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
 from paramverify.bounds.point import PointResult, point_change, point_labels
@@ -48,6 +49,7 @@ from paramverify.properties import (
     Problem,
     Property,
 )
+from paramverify.replay import witness
 from paramverify.results import (
     Bracket,
     Counterexample,
@@ -111,6 +113,10 @@ class BoundsEngine:
         """Verified / Falsified (replayed) / Unknown for Def 1-5 on the problem's region."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if only_nominal(problem) and (isinstance(prop, OutputBound) or problem.binary):
+            # f_p is f_p0 itself: no output moves, and one output stays on its side of the level
+            # (k classes are not shortcut: a tie in the region is a violation even at p0)
+            return Verified("bounds: the box holds only the nominal parameters (exact: nothing changes)", time.monotonic() - t0)
         if problem.region.is_point:
             return self._verify_point(problem, prop, options, deadline, t0)
         if isinstance(prop, OutputBound):
@@ -143,27 +149,51 @@ class BoundsEngine:
         raise SpecError("property", f"unsupported property {prop!r}")
 
     def _verify_point(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
+        verdict, gap = self._verify_point_bounds(problem, prop, options, deadline, t0)
+        if isinstance(verdict, Unknown) and not deadline.expired() and near_boundary(problem, gap):
+            # a boundary case outward rounding cannot decide (a change exactly epsilon, an
+            # output exactly at the level, a box of width 0): exact rational arithmetic at x0
+            exact = exact_decision(problem, prop, deadline)
+            if exact is True:
+                return Verified(f"{verdict.method} + exact rational interval arithmetic at x0", time.monotonic() - t0)
+            if exact is False:
+                point = {n: np.asarray(problem.box.lo[n], dtype=np.float64) for n in problem.box.names}  # a box of width 0
+                ce = confirm_in_box(problem, prop, problem.region.lo, point)
+                if ce is not None:
+                    return Falsified(ce, f"{verdict.method} + exact rational evaluation at x0", time.monotonic() - t0)
+                return Unknown("violated in exact rational arithmetic at x0, but the float evaluations "
+                               "(float64 / onnxruntime) do not show it: no replayed counterexample",
+                               verdict.method, time.monotonic() - t0)
+        return verdict
+
+    def _verify_point_bounds(self, problem: Problem, prop: Property, options: Options, deadline: Deadline,
+                             t0: float) -> tuple[Verdict, float]:
+        """The verdict of the float bounds, and by how much the proved bound misses the threshold."""
         if isinstance(prop, OutputBound):
             res = point_change(problem, options, deadline, verify_at=prop.epsilon)
             method = _point_method(res)
             if res.reason == "holds":
-                return Verified(method, time.monotonic() - t0)
+                return Verified(method, time.monotonic() - t0), 0.0
             if res.reason == "refuted" and res.witness is not None:
                 ce = confirm_in_box(problem, prop, res.witness.input, res.witness.parameters)
                 if ce is not None:
-                    return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
-                return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, time.monotonic() - t0)
-            return Unknown(f"{_point_note(res.reason)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]", method, time.monotonic() - t0)
+                    return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0), 0.0
+                why = "a violation found in real arithmetic did not reproduce in float64/onnxruntime"
+                return Unknown(why, method, time.monotonic() - t0), np.inf
+            why = f"{_point_note(res.reason)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]"
+            return Unknown(why, method, time.monotonic() - t0), res.upper - prop.epsilon
         if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
             if isinstance(prop, MarginLabelInvariance) and _margin_below(problem, prop.sigma):
-                return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0)
+                return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0), 0.0
             lab = point_labels(problem, prop, options, deadline)
             method = _point_method(lab.domains)
             if lab.status == "holds":
-                return Verified(method, time.monotonic() - t0)
+                return Verified(method, time.monotonic() - t0), 0.0
             if lab.status == "violated" and lab.counterexample is not None:
-                return Falsified(lab.counterexample, method + " + gradient falsifier", time.monotonic() - t0)
-            return Unknown(f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted", method, time.monotonic() - t0)
+                how = " + exact rational tie at x0" if lab.reason == "tie" else " + gradient falsifier"
+                return Falsified(lab.counterexample, method + how, time.monotonic() - t0), 0.0
+            why = f"{_point_note(lab.reason)}; some label rows could be neither certified nor refuted"
+            return Unknown(why, method, time.monotonic() - t0), lab.upper
         raise SpecError("property", f"unsupported property {prop!r}")
 
     # ---------------------------------------------------------------- optimise
@@ -171,6 +201,11 @@ class BoundsEngine:
         """A proved bracket for MaxEpsilon, MinSigma(cls) or MaxDelta."""
         t0 = time.monotonic()
         deadline = options.deadline()
+        if isinstance(objective, MaxEpsilon) and only_nominal(problem):
+            nominal = {n: np.asarray(problem.box.nominal[n], dtype=np.float64) for n in problem.box.names}
+            return Bracket("max_epsilon", 0.0, 0.0, time.monotonic() - t0,
+                           "bounds: the box holds only the nominal parameters (exact: nothing changes)", "upper",
+                           witness=witness(problem, problem.region.lo, nominal, note="the nominal parameters"), complete=True)
         if isinstance(objective, MaxEpsilon) and problem.region.is_point:
             pres = point_change(problem, options, deadline)
             complete = pres.complete and pres.upper - pres.lower <= options.tolerance
@@ -221,7 +256,7 @@ def _scale_of(problem: Problem, params: dict[str, np.ndarray]) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(dev == 0, 0.0, up(up(np.abs(dev)) / down(np.abs(rad))))
         t = max(t, float(np.max(r, initial=0.0)))
-    return float(up(up(t) * (1 + 1e-12)))
+    return 0.0 if t == 0.0 else float(up(up(t) * (1 + 1e-12)))  # 0: the parameters are all nominal
 
 
 class _DeltaState:

@@ -13,11 +13,13 @@ ulps) and an absolute ``TINY``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 #: unit roundoff of float64 (round to nearest)
@@ -315,13 +317,25 @@ def itanh(a: Any) -> Interval:
     return Interval(tanh_enclosure(a.lo)[0], tanh_enclosure(a.hi)[1])
 
 
-def isoftmax(a: Any, axis: int) -> Interval:
-    """softmax_i = 1 / (1 + sum_{j != i} exp(x_j - x_i)), bounded with the extreme ends.
+def erf_enclosure(v: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Sound (lower, upper) bounds of erf at the float64 points ``v``."""
+    e = special.erf(np.asarray(v, dtype=np.float64))
+    w = widen(e, e, TRANSCENDENTAL_REL)
+    return np.clip(w.lo, -1.0, 1.0), np.clip(w.hi, -1.0, 1.0)
 
-    Lower: x_j at its upper end, x_i at its lower end; upper: the reverse.
-    O(k^2) along ``axis``; exp and the divisions are widened outward.
-    """
+
+def ierf(a: Any) -> Interval:
+    """erf is increasing: its ends' images, widened for the library's error."""
     a = as_interval(a)
+    return Interval(erf_enclosure(a.lo)[0], erf_enclosure(a.hi)[1])
+
+
+def _softmax_sums(a: Interval, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of ``s_i = sum_{j != i} exp(x_j - x_i)`` with the axis moved last.
+
+    Upper: x_j at its upper end, x_i at its lower end; lower: the reverse.
+    O(k^2) along ``axis``; exp and the sums are widened outward.
+    """
     lo_m = np.moveaxis(a.lo, axis, -1)
     hi_m = np.moveaxis(a.hi, axis, -1)
     k = lo_m.shape[-1]
@@ -332,10 +346,30 @@ def isoftmax(a: Any, axis: int) -> Interval:
         e_dn = np.maximum(np.exp(down(lo_m[..., None, :] - hi_m[..., :, None])) * (1 - TRANSCENDENTAL_REL) - TINY, 0.0)
     s_up = up(np.where(off, e_up, 0.0).sum(axis=-1) * (1 + gamma(k + 2)))
     s_dn = down(np.where(off, e_dn, 0.0).sum(axis=-1) * (1 - gamma(k + 2)))
+    return np.maximum(s_dn, 0.0), s_up
+
+
+def isoftmax(a: Any, axis: int) -> Interval:
+    """softmax_i = 1 / (1 + s_i), s_i = sum_{j != i} exp(x_j - x_i) (see :func:`_softmax_sums`)."""
+    a = as_interval(a)
+    s_dn, s_up = _softmax_sums(a, axis)
     lo = down(down(1.0 / up(1.0 + s_up)) * (1 - 4 * U))
-    hi = up(up(1.0 / down(1.0 + np.maximum(s_dn, 0.0))) * (1 + 4 * U))
+    hi = up(up(1.0 / down(1.0 + s_dn)) * (1 + 4 * U))
     lo = np.clip(np.where(np.isnan(lo), 0.0, lo), 0.0, 1.0)
     hi = np.clip(np.where(np.isnan(hi), 1.0, hi), 0.0, 1.0)
+    return Interval(np.moveaxis(lo, -1, axis), np.moveaxis(hi, -1, axis))
+
+
+def ilog_softmax(a: Any, axis: int) -> Interval:
+    """log_softmax_i = -log1p(s_i), decreasing in s_i; log1p is widened like exp."""
+    a = as_interval(a)
+    s_dn, s_up = _softmax_sums(a, axis)
+    with np.errstate(over="ignore", invalid="ignore"):
+        l_up, l_dn = np.log1p(s_up), np.log1p(s_dn)
+    lo = down(-(l_up * (1 + TRANSCENDENTAL_REL) + TINY))
+    hi = np.minimum(up(-(l_dn * (1 - TRANSCENDENTAL_REL) - TINY)), 0.0)
+    lo = np.where(np.isnan(lo), -np.inf, lo)
+    hi = np.where(np.isnan(hi), 0.0, hi)
     return Interval(np.moveaxis(lo, -1, axis), np.moveaxis(hi, -1, axis))
 
 
@@ -351,6 +385,10 @@ class IntervalKernel:
     outward too (it returns an :class:`Interval`), so nothing computed in
     float is ever treated as exact.
     """
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return a.shape if isinstance(a, Interval) else tuple(np.shape(a))
@@ -387,6 +425,12 @@ class IntervalKernel:
 
     def softmax(self, a: Any, axis: int) -> Interval:
         return isoftmax(a, axis)
+
+    def log_softmax(self, a: Any, axis: int) -> Interval:
+        return ilog_softmax(a, axis)
+
+    def erf(self, a: Any) -> Interval:
+        return ierf(a)
 
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:
         return a.map(lambda v: np.reshape(v, shape)) if isinstance(a, Interval) else np.reshape(a, shape)

@@ -36,9 +36,10 @@ shape ``sh`` has coefficients ``[S, N, *sh]`` (one per sample's objective).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -191,6 +192,10 @@ class Trace:
             return iv.itanh(ps[0])
         if op == "softmax":
             return iv.isoftmax(ps[0], at["axis"] + o)
+        if op == "log_softmax":
+            return iv.ilog_softmax(ps[0], at["axis"] + o)
+        if op == "erf":
+            return iv.ierf(ps[0])
         if op == "reshape":
             return ps[0].map(lambda v: np.reshape(v, v.shape[:o] + at["shape"]))
         if op == "transpose":
@@ -247,6 +252,9 @@ def _is_param(v: Any) -> bool:
 
 class TraceKernel:
     """A Kernel whose values are LNodes (numpy arrays stay constants); see the module docstring."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(self, trace: Trace) -> None:
         self.t = trace
@@ -319,6 +327,15 @@ class TraceKernel:
         if _is_batched(a) and ax == 0:
             raise CapabilityError("linear bounds: softmax over the batch axis")
         return self._unary("softmax", a, lambda x: iv.isoftmax(x, ax), axis=ax)
+
+    def log_softmax(self, a: Any, axis: int) -> Any:
+        ax = axis % len(self.shape(a))
+        if _is_batched(a) and ax == 0:
+            raise CapabilityError("linear bounds: log_softmax over the batch axis")
+        return self._unary("log_softmax", a, lambda x: iv.ilog_softmax(x, ax), axis=ax)
+
+    def erf(self, a: Any) -> Any:
+        return self._unary("erf", a, iv.ierf)
 
     # exact rearrangements ---------------------------------------------------------
     def _rearrange(self, op: str, a: Any, fn: Any, **attrs: Any) -> Any:

@@ -250,6 +250,7 @@ class SplitSearch:
         counter = itertools.count()
         heap: list[_Domain] = []
         stuck = np.full(n_rows, -np.inf)  # leaves without unstable neurons
+        shown = np.inf  # the upper bound last shown to the progress sink
         for r in range(n_rows):
             if not self._closed(r, root[r], mode, lower()):
                 heapq.heappush(heap, _Domain(-root[r], next(counter), r, (), self._choose(kept, r, 0, self.candidates)))
@@ -267,7 +268,10 @@ class SplitSearch:
                 top = heap[0]
                 rounds += 1
                 best_low = lower()
-                options.progress.update(f"{label}{domains} domains", best_low if np.isfinite(best_low) else None, -top.key)
+                # the open domains' largest bound and the leaves left unsplit (children are capped by
+                # their parents, so this never rises; the min keeps what is shown monotone regardless)
+                shown = min(shown, max(-top.key, float(np.max(stuck))))
+                options.progress.update(f"{label}{domains} domains", best_low if np.isfinite(best_low) else None, shown)
                 if mode == "optimise" and -top.key - best_low <= options.tolerance:
                     reason = "tolerance"
                     break

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from paramverify.bounds.autodiff import AutodiffKernel
+from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
 from paramverify.bounds.local import (
     Rows,
@@ -150,23 +151,31 @@ class LabelResult:
     status: str  # holds | violated | unknown
     counterexample: Counterexample | None
     domains: int
-    reason: str
+    reason: str  # holds | refuted | tie (violated at the nominal parameters) | why unknown
+    upper: float = np.inf  # unknown: the largest proved bound of a label row (the rows hold at <= 0 / < 0)
 
 
 def point_labels(problem: Problem, prop: Property, options: Options, deadline: Deadline, scale: float | None = None) -> LabelResult:
     """Is the nominal label of x0 kept for every parameter of the box (``box.scaled(scale)``)?"""
     f0 = nominal_enclosure(problem)
     y0 = problem.graph.evaluate(problem.region.lo)[0]
-    rows = label_rows(y0, problem.level)
-    # the nominal class must be certain from the enclosure, else the rows are not the property
+    sp = problem if scale is None else Problem(problem.graph, problem.box.scaled(scale), problem.region, problem.level)
+    cls = None
+    # the nominal class must be certain, else the rows are not the property: from the
+    # enclosure, or (a tie, an output at the level) from exact rational outputs
     if not _class_certain(f0, problem.level, y0):
-        return LabelResult("unknown", None, 0, "the nominal output is too close to a tie to fix the label")
+        nominal = exact_nominal(problem, deadline)
+        if nominal is None:
+            return LabelResult("unknown", None, 0, "the nominal output is too close to a tie to fix the label")
+        cls, tie = nominal
+        if tie and sp.box.contains(nominal_params(sp.box)):
+            return _tie(sp, prop)
+    rows = label_rows(y0, problem.level, cls)
     if deadline.expired():  # each root step below costs seconds on a large net: check between them
         return LabelResult("unknown", None, 0, _stopped(deadline))
     search = SplitSearch(problem, rows, scale, deadline=deadline)
     if deadline.expired():
         return LabelResult("unknown", None, 0, _stopped(deadline))
-    sp = problem if scale is None else Problem(problem.graph, problem.box.scaled(scale), problem.region, problem.level)
     found: dict[str, Counterexample] = {}
 
     def attack(r: int, splits: tuple) -> None:
@@ -190,7 +199,21 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")
     if out.reason == "holds":
         return LabelResult("holds", None, out.domains, "holds")
-    return LabelResult("unknown", None, out.domains, out.reason)
+    return LabelResult("unknown", None, out.domains, out.reason, float(np.max(out.upper)))
+
+
+def _tie(problem: Problem, prop: Property) -> LabelResult:
+    """The top two nominal logits tie exactly: the winner does not strictly beat its rival at
+    the nominal parameters (which lie in the box), so the label is not kept there.
+
+    Reported only when onnxruntime shows it too (float32 evaluation can break an exact tie).
+    """
+    ce = confirm_in_box(problem, prop, problem.region.lo, nominal_params(problem.box))
+    if ce is not None:
+        return LabelResult("violated", ce, 0, "tie")
+    return LabelResult("unknown", None, 0, (
+        "the top two nominal outputs tie exactly, so in real arithmetic the label is not kept even at the nominal "
+        "parameters, but the float evaluations (float64 / onnxruntime) break the tie: no replayed counterexample"))
 
 
 def _stopped(deadline: Deadline) -> str:

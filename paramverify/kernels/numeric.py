@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy import special
 from scipy.special import expit
 
 
 class NumericKernel:
     """Evaluates ops on float64 numpy arrays (constants and variables alike)."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return tuple(np.shape(a))
@@ -50,6 +55,14 @@ class NumericKernel:
         a = np.asarray(a)
         e = np.exp(a - a.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
+
+    def log_softmax(self, a: Any, axis: int) -> np.ndarray:
+        a = np.asarray(a)
+        z = a - a.max(axis=axis, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+    def erf(self, a: Any) -> np.ndarray:
+        return special.erf(a)
 
     def reshape(self, a: Any, shape: tuple[int, ...]) -> np.ndarray:
         return np.reshape(a, shape)

@@ -42,7 +42,8 @@ class Kernel(Protocol):
 
     Shapes follow numpy broadcasting.  ``div`` requires a constant divisor;
     ``take``/``pad``/``reshape``/``transpose``/``concat`` are linear and exact
-    in every kernel.
+    in every kernel.  A kernel that cannot hold a primitive names it, with the
+    reason, in its class attribute ``UNSUPPORTED`` (see :data:`PRIMITIVES`).
     """
 
     def shape(self, a: Any) -> tuple[int, ...]: ...
@@ -57,11 +58,22 @@ class Kernel(Protocol):
     def sigmoid(self, a: Any) -> Any: ...
     def tanh(self, a: Any) -> Any: ...
     def softmax(self, a: Any, axis: int) -> Any: ...
+    def log_softmax(self, a: Any, axis: int) -> Any: ...
+    def erf(self, a: Any) -> Any: ...
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any: ...
     def transpose(self, a: Any, perm: tuple[int, ...]) -> Any: ...
     def concat(self, values: Sequence[Any], axis: int) -> Any: ...
     def take(self, a: Any, indices: np.ndarray, axis: int) -> Any: ...
     def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> Any: ...
+
+
+#: the primitives of :class:`Kernel`.  Every kernel class implements each of them or
+#: lists it in its ``UNSUPPORTED`` table (primitive -> reason), and then raises
+#: ``CapabilityError`` with that reason; ``tests/test_kernel_contract.py`` checks this
+#: for every kernel, so a new primitive cannot be forgotten in one of them.
+PRIMITIVES: tuple[str, ...] = tuple(
+    name for name, v in vars(Kernel).items() if callable(v) and not name.startswith("_")
+)
 
 
 def is_const(a: Any) -> bool:
@@ -104,6 +116,15 @@ class Op:
 
     def role(self, index: int) -> str:
         return self.input_roles.get(index, ROLE_CONSTANT)
+
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        """The output-channel axis of weight input ``index`` (``ndim`` dims), or None.
+
+        Per-channel quantization gives each slice along it one scale;
+        onnxruntime's convention: Conv axis 0, Gemm axis 0 with transB=1
+        (else 1), MatMul's right operand its last axis.
+        """
+        return None
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -60,6 +60,9 @@ class Conv(Op):
             y = k.add(y, k.reshape(inputs[2], (1, m, 1, 1)))
         return y
 
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        return 0 if index == 1 and ndim >= 2 else None
+
     def _pads(self, h: int, w: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> tuple[int, int, int, int]:
         if self.auto_pad in ("NOTSET", ""):
             p = self.pads or (0, 0, 0, 0)

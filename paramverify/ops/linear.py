@@ -6,7 +6,15 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from paramverify.ops.base import ROLE_BIAS, ROLE_CONSTANT, ROLE_WEIGHT, Kernel, Op, const_value
+import numpy as np
+
+from paramverify.errors import ModelError
+from paramverify.ops.base import ROLE_BIAS, ROLE_CONSTANT, ROLE_WEIGHT, Kernel, Op, const_value, is_const
+
+
+def _int_consts(*values: Any) -> bool:
+    """Integer constants (shape arithmetic): evaluated exactly in numpy by every kernel."""
+    return all(is_const(v) and np.asarray(v).dtype.kind in "iub" for v in values)
 
 
 def _swap_last(k: Kernel, a: Any) -> Any:
@@ -27,6 +35,15 @@ class Gemm(Op):
     op_type: ClassVar[str] = "Gemm"
     input_roles: ClassVar[dict[int, str]] = {1: ROLE_WEIGHT, 2: ROLE_BIAS}
     arity: ClassVar[tuple[int, int]] = (2, 3)
+
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        if ndim != 2:
+            return None
+        if index == 1:
+            return 0 if self.transB else 1
+        if index == 0:  # A as the weight: its rows (or columns with transA) are the outputs
+            return 1 if self.transA else 0
+        return None
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
         a, b = inputs[0], inputs[1]
@@ -52,7 +69,19 @@ class MatMul(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        a, b = k.shape(inputs[0]), k.shape(inputs[1])
+        if a and b and a[-1] != (b[-2] if len(b) >= 2 else b[0]):
+            raise ModelError(
+                f"MatMul of shapes {list(a)} and {list(b)}: the inner dimensions differ. paramverify reads the "
+                "input's first axis as the batch, so W @ x with a column-vector input [n, 1] is not supported; "
+                "export the model as x @ W^T with a row input [1, n] (or [N, n])"
+            )
         return k.matmul(inputs[0], inputs[1])
+
+    def channel_axis(self, index: int, ndim: int) -> int | None:
+        if ndim < 2:
+            return None
+        return ndim - 1 if index == 1 else ndim - 2  # x @ W: W's columns; W @ x: W's rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +93,8 @@ class Add(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.add(inputs[0], inputs[1])
         return k.add(inputs[0], inputs[1])
 
 
@@ -76,6 +107,8 @@ class Sub(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.subtract(inputs[0], inputs[1])
         return k.sub(inputs[0], inputs[1])
 
 
@@ -86,6 +119,8 @@ class Mul(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            return np.multiply(inputs[0], inputs[1])
         return k.mul(inputs[0], inputs[1])
 
 
@@ -98,6 +133,9 @@ class Div(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        if _int_consts(*inputs):
+            a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+            return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))  # ONNX integer Div truncates
         return k.div(inputs[0], const_value(inputs[1], "the divisor of Div"))
 
 

@@ -67,14 +67,26 @@ class Concat(Op):
 @dataclasses.dataclass(frozen=True)
 class Constant(Op):
     value: Any = None
+    value_float: float | None = None
+    value_floats: tuple[float, ...] | None = None
+    value_int: int | None = None
+    value_ints: tuple[int, ...] | None = None
     op_type: ClassVar[str] = "Constant"
     arity: ClassVar[tuple[int, int]] = (0, 0)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
-        if self.value is None:
-            raise ModelError("Constant: only the 'value' attribute is supported")
-        arr = numpy_helper.to_array(self.value)
-        return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+        if self.value is not None:
+            arr = numpy_helper.to_array(self.value)
+            return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+        if self.value_float is not None:
+            return np.asarray(float(self.value_float))
+        if self.value_floats is not None:
+            return np.asarray(self.value_floats, dtype=np.float64)
+        if self.value_int is not None:
+            return np.asarray(int(self.value_int), dtype=np.int64)
+        if self.value_ints is not None:
+            return np.asarray(self.value_ints, dtype=np.int64)
+        raise ModelError("Constant: only the value, value_float(s) and value_int(s) attributes are supported")
 
 
 OPS: tuple[type[Op], ...] = (Identity, Flatten, Reshape, Concat, Constant)

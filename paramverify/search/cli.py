@@ -28,6 +28,7 @@ from typing import Any
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_folder
 from paramverify.interrupt import finishing
+from paramverify.results import SCHEMA_VERSION
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -169,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             session.write_outputs([outcome], test=False)
             bar.note(f"interrupted: best policy so far in {args.out / 'policy.json'}; continue with --resume")
             if args.json:
-                sys.stdout.write(json.dumps({"interrupted": True, "out": str(args.out)}) + "\n")
+                sys.stdout.write(json.dumps({"schema": SCHEMA_VERSION, "interrupted": True, "out": str(args.out)}) + "\n")
             return 130
         try:
             report = session.write_outputs([outcome], test=not args.no_test)
@@ -187,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
 def _summary(report: dict[str, Any], out: Path) -> dict[str, Any]:
     b = report["budgets"][0]
     ddpg = b["methods"].get("ddpg", {})
-    s: dict[str, Any] = {"out": str(out), "budget": b["budget"], "complete": b["complete"],
+    s: dict[str, Any] = {"schema": SCHEMA_VERSION, "out": str(out), "budget": b["budget"], "complete": b["complete"],
                          "policy": str(out / b.get("policy_file", "policy.json")),
                          "bits": ddpg.get("best", {}).get("policy", {}).get("weight_bits"),
                          "bitops_fraction": ddpg.get("best", {}).get("bitops_fraction"),

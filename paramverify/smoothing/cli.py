@@ -27,6 +27,7 @@ import numpy as np
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_path
 from paramverify.interrupt import KeepFinished, finishing
+from paramverify.results import SCHEMA_VERSION
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
     num_classes = num_classes_of(model, torch.from_numpy(x[:1]))
     out: dict[str, Any] = {
-        "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
+        "schema": SCHEMA_VERSION, "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
         "alpha": args.alpha, "device": smooth_device, "dtype": options.dtype, "batch": args.batch, "seed": seed,
     }
     target = model
@@ -205,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
                 entry.update(predict=c.predict, radius=c.radius, pa_lower=c.pa_lower, count=c.count,
                              time=round(c.seconds, 4))
             if labels is not None:
-                entry["correct"] = int(entry["predict"] == int(labels[i]))
+                entry["correct"] = int(labels[i] >= 0 and entry["predict"] == int(labels[i]))
             results.append(entry)
             if not args.quiet and not console.is_terminal and time.monotonic() - last_note >= 2.0:
                 last_note = time.monotonic()  # a log (not a terminal) gets a line at most every 2 s
@@ -252,7 +253,11 @@ def _run(args: argparse.Namespace) -> int:
 def _calibration(args: argparse.Namespace, x: np.ndarray, seed: int) -> np.ndarray:
     """Calibration inputs: --calib, or the inputs plus noise independent of the certification noise."""
     if args.calib is not None:
-        return _load_array(args.calib, "calib").astype(np.float32)
+        calib = _load_array(args.calib, "calib")
+        if not np.issubdtype(calib.dtype, np.number) or not np.isfinite(calib).all():
+            raise SpecError("calib", f"{args.calib} holds NaN, infinity or non-numbers",
+                            "pass finite calibration inputs (or drop --calib to use the inputs plus noise)")
+        return calib.astype(np.float32)
     reps = max(1, -(-256 // len(x)))
     base = np.concatenate([x] * reps)[: max(256, len(x))]
     rng = np.random.default_rng([seed, 0xCA11B])

@@ -347,7 +347,29 @@ class OnnxModule(nn.Module):
         self.input_shape = input_shape
         self.output_name = output_name
 
+    @property
+    def static_batch(self) -> int | None:
+        """The batch size fixed in the model's input shape (e.g. 1 for a static batch-1 export), else None."""
+        first = self.input_shape[0] if self.input_shape else None
+        return first if isinstance(first, int) and first >= 1 else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.static_batch
+        if k is None or x.dim() != len(self.input_shape) or x.shape[0] == k:
+            return self._run_graph(x)
+        # A static-batch export (its Reshape constants name the batch size) only accepts
+        # batches of exactly k: run any batch as chunks of k, padding the last chunk with
+        # copies of its last row (so activation ranges seen by calibration hooks are unchanged).
+        outs = []
+        for start in range(0, x.shape[0], k):
+            chunk = x[start : start + k]
+            m = chunk.shape[0]
+            if m < k:
+                chunk = torch.cat([chunk, chunk[-1:].expand(k - m, *chunk.shape[1:])])
+            outs.append(self._run_graph(chunk)[:m])
+        return torch.cat(outs)
+
+    def _run_graph(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor | None] = {"": None, self.input_name: x}
         for name, attr in self._const_attr.items():
             env[name] = getattr(self, attr)
@@ -504,4 +526,10 @@ def num_classes_of(model: OnnxModule, example: torch.Tensor) -> int:
         out = model(example[:1])
     if out.dim() != 2:
         raise ModelError(f"model output has shape {tuple(out.shape)}; a classifier must output (batch, classes)")
+    if out.shape[1] < 2:
+        raise ModelError(
+            f"model output has shape {tuple(out.shape)}: randomized smoothing needs at least 2 class scores "
+            "(the argmax of a single score is always class 0); give the model one output per class, "
+            "e.g. [z, -z] or [1 - p, p] for a binary score"
+        )
     return int(out.shape[1])

@@ -104,6 +104,8 @@ class QuantPolicy:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> QuantPolicy:
+        if isinstance(data, Mapping):  # the schema version of a policy.json written by `search`
+            data = {k: v for k, v in data.items() if k != "schema"}
         if not isinstance(data, Mapping) or not data:
             raise SpecError("policy", "must be a non-empty JSON object", 'e.g. {"default": 8}')
         if "layers" in data or "default" in data:
