@@ -26,6 +26,33 @@ a long command: it still prints what it proved so far (`bound`: the bracket, mar
 one. Negative values may follow a flag with a space or with '=': `--x0 -0.3,1` and
 `--x0=-0.3,1` are the same.
 
+## Interrupts, timeouts and output files
+
+- **SIGINT / SIGTERM.** Every command stops within about 2 s of the first signal and keeps
+  what it finished: `bound` and `verify` print the bracket or verdict proved so far
+  (`complete: false`, `note`/`reason` says `interrupted`; for `bound --property sigma` the
+  classes not started get the trivial bracket [0, inf]); `bits` reports the widths
+  certified so far; `smooth certify`/`predict` report (and write to `--tsv`/`--plot`) the
+  inputs finished so far, with `complete: false` and `missing` (the indices not done);
+  `compare` and `reproduce` write their JSON with `complete: false` and the missing
+  queries; `search` keeps its checkpoint. The exit code is then 130 (1 stays 1 when a
+  replayed counterexample was found). A running z3 query is cancelled; a dReal query's
+  child process is killed. Further signals never interrupt the reporting: the output is
+  still written (two SIGTERMs give the same result and exit 130).
+- **`--timeout`** is the wall-clock budget of the whole command, counted from its start
+  (imports and model loading included, with a short reserve for the report), so a run
+  ends within about 2 s of it. `bound --property sigma` shares one budget among the
+  classes (each gets an equal share of what is left; once it is spent, the classes left
+  get only the engine's first bound). In `bits`, `--timeout` is the budget
+  of one query and `--budget` of the whole search; no query runs past `--budget`.
+- **Output files** (`export-smt -o`, `compare`'s `compare.json` and report, `report -o`,
+  `reproduce`'s `results.json` and figures, `smooth --tsv/--plot`, `search` outputs and
+  checkpoints) are written atomically: to a temporary file in the same folder, then
+  renamed over the target, so an interrupted write leaves the earlier file intact, never
+  a truncated one. Output paths are checked before the work starts: a missing or
+  unwritable folder is a usage error (exit 2) at once, not after a long run.
+- **Out of memory** is one line on stderr and exit 2 (a traceback only with `--debug`).
+
 ## JSON fields
 
 Every JSON object a command writes (on stdout with `--json`, and the files `reproduce`,
@@ -58,7 +85,9 @@ layout, now 1. It is raised when a field is removed or changes meaning; new fiel
   together are at most 10,000).
 - **export-smt** (with `-o` and `--json`): `command`, `output`, `bytes`.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
-  `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
+  `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`,
+  `complete` (false when interrupted: the cells finished so far, no figures) and
+  `missing_cells`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
   and docs/search.md. `report` writes HTML only. `search`'s `checkpoint.json` is internal
   state with its own format version (`fingerprint.version`).

@@ -9,6 +9,7 @@ Softmax raises :class:`~paramverify.errors.CapabilityError`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from fractions import Fraction
@@ -127,7 +128,10 @@ class Z3Backend:
             solver.set("timeout", max(1, int(timeout_s * 1000)))
         solver.set("random_seed", int(options.seed))
         solver.add(formula)
-        result = solver.check()
+        # a SIGINT/SIGTERM cannot run Python code while z3 works: the signal's helper thread
+        # cancels the query instead (see paramverify.interrupt), and z3 answers unknown
+        with options.stop.on_stop(builder.ctx.interrupt) if options.stop is not None else contextlib.nullcontext():
+            result = solver.check()
         dt = time.perf_counter() - t0
         if result == z3.unsat:
             return SolverAnswer("unsat", {}, "", dt)

@@ -186,10 +186,13 @@ def bound(
         if problem.region.is_point:
             raise SpecError("domain", "the smallest sigma is a global property", "give --domain LO1:HI1,...")
         classes = [cls] if cls is not None else list(range(max(2, problem.graph.n_outputs)))
-        per = [_replayed(problem, engine.optimise(problem, MinSigma(c), options)) for c in classes]
+        per = [_replayed(problem, b) for b in _per_class_sigma(engine, problem, classes, options)]
         if len(per) == 1:
             return per[0]
         worst_lo = max(per, key=lambda b: b.lower)
+        note = "maximum over classes of the per-class smallest sigma"
+        if options.stop is not None and options.stop.requested:
+            note += "; interrupted: the classes not finished keep the bracket proved so far"
         return Bracket(
             quantity="sigma",
             lower=max(b.lower for b in per),
@@ -199,10 +202,29 @@ def bound(
             proof_side="upper",
             witness=worst_lo.witness,
             complete=all(b.complete for b in per),
-            note="maximum over classes of the per-class smallest sigma",
+            note=note,
             extra={"per_class": [dict(b.to_json(), **{"class": c}) for c, b in zip(classes, per)]},
         )
     raise SpecError("property", f"unknown bound property {kind!r}", "use eps, sigma or delta")
+
+
+def _per_class_sigma(engine: Any, problem: Problem, classes: Sequence[int], options: Options) -> list[Bracket]:
+    """One smallest-sigma bracket per class within ONE budget: ``options.timeout_s`` covers
+    all classes together (each class gets an equal share of what is left, so time a class
+    does not use goes to the next).  Once the budget is spent the classes left get a zero
+    budget (the engine's first bound only); after a stop signal they are not started and
+    get the trivial bracket [0, inf] (sigma >= 0 always; nothing proved)."""
+    deadline = options.deadline()
+    per: list[Bracket] = []
+    for k, c in enumerate(classes):
+        if deadline.interrupted() and per:
+            per.append(Bracket("sigma", 0.0, float("inf"), 0.0, per[0].method, "upper", complete=False,
+                               note="not started: interrupted before this class"))
+            continue
+        left = deadline.remaining()
+        share = None if left is None else left / (len(classes) - k)
+        per.append(engine.optimise(problem, MinSigma(c), replace(options, timeout_s=share)))
+    return per
 
 
 def _replayed(problem: Problem, bracket: Bracket) -> Bracket:

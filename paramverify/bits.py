@@ -38,7 +38,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -47,7 +47,9 @@ import numpy as np
 from paramverify.argtypes import bit_width, finite_float, nonneg_float, positive_float
 from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
-from paramverify.options import Deadline, Options
+from paramverify.bits_joint import joint_search
+from paramverify.interrupt import shielded
+from paramverify.options import Deadline, NullProgress, Options
 from paramverify.properties import MaxDelta, Problem, labels, margins, scores_for_labels
 from paramverify.results import SCHEMA_VERSION, Falsified, Verdict, Verified
 from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
@@ -239,6 +241,13 @@ class _Search:
     cache: dict[tuple[tuple[tuple[str, int], ...], int], Status] = field(default_factory=dict)
     queries: int = 0
 
+    def query_options(self, **changes: Any) -> Options:
+        """The per-query options, with the query's budget capped by what is left of the search's."""
+        left = self.deadline.remaining()
+        per = self.options.timeout_s
+        cap = per if left is None else left if per is None else min(per, left)
+        return replace(self.options, timeout_s=cap, stop=self.deadline.stop, **changes)
+
     def problem(self, box: ParamBox, i: int) -> Problem:
         return Problem(self.graph, box, self.regions[i], self.level)
 
@@ -254,8 +263,10 @@ class _Search:
         problem = self.problem(quantization_box(self.graph, widths, self.scheme), i)
         kind = "sigma" if (self.sigma is not None and not problem.region.is_point) else "label"
         verdict: Verdict = api.verify(problem, kind, sigma=self.sigma if kind == "sigma" else None,
-                                      backend=self.backend, options=self.options)
+                                      backend=self.backend, options=self.query_options())
         self.queries += 1
+        if self.deadline.interrupted():  # the query was cut short: its answer is not cached or used
+            raise _Stop
         status: Status = "verified" if isinstance(verdict, Verified) else "falsified" if isinstance(verdict, Falsified) else "unknown"
         self.cache[key] = status
         return status
@@ -315,9 +326,11 @@ class _Search:
                 raise _Stop
             region = self.regions[i]
             sig = self.sigma if (self.sigma is not None and not region.is_point) else None
-            opts = Options(timeout_s=self.options.timeout_s, tolerance=1 / 64, seed=self.options.seed)
+            opts = self.query_options(tolerance=1 / 64, progress=NullProgress())
             b = engine.optimise(self.problem(box, i), MaxDelta(sig, t_max=1.0), opts)
             self.queries += 1
+            if self.deadline.interrupted():
+                raise _Stop
             score = min(score, b.lower)
         return score
 
@@ -382,7 +395,7 @@ def search_bits(
         raise SpecError("params", "the model has no weights or biases to quantize", "name the initializers with --params")
     regions = _regions(graph, x0, domain)
     options = options or Options(timeout_s=30.0)
-    deadline = Options(timeout_s=budget_s).deadline()
+    deadline = Options(timeout_s=budget_s, stop=options.stop).deadline()
     details: list[InputDetail] = []
     constrained: list[int] = []
     for i, r in enumerate(regions):
@@ -408,11 +421,13 @@ def search_bits(
             options.progress.update(f"bits: {n} alone -> {per_tensor[n].bits}")
         uniform = s.smallest(tuple(tensors), min_bits, max_bits)
         options.progress.update(f"bits: uniform -> {uniform.bits}")
-        joint, joint_ok, steps = _joint_search(s, per_tensor, uniform, sizes, min_bits, max_bits)
+        joint, joint_ok, steps = joint_search(s, per_tensor, uniform, sizes, min_bits, max_bits)
         if with_delta:
             max_delta = _max_delta(s, tensors)
     except _Stop:
         complete, note = False, "the overall budget ran out; every width reported is certified, the rest are missing"
+        if deadline.interrupted():
+            note = "interrupted; every width reported is certified, the rest are missing"
     except KeyboardInterrupt:
         complete, note = False, "interrupted; every width reported is certified, the rest are missing"
     # cross-check: the rounded model itself must keep every certified point's label
@@ -446,80 +461,6 @@ def search_bits(
     )
 
 
-def _storage(widths: Mapping[str, int], sizes: Mapping[str, int]) -> int:
-    return int(sum(sizes[n] * b for n, b in widths.items()))
-
-
-def _raise_greedily(s: _Search, joint: dict[str, int], sizes: Mapping[str, int], max_bits: int, steps: list[dict[str, Any]]) -> bool:
-    """Raise one tensor by one bit at a time until ``joint`` (updated in place) certifies.
-
-    A raise that certifies every input wins (the one costing the fewest
-    storage bits); otherwise the raise with the largest gain, per storage
-    bit, in the certified scaling of the joint box (a MaxDelta lower end,
-    minimised over the inputs still failing).
-    """
-    failing = s.failing(joint)
-    while failing:
-        base = s.delta_score(joint, failing)
-        certifying: list[tuple[int, str]] = []
-        gains: list[tuple[float, int, str, float]] = []
-        for n in (t for t in joint if joint[t] < max_bits):
-            cand = dict(joint, **{n: joint[n] + 1})
-            still = s.failing(cand, failing)
-            if not still:
-                certifying.append((sizes[n], n))
-                continue
-            score = s.delta_score(cand, still)
-            gains.append(((score - base) / sizes[n], -joint[n], n, score))
-        if certifying:
-            best, score = min(certifying)[1], 1.0
-        elif gains:
-            _, _, best, score = max(gains)
-        else:
-            return False
-        joint[best] += 1
-        steps.append({"raised": best, "to_bits": joint[best], "certified_scaling": score})
-        s.options.progress.update(f"bits: joint, raised {best} to {joint[best]}")
-        failing = s.failing(joint, failing)
-    return True
-
-
-def _descend(s: _Search, joint: dict[str, int], floor: Mapping[str, int], sizes: Mapping[str, int]) -> list[dict[str, Any]]:
-    """Lower certified ``joint`` (in place) one bit at a time, largest tensors first, while it certifies."""
-    steps = []
-    for n in sorted(joint, key=lambda t: -sizes[t]):
-        while joint[n] > floor[n]:
-            cand = dict(joint, **{n: joint[n] - 1})
-            if s.failing(cand):
-                break
-            joint[n] -= 1
-            steps.append({"lowered": n, "to_bits": joint[n]})
-    return steps
-
-
-def _joint_search(s: _Search, per_tensor: Mapping[str, Width], uniform: Width, sizes: Mapping[str, int],
-                  min_bits: int, max_bits: int) -> tuple[dict[str, int], bool, list[dict[str, Any]]]:
-    """Per-tensor widths that certify together, with as little storage as the two starts below give.
-
-    Start 1: the per-tensor widths (each a lower bound of any joint answer),
-    raised greedily until the combination certifies, then lowered where it
-    still certifies.  Start 2: the uniform width, lowered tensor by tensor.
-    The cheaper certified result is returned.
-    """
-    floor = {n: (w.bits if w.bits is not None else max_bits) for n, w in per_tensor.items()}
-    joint = dict(floor)
-    steps: list[dict[str, Any]] = []
-    ok = _raise_greedily(s, joint, sizes, max_bits, steps)
-    if ok:
-        steps += _descend(s, joint, floor, sizes)
-    if uniform.bits is not None:
-        alt = {n: max(uniform.bits, min_bits) for n in floor}
-        alt_steps = [{"start": "uniform", "bits": uniform.bits}] + _descend(s, alt, floor, sizes)
-        if not ok or _storage(alt, sizes) < _storage(joint, sizes):
-            return alt, True, alt_steps
-    return joint, ok, steps
-
-
 def _property_name(regions: list[InputRegion], sigma: float | None) -> str:
     where = f"labels at {len(regions)} input(s)" if regions[0].is_point else "labels over the input box"
     return where + (f" with margin >= {sigma:g}" if sigma is not None else "")
@@ -538,8 +479,10 @@ def _max_delta(s: _Search, tensors: tuple[str, ...]) -> dict[str, Any]:
             raise _Stop
         region = s.regions[i]
         sig = s.sigma if (s.sigma is not None and not region.is_point) else None
-        b = api.bound(s.problem(box, i), "delta", sigma=sig, backend=s.backend, options=s.options)
+        b = api.bound(s.problem(box, i), "delta", sigma=sig, backend=s.backend, options=s.query_options())
         s.queries += 1
+        if s.deadline.interrupted():
+            raise _Stop
         per[i] = {"lower": b.lower, "upper": b.upper, "complete": b.complete}
         lows, highs, complete = [*lows, b.lower], [*highs, b.upper], complete and b.complete
     if not lows:
@@ -593,7 +536,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``paramverify bits``; 0 when the joint widths certify, 3 when not, 2 on an input error."""
-    from paramverify.cli import parse_domain, parse_names, parse_vector
+    from paramverify.cli import parse_domain, parse_names, parse_vector, wall_budget
     from paramverify.progress import ConsoleProgress
 
     try:
@@ -610,18 +553,20 @@ def run(args: argparse.Namespace) -> int:
                 raise SpecError("inputs", f"cannot read '{args.inputs}' as .npy: {exc}", "save it with numpy.save") from exc
         domain = parse_domain(args.domain) if args.domain is not None else None
         with ConsoleProgress(enabled=not args.quiet) as progress:
-            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress)
+            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress, stop=getattr(args, "stop", None))
             report = search_bits(
                 args.model, x0=x0, domain=domain, sigma=args.sigma,
                 scheme=Scheme(not args.asymmetric, args.per_channel, args.channel_axis),
                 params=parse_names(args.params), min_bits=args.min_bits, max_bits=args.max_bits, level=args.level,
-                backend=args.backend, options=opts, budget_s=args.budget, with_delta=not args.no_delta,
-                output=args.output_tensor,
+                backend=args.backend, options=opts, budget_s=None if args.budget is None else wall_budget(args, args.budget),
+                with_delta=not args.no_delta, output=args.output_tensor,
             )
     except ParamVerifyError as exc:
         if getattr(args, "debug", False):
             raise
         print(f"paramverify bits: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(report.to_json(), default=float) if args.json else report.table())
+    text = json.dumps(report.to_json(), default=float) if args.json else report.table()
+    with shielded(args):  # a second signal must not lose the report
+        print(text, flush=True)
     return EXIT_OK if report.joint_certified and report.complete else EXIT_UNKNOWN

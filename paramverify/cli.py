@@ -7,13 +7,12 @@ input error (one line on stderr, no traceback unless ``--debug``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import signal
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,8 @@ import numpy as np
 from paramverify import __version__
 from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
+from paramverify.fileio import check_output_path, write_text
+from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 from paramverify.results import SCHEMA_VERSION
@@ -92,7 +93,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     p.add_argument("--level", type=finite_float, help="decision level of a single-output model (default 0.5, or the spec file's level)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
-    s.add_argument("--timeout", type=positive_float, default=60.0, help="wall-clock budget in seconds (default 60)")
+    s.add_argument("--timeout", type=positive_float, default=60.0, help="wall-clock budget of the whole command in seconds (default 60)")
     s.add_argument("--tolerance", type=nonneg_float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
     s.add_argument("--dreal-precision", type=float, default=1e-6, metavar="D", help="with --backend dreal: its delta, so that unsat is a proof and delta-sat only a candidate (default 1e-6)")
@@ -195,7 +196,18 @@ def _optional_subcommands(sub: Any) -> None:
 def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
     if not (np.isfinite(args.dreal_precision) and args.dreal_precision > 0):
         raise SpecError("dreal_precision", f"must be a finite number > 0, got {args.dreal_precision!r}", "e.g. --dreal-precision 1e-6")
-    return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision, progress=progress)
+    return Options(timeout_s=wall_budget(args), tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision,
+                   progress=progress, stop=getattr(args, "stop", None))
+
+
+def wall_budget(args: argparse.Namespace, seconds: float | None = None) -> float | None:
+    """What is left of ``--timeout`` (or ``seconds``) for the engine: the clock starts when the
+    command starts (model loading and imports count), less a short reserve for the report."""
+    total = args.timeout if seconds is None else seconds
+    if total is None:
+        return None
+    used = time.monotonic() - getattr(args, "started", time.monotonic())
+    return max(0.0, total - used - min(0.5, 0.1 * total))
 
 
 def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
@@ -308,12 +320,13 @@ def cmd_export_smt(args: argparse.Namespace) -> int:
     from encoders.smtlib import export_smtlib
     from paramverify import api
 
+    check_output_path(args.output, "output")  # before the encoding
     problem = _problem(args)
     prop = api.make_property(problem, args.property, args.epsilon, args.sigma)
     text = export_smtlib(problem, prop, logit=args.logit)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        finishing(args)
+        write_text(args.output, text)  # atomic: an earlier file is never left truncated
         _emit(args, {"command": "export-smt", "output": args.output, "bytes": len(text)}, f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -335,15 +348,15 @@ def _bound_text(b: Any) -> str:
     side = "upper" if b.proof_side == "upper" else "lower"
     lines.append(f"  {side} end proved; the other from a concrete witness" + ("" if b.complete else "  [INCOMPLETE: " + b.note + "]"))
     for pc in b.extra.get("per_class", []):
-        lines.append(f"  class {pc['class']}: [{pc['lower']:.8g}, {pc['upper']:.8g}]  gap {pc['gap']:.3g}")
+        lo, hi, gap = (float(pc[k]) for k in ("lower", "upper", "gap"))  # JSON spells infinities "inf"
+        lines.append(f"  class {pc['class']}: [{lo:.8g}, {hi:.8g}]  gap {gap:.3g}")
     return "\n".join(lines)
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps({"schema": SCHEMA_VERSION, **payload}, default=_json_default))
-    else:
-        print(text)
+    out = json.dumps({"schema": SCHEMA_VERSION, **payload}, default=_json_default) if getattr(args, "json", False) else text
+    with shielded(args):  # a signal now must not lose the result
+        print(out, flush=True)
 
 
 def _json_default(o: Any) -> Any:
@@ -357,26 +370,16 @@ def _json_default(o: Any) -> Any:
 COMMANDS = {"bound": cmd_bound, "verify": cmd_verify, "export-smt": cmd_export_smt, "reproduce": cmd_reproduce}
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``kill``, a batch scheduler's time limit) like Ctrl-C while a command runs.
-
-    Every long command already turns KeyboardInterrupt into "report what was proved so
-    far"; this gives a terminated run the same ending instead of dying silently.
-    """
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+def _process_age() -> float:
+    """Seconds since this process started (Linux /proc; 0 where unknown)."""
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 _NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
@@ -399,8 +402,12 @@ def join_negative_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # run as a program (argv from sys.argv): --timeout counts from the process start, the
+    # interpreter's own start-up included; called from Python: from this call
+    started = time.monotonic() - (_process_age() if argv is None else 0.0)
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
+    args.started = started  # see wall_budget
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -411,8 +418,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         module, _, run = PLUGGED[args.command]
         handler = getattr(importlib.import_module(module), run)
     try:
-        with _terminate_as_interrupt():
-            return int(handler(args))
+        with handle_signals() as stop:
+            args.stop = stop  # commands pass it down in their Options (see paramverify.interrupt)
+            code = int(handler(args))
+        if stop.requested and argv is None:  # a program about to exit (not a caller's process)
+            ignore_further_signals()  # the result is out; one more SIGTERM must not turn exit 130 into a kill
+        # a signal during the work (not only while the output was written) ends with 130
+        return 130 if stop.interrupted_work and code in (EXIT_OK, EXIT_UNKNOWN) else code
+    except MemoryError:
+        if getattr(args, "debug", False):
+            raise
+        print("paramverify: error: out of memory (the model or the query is too large for this machine; "
+              "try a smaller --batch, fewer inputs or parameters, or more memory)", file=sys.stderr)
+        return EXIT_USAGE
     except InternalError as exc:
         if getattr(args, "debug", False):
             raise

@@ -53,6 +53,8 @@ from paramverify.compare_points import (
     representable,
 )
 from paramverify.errors import SpecError
+from paramverify.fileio import check_output_folder, check_output_path, write_json
+from paramverify.interrupt import StopSignal, finishing
 from paramverify.results import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -198,7 +200,7 @@ def _interrupted(b: Any) -> bool:
 
 
 def _steps(entry: Entry, classes: Sequence[str], points: np.ndarray, domain: np.ndarray, settings: Settings,
-           progress: ConsoleProgress) -> list[tuple[str, Callable[[dict[str, Any]], bool]]]:
+           progress: ConsoleProgress, stop: StopSignal | None = None) -> list[tuple[str, Callable[[dict[str, Any]], bool]]]:
     """The queries for one model, in order: (description, fn(model_json) -> was the engine interrupted)."""
     from paramverify import api
     from paramverify.options import Options
@@ -210,7 +212,8 @@ def _steps(entry: Entry, classes: Sequence[str], points: np.ndarray, domain: np.
         """Global queries stop at a gap of ``tolerance`` times the local epsilon (scaled to ``delta``), the size of the answer."""
         loc = [(abs(math.log(e["delta"] / delta)), e["max"]["lower"] * delta / e["delta"]) for e in m.get("epsilon_local", [])]
         scale = min(loc)[1] if loc else 0.0
-        return Options(timeout_s=settings.timeout_s, tolerance=max(settings.tolerance * scale, 1e-7), seed=settings.seed, progress=progress)
+        return Options(timeout_s=settings.timeout_s, tolerance=max(settings.tolerance * scale, 1e-7), seed=settings.seed, progress=progress,
+                       stop=stop)
 
     def per_input(m: dict[str, Any]) -> bool:
         m["max_delta"] = max_delta(g, points, settings)
@@ -255,12 +258,17 @@ def _steps(entry: Entry, classes: Sequence[str], points: np.ndarray, domain: np.
 
 def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndarray, settings: Settings,
                    dataset: Dataset | None = None, eval_X: np.ndarray | None = None, eval_y: np.ndarray | None = None,
-                   progress: ConsoleProgress | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run every query for every model; returns the compare JSON object (also when interrupted)."""
+                   progress: ConsoleProgress | None = None, meta: dict[str, Any] | None = None,
+                   stop: StopSignal | None = None) -> dict[str, Any]:
+    """Run every query for every model; returns the compare JSON object (also when interrupted).
+
+    ``stop`` (the CLI's SIGINT/SIGTERM record) ends the run at the next query once a signal
+    arrived, even when a query swallowed the interrupt itself."""
     from paramverify import api
     from paramverify.progress import ConsoleProgress
     from paramverify.report import rank_models
     progress = progress or ConsoleProgress(enabled=False)
+    run_stop = stop
     points = representable([e.graph for e in entries], points)
     t0 = time.monotonic()
     models: list[dict[str, Any]] = []
@@ -272,7 +280,7 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
                        "n_parameters": n_params, "n_inputs": e.graph.input_size, "n_outputs": e.graph.n_outputs,
                        "accuracy": {"train": e.train_accuracy, "test": acc}, "time_s": 0.0})
         classes = dataset.classes if dataset is not None else tuple(str(c) for c in range(max(2, e.graph.n_outputs)))
-        plans.append(_steps(e, classes, points, domain, settings, progress))
+        plans.append(_steps(e, classes, points, domain, settings, progress, run_stop))
     missing: list[str] = []
     n_steps = max(len(p) for p in plans)
     stop = False
@@ -282,7 +290,8 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
                 continue
             what, fn = plan[s]
             label = f"{models[j]['name']}: {what}"
-            if stop:
+            if stop or (run_stop is not None and run_stop.requested):
+                stop = True
                 missing.append(label)
                 continue
             progress.update(f"[{s + 1}/{n_steps}] {label}")
@@ -290,6 +299,9 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
             try:
                 stop = fn(models[j])
             except KeyboardInterrupt:
+                stop = True
+                missing.append(label + " (interrupted)")
+            if not stop and run_stop is not None and run_stop.requested:  # the query swallowed the interrupt
                 stop = True
                 missing.append(label + " (interrupted)")
             models[j]["time_s"] += time.monotonic() - q0
@@ -386,6 +398,8 @@ def run_compare(args: argparse.Namespace) -> int:
                         ref_delta=_floats(str(args.ref_delta), "ref-delta")[0], timeout_s=args.timeout,
                         tolerance=args.tolerance, seed=args.seed, max_points=args.max_points, map_points=args.map_points,
                         level=args.level, backend=args.backend)
+    check_output_folder(args.out, "out")  # before training and the queries, not after them
+    check_output_path(args.report, "report")
     os.makedirs(args.out, exist_ok=True)
     data = load_csv(args.data, args.features.split(",") if args.features else None, args.label) if args.data else None
     meta: dict[str, Any] = {}
@@ -434,10 +448,11 @@ def run_compare(args: argparse.Namespace) -> int:
                         "label": data.label if data else None, "classes": list(data.classes) if data else None,
                         "n_rows": len(data.y) if data else None, "n_eval": None if eval_X is None else len(eval_X),
                         "n_points": len(points), "points_from": source, "domain": domain.tolist(), "points": points.tolist()}
-        result = run_comparison(entries, points, domain, settings, data, eval_X, eval_y, progress, meta)
+        result = run_comparison(entries, points, domain, settings, data, eval_X, eval_y, progress, meta,
+                                stop=getattr(args, "stop", None))
+    finishing(args)  # from here a signal cannot cut the writing short
     json_path = os.path.join(args.out, "compare.json")
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=1)
+    write_json(json_path, result, indent=1)  # atomic: an earlier compare.json is never left truncated
     report = args.report or os.path.join(args.out, "report.html")
     write_report(result, report)
     if args.json:

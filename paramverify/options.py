@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from paramverify.interrupt import StopSignal
 
 
 class ProgressSink(Protocol):
@@ -30,6 +33,9 @@ class Options:
     query_timeout_s: per-solver-query limit for the SMT backends.
     dreal_precision: dReal's delta (its answers are delta-sat, never sat).
     max_splits: cap on branch-and-bound boxes (a memory guard).
+    stop: the run's SIGINT/SIGTERM record (see :mod:`paramverify.interrupt`);
+        once a signal arrived every deadline built from these options counts
+        as expired, so the run stops at its next deadline check.
     """
 
     timeout_s: float | None = 60.0
@@ -39,17 +45,34 @@ class Options:
     dreal_precision: float = 1e-6
     max_splits: int = 200_000
     progress: ProgressSink = field(default_factory=NullProgress)
+    stop: StopSignal | None = field(default=None, compare=False)
 
     def deadline(self) -> Deadline:
-        return Deadline(None if self.timeout_s is None else time.monotonic() + self.timeout_s)
+        return Deadline(None if self.timeout_s is None else time.monotonic() + self.timeout_s, self.stop)
 
 
 @dataclass(frozen=True)
 class Deadline:
+    """A wall-clock limit (``at``, from ``time.monotonic``) that a stop signal also ends."""
+
     at: float | None
+    stop: StopSignal | None = field(default=None, compare=False)
 
     def expired(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
+        return self.interrupted() or (self.at is not None and time.monotonic() >= self.at)
+
+    def interrupted(self) -> bool:
+        """A stop signal arrived (SIGINT/SIGTERM)."""
+        return self.stop is not None and self.stop.requested
+
+    def within(self, seconds: float | None) -> Deadline:
+        """The earlier of this deadline and ``seconds`` from now (same stop signal)."""
+        if seconds is None:
+            return self
+        at = time.monotonic() + seconds
+        return Deadline(at if self.at is None else min(at, self.at), self.stop)
 
     def remaining(self) -> float | None:
+        if self.interrupted():
+            return 0.0
         return None if self.at is None else max(0.0, self.at - time.monotonic())

@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from paramverify.errors import SpecError
+from paramverify.fileio import atomic_path
 
 DPI = 120
 Boundary = Callable[[np.ndarray], np.ndarray]
@@ -110,7 +111,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     if not out.parent.is_dir():
         raise SpecError("path", f"directory {str(out.parent)!r} does not exist", "create it first")
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI, format="png")
+    with atomic_path(out) as tmp:  # an interrupted run never leaves a truncated figure
+        fig.savefig(tmp, dpi=DPI, format="png")
     return out
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from paramverify.errors import SpecError
+from paramverify.fileio import check_output_path, write_text
 from paramverify.report_figures import (
     file_uri,
     fmt,
@@ -473,12 +474,9 @@ def load_result(path: str) -> dict[str, Any]:
 
 def write_report(result: dict[str, Any], path: str, base_dir: str = ".") -> str:
     """Render ``result`` and write it to ``path``; returns the path."""
+    check_output_path(path, "output")
     text = render_html(result, base_dir)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise SpecError("output", f"directory '{folder}' does not exist", "create it first")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_text(path, text)  # atomic: an interrupted write leaves the earlier report intact
     return path
 
 
@@ -497,6 +495,7 @@ def add_report_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_report(args: argparse.Namespace) -> int:
     """Handler of ``paramverify report``; returns the exit code (0)."""
+    check_output_path(args.output, "output")
     result = load_result(args.result)
     write_report(result, args.output, base_dir=os.path.dirname(os.path.abspath(args.result)))
     if not getattr(args, "quiet", False):

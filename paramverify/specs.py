@@ -152,24 +152,38 @@ def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray],
     equality stays decidable).
     """
     nominal = {n: graph.initializers[n] for n in names}
-    lo = {n: _outward(nominal[n], -radius[n], -np.inf, exact_radius) for n in names}
+    lo = {n: _outward(nominal[n], radius[n], -np.inf, exact_radius) for n in names}
     hi = {n: _outward(nominal[n], radius[n], np.inf, exact_radius) for n in names}
     return ParamBox(MappingProxyType(nominal), MappingProxyType(lo), MappingProxyType(hi), description)
 
 
-def _outward(nominal: np.ndarray, signed_radius: np.ndarray, direction: float, exact_radius: bool) -> np.ndarray:
-    """``nominal + signed_radius`` rounded toward ``direction`` (unless exact, see :func:`_box`)."""
+def _outward(nominal: np.ndarray, radius: np.ndarray, direction: float, exact_radius: bool) -> np.ndarray:
+    """``nominal - radius`` (``direction`` -inf) or ``nominal + radius`` (+inf), rounded toward
+    ``direction`` (unless exact, see :func:`_box`); exactly ``nominal`` where the radius is 0.
+
+    One new array; the exactness test runs in row chunks, so building the box of a large
+    model needs no full-size temporaries (this was the peak of ``make_problem``)."""
     nominal = np.asarray(nominal, dtype=np.float64)
-    r = np.asarray(signed_radius, dtype=np.float64)
-    end = nominal + r
-    widened = np.nextafter(end, direction)
-    if exact_radius:
-        # TwoSum: the rounding error of nominal + r, exactly; 0 means end is the real sum
-        back = end - nominal
-        with np.errstate(invalid="ignore", over="ignore"):
-            err = (nominal - (end - back)) + (r - back)
-        widened = np.where((err == 0) & np.isfinite(end), end, widened)
-    return np.where(r != 0, widened, nominal)
+    r = np.broadcast_to(np.asarray(radius, dtype=np.float64), nominal.shape)
+    end = np.add(nominal, r) if direction > 0 else np.subtract(nominal, r)
+    end = np.asarray(end, dtype=np.float64)
+    if end.ndim == 0:
+        return _outward(nominal[None], r[None], direction, exact_radius).reshape(())
+    rows = max(1, (1 << 15) // max(1, int(np.prod(end.shape[1:], dtype=np.int64))))  # ~256 KB per temporary
+    for s in range(0, end.shape[0], rows):
+        e, n0, r0 = end[s : s + rows], nominal[s : s + rows], r[s : s + rows]
+        if exact_radius:
+            with np.errstate(invalid="ignore", over="ignore"):
+                # TwoSum: the rounding error of nominal +/- r, exactly; 0 means e is the real sum
+                back = e - n0
+                signed = r0 if direction > 0 else -r0
+                err = (n0 - (e - back)) + (signed - back)
+            keep = (err == 0) & np.isfinite(e)
+            np.nextafter(e, direction, out=e, where=~keep)
+        else:
+            np.nextafter(e, direction, out=e)
+        np.copyto(e, n0, where=(r0 == 0))
+    return end
 
 
 def _names(graph: Graph, params: tuple[str, ...] | None, field: str) -> tuple[str, ...]:
@@ -186,8 +200,8 @@ def _broadcast_radius(value: Any, shape: tuple[int, ...], name: str, channel_axi
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise SpecError(field, f"delta for '{name}' must be finite and >= 0", "use a non-negative number")
-    if arr.ndim == 0:
-        return np.full(shape, float(arr))
+    if arr.ndim == 0:  # a read-only broadcast view: no memory for a per-tensor radius
+        return np.broadcast_to(np.float64(arr), shape)
     if arr.shape == shape:
         return arr.copy()
     if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis % len(shape)]:

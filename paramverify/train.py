@@ -38,6 +38,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from paramverify.errors import ModelError, SpecError
+from paramverify.fileio import write_bytes
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "linear", "tanh", "sigmoid", "leaky_relu")
 LEAKY_RELU_ALPHA = 0.01
@@ -435,5 +436,5 @@ def export_onnx(
     out = Path(path)
     if not out.parent.is_dir():
         raise SpecError("path", f"directory {str(out.parent)!r} does not exist", "create it first")
-    out.write_bytes(proto.SerializeToString(deterministic=True))
+    write_bytes(out, proto.SerializeToString(deterministic=True))  # atomic
     return proto

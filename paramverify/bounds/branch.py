@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,20 @@ def branch_and_bound(
             ub[live] = tight
         return ub
 
+    pace = {"per_box": 0.0}  # seconds per child box of the last step
+
+    def fit(n: int) -> int:
+        """At most ``n`` boxes, fewer when the last step's pace says ``n`` would overrun the deadline."""
+        left = deadline.remaining()
+        if left is None or pace["per_box"] <= 0.0:
+            return n
+        return max(1, min(n, int(left / (2.0 * pace["per_box"]))))
+
+    refuted = refute_at is not None and best.value > refute_at
+    if verify_at is not None and deadline.expired() and not refuted:
+        # a decision run with no time left (e.g. its falsifier used it up): no bound is computed
+        # (that could take long on a large net); undecided, nothing is claimed
+        return SearchResult(best.value, np.inf, best.witness, 0, False, "interrupted" if deadline.interrupted() else "deadline")
     ub0 = bound_all(lo[None], hi[None], np.array([np.inf]))
     got = probe(lo[None], hi[None], ub0, best.value)
     if got is not None and got.value > best.value:
@@ -198,7 +213,7 @@ def branch_and_bound(
                 reason, complete = "max-splits", False
                 break
             take = []
-            while heap and len(take) < batch:
+            while heap and len(take) < fit(batch):
                 negub, _, blo, bhi = heapq.heappop(heap)
                 if keep(-negub):
                     take.append((blo, bhi, -negub))
@@ -216,10 +231,12 @@ def branch_and_bound(
             lo_b[rows, dim] = mid
             clo = np.concatenate([lo_a, lo_b])
             chi = np.concatenate([hi_a, hi_b])
+            t_step = time.monotonic()
             caps = np.array([t[2] for t in take])
             ub = bound_all(clo, chi, np.concatenate([caps, caps]))  # a child lies inside its parent
             boxes += len(clo)
             got = probe(clo, chi, ub, best.value)
+            pace["per_box"] = (time.monotonic() - t_step) / len(clo)
             if got is not None and got.value > best.value:
                 best = got
             push(clo, chi, ub)

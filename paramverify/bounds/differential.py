@@ -78,8 +78,11 @@ class DiffValue:
         nominal = np.asarray(nominal, dtype=np.float64)
         lo = np.asarray(lo, dtype=np.float64)
         hi = np.asarray(hi, dtype=np.float64)
+        if lo is hi or np.array_equal(lo, hi):  # a point: one difference, rounded both ways
+            diff = lo - nominal
+            return DiffValue(Interval.const(nominal), Interval(lo, lo, True), Interval(down(diff), up(diff)))
         d = Interval(down(lo - nominal), up(hi - nominal))
-        p = Interval(lo, lo, True) if np.array_equal(lo, hi) else Interval(lo, hi)
+        p = Interval(lo, hi)
         return DiffValue(Interval.const(nominal), p, d)
 
     @property

@@ -47,14 +47,21 @@ def gamma(n: int) -> float:
 
 def down(x: Any) -> np.ndarray:
     """One ulp towards -inf (NaN becomes -inf so a bound never disappears)."""
-    r = np.nextafter(np.asarray(x, dtype=np.float64), -np.inf)
-    return np.where(np.isnan(r), -np.inf, r)
+    return _nan_to(np.nextafter(np.asarray(x, dtype=np.float64), -np.inf), -np.inf)
 
 
 def up(x: Any) -> np.ndarray:
     """One ulp towards +inf (NaN becomes +inf)."""
-    r = np.nextafter(np.asarray(x, dtype=np.float64), np.inf)
-    return np.where(np.isnan(r), np.inf, r)
+    return _nan_to(np.nextafter(np.asarray(x, dtype=np.float64), np.inf), np.inf)
+
+
+def _nan_to(r: Any, value: float) -> np.ndarray:
+    """``r`` with NaN replaced by ``value``: in place for arrays (no second full-size copy:
+    on a large model these temporaries set the memory peak)."""
+    if isinstance(r, np.ndarray) and r.ndim > 0:
+        np.copyto(r, value, where=np.isnan(r))
+        return r
+    return np.where(np.isnan(r), value, r)
 
 
 @dataclass(frozen=True, eq=False)

@@ -112,13 +112,13 @@ class SplitSearch:
     """
 
     def __init__(self, problem: Problem, rows: Rows, box_scale: float | None = None, candidates: int = 3,
-                 max_batch: int = 64, optimise_iters: int = 8) -> None:
+                 max_batch: int = 64, optimise_iters: int = 8, deadline: Deadline | None = None) -> None:
         box = problem.box if box_scale is None else problem.box.scaled(box_scale)
         x = problem.region.lo
         self.lb = LinearBounds(problem.graph, box, x[None], x[None])
         self.rows = rows
         t0 = time.monotonic()
-        self.lb.refine()
+        self.lb.refine(deadline)  # skipping the tightening at the deadline is sound (looser bounds)
         self.refine_time = time.monotonic() - t0  # a domain in a batch costs at most about this much
         self.root = self.lb.trace.snapshot()
         self.keep = {a.index for a in self.lb.acts}

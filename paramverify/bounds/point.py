@@ -88,7 +88,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     f0 = nominal_enclosure(problem)
     rows = change_rows(f0)
     k = f0.lo.size
-    search = SplitSearch(problem, rows)
+    search = SplitSearch(problem, rows, deadline=deadline)
     best = sound_change(problem, problem.region.lo, nominal_params(problem.box))
     state = {"best": best}
     attacked: set[int] = set()
@@ -171,7 +171,11 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
         if tie and sp.box.contains(nominal_params(sp.box)):
             return _tie(sp, prop)
     rows = label_rows(y0, problem.level, cls)
-    search = SplitSearch(problem, rows, scale)
+    if deadline.expired():  # each root step below costs seconds on a large net: check between them
+        return LabelResult("unknown", None, 0, _stopped(deadline))
+    search = SplitSearch(problem, rows, scale, deadline=deadline)
+    if deadline.expired():
+        return LabelResult("unknown", None, 0, _stopped(deadline))
     found: dict[str, Counterexample] = {}
 
     def attack(r: int, splits: tuple) -> None:
@@ -210,6 +214,10 @@ def _tie(problem: Problem, prop: Property) -> LabelResult:
     return LabelResult("unknown", None, 0, (
         "the top two nominal outputs tie exactly, so in real arithmetic the label is not kept even at the nominal "
         "parameters, but the float evaluations (float64 / onnxruntime) break the tie: no replayed counterexample"))
+
+
+def _stopped(deadline: Deadline) -> str:
+    return "interrupted" if deadline.interrupted() else "deadline"
 
 
 def _class_certain(f0: Any, level: float, y0: np.ndarray) -> bool:

@@ -268,7 +268,7 @@ def flip_start(problem: Problem, classes: Sequence[int], options: Options, deadl
     best: Probe | None = None
     for c, cand in zip(classes, cands):
         got = sound_flip(problem, cand.x, cand.params, c)
-        if got is not None:
+        if got is not None and not deadline.expired():  # pushing the margin further is optional work
             pushed = push_margin(problem, cand, c)
             alt = sound_flip(problem, pushed.x, pushed.params, c) if pushed is not cand else None
             got = alt if alt is not None and alt.value > got.value else got

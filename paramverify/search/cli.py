@@ -36,6 +36,8 @@ from paramverify.argtypes import (
     unit_interval,
 )
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.fileio import check_output_folder
+from paramverify.interrupt import finishing
 from paramverify.results import SCHEMA_VERSION
 
 #: bit widths the search may choose (the fake quantizer's integer grids)
@@ -160,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.model.is_file():
         raise SpecError("model", f"{args.model} does not exist", "pass the path of a .onnx file")
+    check_output_folder(args.out, "out")  # before the float certificates, not after the search
     settings = _settings(args)
     model = load_onnx(args.model)
     data = resolve_data(model.input_shape, settings.reward_images, settings.test_images, args.inputs, args.labels,
@@ -167,7 +170,9 @@ def _run(args: argparse.Namespace) -> int:
     # validate the budget before the float certificates are computed
     Budget(layer_infos(model, torch.from_numpy(data.reward_x[:1])), args.budget,
            BitRange(settings.min_bits, settings.max_bits), quantize_activations=not settings.formal)
-    deadline = Options(timeout_s=args.timeout).deadline()
+    from paramverify.cli import wall_budget
+
+    deadline = Options(timeout_s=wall_budget(args), stop=getattr(args, "stop", None)).deadline()
     with ConsoleProgress(enabled=not args.quiet) as bar:
         try:
             session = SearchSession(args.model, settings, data, args.out, resume=args.resume, progress=bar.update)
@@ -177,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.note("interrupted; the checkpoint of the last finished step is kept")
             return 130
         if outcome.interrupted:
+            finishing(args)  # a second signal cannot cut the writing short
             session.write_outputs([outcome], test=False)
             bar.note(f"interrupted: best policy so far in {args.out / 'policy.json'}; continue with --resume")
             if args.json:

@@ -38,7 +38,7 @@ from paramverify.errors import SpecError
 from paramverify.ir import load_model
 from paramverify.options import Options
 from paramverify.properties import labels as output_labels
-from paramverify.results import Falsified, Verified
+from paramverify.results import Falsified, Unknown, Verified
 from paramverify.search.env import Evaluation
 from paramverify.search.layers import layer_infos, onnx_layers
 from paramverify.search.space import BitPolicy, LayerInfo
@@ -112,6 +112,10 @@ class FormalEvaluator:
         for i in np.flatnonzero(self.correct):
             problem = api.make_problem(self.graph, perturbation=spec, x0=self.inputs[i])
             verdict = api.verify(problem, "label", backend=self.config.backend, options=options)
+            if isinstance(verdict, Unknown) and verdict.reason.startswith("interrupted"):
+                # the engine kept its partial answer, but an episode scored on it would be cached and
+                # replayed on --resume: abandon the episode instead (the runner keeps the last finished one)
+                raise KeyboardInterrupt
             queries += 1
             if isinstance(verdict, Verified):
                 proved += 1

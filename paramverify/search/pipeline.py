@@ -31,7 +31,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ import onnx
 import torch
 
 from paramverify.errors import SpecError
+from paramverify.fileio import atomic_path, write_bytes, write_json, write_text
 from paramverify.options import Deadline
 from paramverify.search import baselines as bl
 from paramverify.search.baselines import MethodResult
@@ -237,9 +237,7 @@ def _budget_key(fraction: float) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data, indent=1, default=float)  # atomic
 
 
 @dataclass
@@ -330,9 +328,8 @@ class SearchSession:
         """Write the checkpoint (atomically; the agents as of their last finished episode)."""
         self._ckpt["cache"] = self.cache.state()
         self._ckpt["test"] = self.test.state()
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save({"agents": self._agents}, tmp)
-        os.replace(tmp, self.out / "checkpoint.pt")
+        with atomic_path(self.out / "checkpoint.pt") as tmp:
+            torch.save({"agents": self._agents}, tmp)
         _write_json(self.out / "checkpoint.json", self._ckpt)
 
     def has_search(self, fraction: float) -> bool:
@@ -389,7 +386,7 @@ class SearchSession:
                 outcome.methods[name] = MethodResult.from_json(state["baselines"][name])
                 continue
             if deadline is not None and deadline.expired():
-                outcome.complete = False
+                outcome.complete, outcome.interrupted = False, deadline.interrupted()
                 break
             try:
                 if name == "uniform":
@@ -486,7 +483,7 @@ class SearchSession:
             base, qmodel = self.evaluator.materialize(policy)
         base, qmodel = copy.deepcopy(base).cpu(), copy.deepcopy(qmodel).cpu()  # leave the session's models in place
         qdq = export_qdq(self.proto, base, qmodel)
-        onnx.save(qdq, str(path))
+        write_bytes(path, qdq.SerializeToString())  # atomic (what onnx.save writes)
         x = self.data.test_x[:64]
         if not self.settings.formal:
             rng = np.random.default_rng([self.settings.seed, 0xE4B0])
@@ -544,7 +541,7 @@ class SearchSession:
             pareto_plot(all_rows, float_res["metrics"], self.out / "pareto.png", keys=keys)
             report["plot"] = "pareto.png"
             table = markdown_table(all_rows, float_res, [k for k, _ in keys] if keys else None)
-            (self.out / "report.md").write_text(self.markdown(report, table), encoding="utf-8")
+            write_text(self.out / "report.md", self.markdown(report, table))
         _write_json(self.out / "report.json", report)
         return report
 

@@ -28,6 +28,7 @@ from scipy.stats import beta
 from torch import nn
 
 from paramverify.errors import SpecError
+from paramverify.fileio import atomic_path
 from paramverify.search.reward import RADII, metrics_from
 from paramverify.smoothing.core import Smooth, SmoothOptions
 from paramverify.smoothing.dataset import certify_dataset
@@ -165,7 +166,8 @@ def pareto_plot(rows: Sequence[Mapping[str, Any]], float_metrics: Mapping[str, f
     axes.flat[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(str(path))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 

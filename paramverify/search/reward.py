@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from paramverify.errors import SpecError
+from paramverify.fileio import atomic_path
 from paramverify.search.env import Evaluation
 from paramverify.search.space import BitPolicy
 from paramverify.smoothing import ABSTAIN
@@ -194,9 +195,8 @@ class SmoothingEvaluator:
             if progress is not None:
                 progress(f"float certificates {i + 1}/{n}")
         if cache_path is not None:
-            tmp = cache_path.with_suffix(".tmp.npz")
-            np.savez(tmp, meta=np.array(meta), **out)
-            tmp.replace(cache_path)
+            with atomic_path(cache_path, suffix=".npz") as tmp:
+                np.savez(tmp, meta=np.array(meta), **out)
         return out
 
     def _prepare(self) -> None:

@@ -103,7 +103,8 @@ class DDPGSearch:
         try:
             while not self.done:
                 if deadline is not None and deadline.expired():
-                    complete, note = False, f"stopped at the time limit after {len(self.history)} episodes"
+                    complete, note = False, (f"interrupted after {len(self.history)} complete episodes" if deadline.interrupted()
+                                             else f"stopped at the time limit after {len(self.history)} episodes")
                     break
                 ep = len(self.history)
                 t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from paramverify.argtypes import positive_float, positive_int, probability
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.fileio import check_output_path
+from paramverify.interrupt import KeepFinished, finishing
 from paramverify.results import SCHEMA_VERSION
 
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -71,7 +74,8 @@ def add_subparser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``smooth certify`` or ``smooth predict``; 0 on success, 2 on an input error."""
+    """Run ``smooth certify`` or ``smooth predict``; 0 on success, 2 on an input error, 130 when
+    interrupted (the inputs finished so far are still reported and written)."""
     try:
         return _run(args)
     except ParamVerifyError as exc:
@@ -139,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
                         "(the combined confidence is 1 - alpha - alpha_q)", "use smaller failure probabilities, e.g. 0.001 each")
     if getattr(args, "plot", None) is not None and args.labels is None:
         raise SpecError("--plot", "certified accuracy needs --labels", "pass --labels Y.npy")
+    for flag in ("tsv", "plot"):  # before the run, not after it
+        check_output_path(getattr(args, flag, None), f"--{flag}")
     options = SmoothOptions(sigma=args.sigma, batch_size=args.batch, device=args.device, dtype=args.dtype)
     model = load_onnx(args.model)
     x = _shape_inputs(_load_array(args.inputs, "inputs"), model.input_shape)
@@ -176,8 +182,11 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     results: list[dict[str, Any]] = []
     float_rows: list[CertRow] = []
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=args.quiet, transient=True) as bar:
+    last_note = -1e9
+    # an interrupt (SIGINT/SIGTERM) ends the loop; the inputs finished so far are reported
+    with KeepFinished() as cut, Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                                         MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                                         disable=args.quiet, transient=True) as bar:
         task = bar.add_task(f"smooth {command}", total=per_input * len(x))
 
         def advance(k: int) -> None:
@@ -209,6 +218,15 @@ def _run(args: argparse.Namespace) -> int:
             if labels is not None:
                 entry["correct"] = int(labels[i] >= 0 and entry["predict"] == int(labels[i]))
             results.append(entry)
+            if not args.quiet and not console.is_terminal and time.monotonic() - last_note >= 2.0:
+                last_note = time.monotonic()  # a log (not a terminal) gets a line at most every 2 s
+                console.print(f"smooth {command}: {len(results)}/{len(x)} inputs done", markup=False, highlight=False)
+    finishing(args)
+    out["complete"] = not cut.interrupted
+    if cut.interrupted:
+        out["missing"] = list(range(len(results), len(x)))
+        print(f"paramverify smooth: interrupted after {len(results)} of {len(x)} inputs; reporting those",
+              file=sys.stderr)
     if command == "certify":
         out["n0"] = args.n0
         if incremental is not None:
@@ -238,7 +256,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(out) + "\n")
     else:
         _print_table(out, Console())
-    return 0
+    sys.stdout.flush()
+    return 130 if cut.interrupted else 0
 
 
 def _calibration(args: argparse.Namespace, x: np.ndarray, seed: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from paramverify.errors import SpecError
+from paramverify.fileio import atomic_path, write_text
 from paramverify.results import SCHEMA_VERSION
 from paramverify.smoothing import ABSTAIN
 from paramverify.smoothing.core import Smooth
@@ -72,7 +73,7 @@ def certify_dataset(
 def write_tsv(rows: Sequence[CertRow], path: str | Path) -> None:
     lines = ["\t".join(TSV_HEADER)]
     lines += [f"{r.idx}\t{r.label}\t{r.predict}\t{r.radius:.6f}\t{r.correct}\t{r.time:.4f}" for r in rows]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def read_tsv(path: str | Path) -> list[CertRow]:
@@ -89,7 +90,7 @@ def read_tsv(path: str | Path) -> list[CertRow]:
 
 def write_json(rows: Sequence[CertRow], path: str | Path, meta: Mapping[str, object] | None = None) -> None:
     doc = {"schema": SCHEMA_VERSION, "meta": dict(meta or {}), "results": [asdict(r) for r in rows]}
-    Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def certified_accuracy(rows: Sequence[CertRow], radii: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -129,5 +130,6 @@ def plot_certified_accuracy(
     ax.set_title(title)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(str(path))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)  # same extension as path: the same format as before
     plt.close(fig)

@@ -25,6 +25,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from paramverify.fileio import write_bytes
 from paramverify.smoothing.data import MNIST_CNN_ONNX, load_test_samples, split_mnist_5k
 
 MEAN, STD = 0.1307, 0.3081
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     proto = to_onnx(model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(args.out))
+    write_bytes(args.out, proto.SerializeToString())  # atomic (what onnx.save writes)
     import onnxruntime as ort  # local: only needed for the final check
 
     _, _, xte, _ = split_mnist_5k()

@@ -152,5 +152,8 @@ def test_deadline_after_some_episodes():
             calls["n"] += 1
             return calls["n"] > 3
 
+        def interrupted(self) -> bool:  # a time limit, not a signal
+            return False
+
     res = search.run(deadline=After())  # type: ignore[arg-type]
     assert len(search.history) == 3 and not res.complete and "time limit" in res.note

@@ -78,3 +78,15 @@ def test_formal_test_reports_proved_fraction_and_accuracy():
     p = t.certify_policy(BitPolicy(("fc",), (4,), (None,)))
     assert p["metrics"]["proved_fraction"] == 0.5 and p["metrics"]["accuracy"] == 0.75
     assert t.has("fc=4/f") and t.certifications == 2
+
+
+def test_an_interrupted_query_abandons_the_evaluation(monkeypatch):
+    """An engine swallows Ctrl-C/SIGTERM and answers unknown ("interrupted"): that must not
+    become an episode's score (it would be cached and replayed on --resume)."""
+    from paramverify.results import Unknown
+    from paramverify.search import formal
+
+    monkeypatch.setattr(formal.api, "verify", lambda *a, **k: Unknown("interrupted", "bounds", 0.0))
+    ev = FormalEvaluator(identity_net(), X, Y, FormalConfig(query_timeout_s=5.0))
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(BitPolicy(("fc",), (8,), (None,)))
