@@ -59,6 +59,7 @@ class TrainReport:
     seconds: float
     complete: bool
     history: tuple[dict[str, float], ...] = field(default_factory=tuple)
+    interrupted: bool = False
 
 
 def _loss(net: SQNet, xb: torch.Tensor, yb: torch.Tensor, opts: TrainOptions) -> tuple[torch.Tensor, dict[str, float]]:
@@ -86,8 +87,8 @@ def train(net: SQNet, x: np.ndarray, y: np.ndarray, opts: TrainOptions, deadline
           progress: Callable[[str], None] | None = None) -> TrainReport:
     """Train ``net`` in place on images ``x`` (N, C, H, W) in [0, 1] and labels ``y``.
 
-    Stops early (``complete=False``) when ``deadline`` expires; an interrupt
-    propagates after the current step, leaving ``net`` trained so far.
+    Stops early (``complete=False``) when ``deadline`` expires or on an interrupt
+    (Ctrl-C; ``interrupted=True``), leaving ``net`` trained so far.
     """
     if len(x) != len(y) or len(x) == 0:
         raise SpecError("data", f"need as many labels as images (got {len(x)} and {len(y)})")
@@ -117,6 +118,8 @@ def train(net: SQNet, x: np.ndarray, y: np.ndarray, opts: TrainOptions, deadline
             history.append({"epoch": done, **{n: round(v, 5) for n, v in sums.items()}})
             if progress is not None:
                 progress(f"epoch {done}/{opts.epochs}: " + " ".join(f"{n} {v:.4f}" for n, v in sums.items()))
+    except KeyboardInterrupt:
+        return TrainReport(done, steps, time.monotonic() - t0, False, tuple(history), True)
     finally:
         net.eval()
         net.set_generator(None)
