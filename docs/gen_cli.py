@@ -38,7 +38,7 @@ commands report what they proved so far, marked incomplete.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
-  and docs/search.md. `report` writes HTML only.
+  and docs/search.md. **attack, sq**: see docs/sq.md. `report` writes HTML only.
 """
 
 

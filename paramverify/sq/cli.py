@@ -2,7 +2,8 @@
 
     paramverify sq train --kind vanilla|input|ensemble --out MODEL.pt [--from BASE.pt]
         [--input-bits 4 --input-alpha 4 --feature-bits 4 --feature-alpha 4] [--beta 0 --mu 1]
-        [--ensemble 16] [--epochs 2] [--pretrain-epochs 3] [--train-images 4000] [--seed S] [--timeout S]
+        [--ensemble 16] [--epochs 2] [--pretrain-epochs 3] [--train-images 4000] [--test-images 1000]
+        [--seed S] [--timeout S]
     paramverify sq attack MODEL.pt --attack fgm,pgd,square --eps E [E ...] [--eot 16] [attack options]
     paramverify sq detect MODEL.pt --attack ... --eps ... [--mi-samples 128] [--roc ROC.png]
     paramverify sq aip MODEL.pt --attack ... --eps ... [--mi-samples 128] [--plot AIP.png]
@@ -53,6 +54,8 @@ def add_subparser(subparsers: Any) -> None:
     t.add_argument("--batch", type=int, default=32, help="images per step (default 32)")
     t.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (default 5e-4)")
     t.add_argument("--train-images", type=int, default=4000, help="training images used (default all 4000)")
+    t.add_argument("--test-images", type=int, default=1000,
+                   help="held-out images for the reported clean accuracy (default all 1000)")
     t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     t.add_argument("--timeout", type=float, help="wall-clock limit in seconds (the model so far is saved)")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -99,10 +102,13 @@ def _train(args: argparse.Namespace) -> int:
 
     if not 1 <= args.train_images <= 4000:
         raise SpecError("--train-images", f"must lie in 1..4000, got {args.train_images}")
+    if not 1 <= args.test_images <= 1000:
+        raise SpecError("--test-images", f"must lie in 1..1000, got {args.test_images}")
     if not args.out.parent.is_dir():
         raise SpecError("--out", f"directory '{args.out.parent}' does not exist", "create it first")
     xtr, ytr, xte, yte = split_mnist_5k()
     xtr, ytr = xtr[:args.train_images], ytr[:args.train_images]
+    xte, yte = xte[:args.test_images], yte[:args.test_images]
     opts = BuildOptions(args.input_bits, args.input_alpha, args.feature_bits, args.feature_alpha,
                         pretrain=TrainOptions(epochs=args.pretrain_epochs, batch=64, ensemble=1, lr=1e-3, mu=0.0,
                                               seed=args.seed),
