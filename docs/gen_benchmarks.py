@@ -8,6 +8,7 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search")
+NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search", "sq")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
@@ -586,6 +587,8 @@ def render() -> str:
         "## e. Soundness corpus (`results/soundness.json`)\n", guarded("soundness", soundness, R["soundness"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
+        "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
+        guarded("sq", runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_sq.py")))["sq"], R["sq"]),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramverify.errors import ModelError
+from paramverify.errors import ModelError, check
 from paramverify.sq.mi import mutual_information, scatter_pmf
 from paramverify.sq.quantizer import SQConfig, StochasticQuantizer
 
@@ -115,7 +115,8 @@ class SQNet(nn.Module):
         from paramverify.sq.quantizer import bin_pmf
 
         q = self.feature_sq
-        assert q is not None
+        check(q is not None, "feature PMFs of a network without a feature quantizer")
+        assert q is not None  # for the type checker; check() above raises under python -O too
         lo, delta = q.bounds(t)
         return bin_pmf((t - lo) / delta, q.config.levels, q.config.alpha)
 

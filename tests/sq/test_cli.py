@@ -69,6 +69,14 @@ def test_attack_cli_with_input_sq_and_certified_beside(onnx_model, capsys, tmp_p
     assert "Certified (lower) and attacked (upper)" in page and "60.0%" in page
 
 
+def test_attack_cli_timeout_keeps_what_is_done(onnx_model, capsys):
+    f = onnx_model
+    rc = main(["attack", str(f / "cnn.onnx"), "--eps", "0.1", "--timeout", "0", "--inputs", str(f / "x.npy"),
+               "--labels", str(f / "y.npy"), "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["complete"] is False and out["results"] == [] and not out["interrupted"]
+
+
 @pytest.mark.parametrize("argv", [
     ["--attack", "cw", "--eps", "0.1"],
     ["--attack", "square", "--norm", "2", "--eps", "0.1"],
