@@ -102,8 +102,15 @@ def project(x_adv: torch.Tensor, x0: torch.Tensor, cfg: AttackConfig) -> torch.T
         d = d.clamp(-cfg.eps, cfg.eps)
     else:
         n = _bcast(_flat_norm(d, "2"), d)
-        d = d * torch.clamp(cfg.eps / n.clamp_min(1e-12), max=1.0)
-    return (x0 + d).clamp(cfg.clip_min, cfg.clip_max)
+        d = d * torch.clamp(cfg.eps * (1 - 1e-6) / n.clamp_min(1e-12), max=1.0)  # margin for rounding
+    out = (x0 + d).clamp(cfg.clip_min, cfg.clip_max)
+    if cfg.norm == "inf":  # x0 + d rounds: step back towards x0 until |out - x0| <= eps in this precision
+        for _ in range(8):
+            over = (out - x0).abs() > cfg.eps
+            if not bool(over.any()):
+                break
+            out = torch.where(over, torch.nextafter(out, x0), out)
+    return out
 
 
 def _step(grad: torch.Tensor, norm: str) -> torch.Tensor:

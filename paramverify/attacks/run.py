@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from paramverify.attacks.core import AttackConfig, attack_batch, eot_logits
+from paramverify.attacks.core import AttackConfig, attack_batch, eot_logits, project
 from paramverify.errors import BackendUnavailableError, SpecError, check
 from paramverify.options import Deadline
 
@@ -106,15 +106,8 @@ def _art_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackCo
         atk = SquareAttack(clf, norm=norm, eps=cfg.eps, max_iter=cfg.queries, p_init=cfg.p_init,
                            batch_size=len(x), verbose=False)
     out = atk.generate(x.numpy(), y.numpy())
-    x_adv = torch.from_numpy(np.asarray(out, np.float32))
     # ART projects in float64 and may land a rounding step outside the float32 ball: project again
-    d = x_adv - x
-    if cfg.norm == "inf":
-        d = d.clamp(-cfg.eps, cfg.eps)
-    else:
-        n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-        d = d * torch.clamp(cfg.eps / n, max=1.0)
-    x_adv = (x + d).clamp(cfg.clip_min, cfg.clip_max)
+    x_adv = project(torch.from_numpy(np.asarray(out, np.float32)), x, cfg)
     dist = (x_adv - x).flatten(1)
     dist = dist.abs().amax(1) if cfg.norm == "inf" else dist.norm(dim=1)
     check(bool((dist <= cfg.eps * (1 + 1e-5) + 1e-6).all()), "ART result left the eps-ball")

@@ -157,3 +157,17 @@ def test_art_engine(setup, kind, norm, eps):
     assert s["engine"] == "art"
     assert s["robust_accuracy"] < s["clean_accuracy"] - 0.3
     assert _dist(res.x_adv, x[:60], norm).max() <= eps + 1e-5
+
+
+def test_projection_is_exact_in_float32():
+    from paramverify.attacks.core import project
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(64, 1, 8, 8, generator=g)
+    far = x0 + (torch.rand(x0.shape, generator=g) * 2 - 1)
+    for eps in (0.1, 0.3, 0.15):
+        out = project(far, x0, AttackConfig("pgd", eps))
+        assert float((out - x0).abs().max()) <= float(np.float32(eps))
+        assert out.min() >= 0 and out.max() <= 1
+        out2 = project(far, x0, AttackConfig("pgd", eps * 10, norm="2"))
+        assert float((out2 - x0).flatten(1).norm(dim=1).max()) <= eps * 10
