@@ -48,7 +48,7 @@ def sq(d: dict) -> str:
         f"labels an image by the averaged softmax of {s['eval_samples']} passes. Fine-tuning: "
         f"{s['finetune_epochs']} epoch(s), ensemble {s['ensemble']} (the paper trains far longer on 60,000 images). "
         f"One torch thread; {d['total_seconds']:.0f} s in all (training {d['train_seconds']:.0f} s), "
-        f"load average {d['machine']['load_average_1_5_15']} at the end.\n",
+        f"load average (1, 5, 15 min) {d['machine']['load_average_1_5_15']} when training ended.\n",
         "Accuracy in % on the attacked images, ours (the paper's Table 1 MNIST row in brackets, reported):\n",
         _table(head, rows) + "\n",
     ]
@@ -70,6 +70,14 @@ def sq(d: dict) -> str:
             f"{s['square_images']} images, beside PGD's accuracy on the same images (Square more than 5 points "
             "below PGD marks the PGD figure unreliable):\n",
             _table(["model", "eps", "images", "PGD %", "Square %", "verdict"], grows) + "\n"]
+    weak = [c for c in models["vanilla"].get("gradient_masking", []) if c["square_beats_pgd_by"] < -0.1]
+    flagged = any(c["pgd_unreliable"] for k, _ in MODELS for c in models[k].get("gradient_masking", []))
+    if weak:
+        text = ("Square at this query budget is far weaker than PGD even on the undefended network (eps "
+                + ", ".join(f"{c['eps']:g}" for c in weak) + "), so this check can only reveal gross gradient masking")
+        text += ".\n" if flagged else ("; no SQ model shows Square beating PGD, i.e. no sign at this budget that the "
+                                       "SQ figures owe their height to masked gradients.\n")
+        out.append(text)
     ens = models["ensemble"]
     drows = []
     for r in ens["rows"]:
