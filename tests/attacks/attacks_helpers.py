@@ -23,7 +23,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return load_digits_images()
 
 
-def trained_tiny(x: np.ndarray, y: np.ndarray, epochs: int = 60, seed: int = 0) -> TinyCNN:
+def trained_tiny(x: np.ndarray, y: np.ndarray, epochs: int = 30, seed: int = 0) -> TinyCNN:
     torch.manual_seed(seed)
     net = TinyCNN()
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
