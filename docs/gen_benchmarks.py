@@ -8,6 +8,7 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
-         "search")
+         "search", "sq")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
           "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
@@ -598,6 +599,8 @@ def render() -> str:
         guarded("soundness_extreme", lambda d: soundness(d, extreme=True), R["soundness_extreme"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
+        "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
+        guarded("sq", runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_sq.py")))["sq"], R["sq"]),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

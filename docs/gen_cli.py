@@ -89,7 +89,7 @@ layout, now 1. It is raised when a field is removed or changes meaning; new fiel
   `complete` (false when interrupted: the cells finished so far, no figures) and
   `missing_cells`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
-  and docs/search.md. `report` writes HTML only. `search`'s `checkpoint.json` is internal
+  and docs/search.md. **attack, sq**: see docs/sq.md. `report` writes HTML only. `search`'s `checkpoint.json` is internal
   state with its own format version (`fingerprint.version`).
 
 A model whose weights hold NaN or infinity, or whose outputs are not finite on the input

@@ -452,6 +452,10 @@ def render_html(result: dict[str, Any], base_dir: str = ".") -> str:
         "compare": lambda: _compare(page), "bound": lambda: _bound(page),
         "verify": lambda: _verify(page), "reproduce": lambda: _reproduce(page, base_dir),
     }
+    if isinstance(command, str) and (command == "attack" or command.startswith("sq ")):
+        from paramverify.attacks.report import render_attack
+
+        renderers[command] = lambda: render_attack(page, base_dir)
     if command not in renderers:
         raise SpecError("result", f"unknown result kind {command!r}", "render the JSON of compare, bound, verify or reproduce")
     title = renderers[command]()
