@@ -13,11 +13,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from paramverify import __version__
+from paramverify.distributed.dataset import dataset_rows, run_dataset
+from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
     b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
     _problem_args(b)
+    add_parallel_args(b)
     _common(b)
 
     v = sub.add_parser("verify", help="prove or refute one property", epilog=_EPILOG,
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     _problem_args(v)
+    add_parallel_args(v)
     _common(v)
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
@@ -173,10 +178,10 @@ def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
     return Options(timeout_s=args.timeout, tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision, progress=progress)
 
 
-def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
+def _problem(args: argparse.Namespace, unit_box: bool = False, x0_row: np.ndarray | None = None) -> Any:
     from paramverify import api
 
-    x0 = parse_vector(args.x0, "x0") if args.x0 is not None else None
+    x0 = x0_row if x0_row is not None else parse_vector(args.x0, "x0") if args.x0 is not None else None
     domain = parse_domain(args.domain) if args.domain is not None else None
     if args.spec:
         from paramverify.specs import load_spec_file, perturbation_from_dict
@@ -202,6 +207,17 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
     )
 
 
+def _problem_and_rows(args: argparse.Namespace, unit_box: bool = False) -> tuple[Any, np.ndarray | None]:
+    """The problem, and the data set's rows when ``--x0 FILE.npy`` holds N >= 2 inputs (else None)."""
+    rows = dataset_rows(args.x0)
+    if rows is not None:
+        try:
+            return _problem(args, unit_box, x0_row=rows[0]), rows
+        except SpecError:
+            pass  # not rows of inputs (e.g. one input of shape [2, k]): the single-input path decides
+    return _problem(args, unit_box), None
+
+
 def cmd_bound(args: argparse.Namespace) -> int:
     from paramverify import api
 
@@ -209,9 +225,14 @@ def cmd_bound(args: argparse.Namespace) -> int:
         raise SpecError("delta", "--property delta searches for delta itself", "drop --delta (or use --bits/--relative to scale a scheme's box)")
     if args.property != "delta" and args.sigma is not None:
         raise SpecError("sigma", "is only used with --property delta", "drop --sigma")
-    problem = _problem(args, unit_box=args.property == "delta")
+    config = parallel_config(args)
+    problem, rows = _problem_and_rows(args, unit_box=args.property == "delta")
     with ConsoleProgress(enabled=not args.quiet) as progress:
-        bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
+        if rows is not None:
+            return run_dataset(args, "bound", problem, rows, _options(args, progress), config, _emit)
+        with open_pool(config) as pool:
+            options = replace(_options(args, progress), pool=pool)
+            bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=options)
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **bracket.to_json()}
     _emit(args, payload, _bound_text(bracket))
@@ -221,10 +242,14 @@ def cmd_bound(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from paramverify import api
 
-    problem = _problem(args)
+    config = parallel_config(args)
+    problem, rows = _problem_and_rows(args)
     with ConsoleProgress(enabled=not args.quiet) as progress:
-        verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend,
-                             options=_options(args, progress))
+        if rows is not None:
+            return run_dataset(args, "verify", problem, rows, _options(args, progress), config, _emit)
+        with open_pool(config) as pool:
+            options = replace(_options(args, progress), pool=pool)
+            verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend, options=options)
     payload = {"command": "verify", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **verdict.to_json()}
     text = f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"

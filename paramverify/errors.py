@@ -63,6 +63,13 @@ class SolverError(ParamVerifyError, RuntimeError):
     """A solver failed in a way that is not a plain 'unknown'."""
 
 
+class ClusterError(ParamVerifyError, RuntimeError):
+    """The Ray cluster (``--workers``/``--ray-address``) could not be reached or was lost.
+
+    Work that finished before the loss is reported by the caller.
+    """
+
+
 class ReplayError(ParamVerifyError, RuntimeError):
     """A counterexample did not reproduce on onnxruntime (internal guard)."""
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 
 class ProgressSink(Protocol):
     """Receives progress of long runs: the bracket closing, queries done."""
 
     def update(self, message: str, lower: float | None = None, upper: float | None = None) -> None: ...
+
+
+class BatchPool(Protocol):
+    """Evaluates batch functions elsewhere (e.g. on Ray: :class:`paramverify.distributed.runtime.RayPool`)."""
+
+    def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]: ...
 
 
 class NullProgress:
@@ -30,6 +39,8 @@ class Options:
     query_timeout_s: per-solver-query limit for the SMT backends.
     dreal_precision: dReal's delta (its answers are delta-sat, never sat).
     max_splits: cap on branch-and-bound boxes (a memory guard).
+    pool: where branch and bound evaluates its batches of boxes (None: in
+        this process; ``--workers``/``--ray-address`` set a Ray pool).
     """
 
     timeout_s: float | None = 60.0
@@ -39,6 +50,7 @@ class Options:
     dreal_precision: float = 1e-6
     max_splits: int = 200_000
     progress: ProgressSink = field(default_factory=NullProgress)
+    pool: BatchPool | None = None
 
     def deadline(self) -> Deadline:
         return Deadline(None if self.timeout_s is None else time.monotonic() + self.timeout_s)
