@@ -43,12 +43,15 @@ class ParallelConfig:
     ``boxes_per_task``: branch and bound ships its batches in chunks of this
     many boxes; the chunking does not depend on the number of workers, so
     every worker count computes the same numbers.
+    ``cpus_per_task``: CPUs Ray reserves for each task (2 on a 2-CPU instance
+    runs one task at a time).
     """
 
     workers: int | None = None
     address: str | None = None
     max_retries: int = 3
     boxes_per_task: int = 32
+    cpus_per_task: float = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -61,8 +64,8 @@ class ParallelConfig:
             raise SpecError("workers", f"must be >= 1, got {self.workers}", "e.g. --workers 2")
         if self.address is not None and not self.address.strip():
             raise SpecError("ray_address", "is empty", "e.g. --ray-address 10.0.0.1:6379 (or 'auto')")
-        if self.max_retries < 0 or self.boxes_per_task < 1:
-            raise SpecError("workers", "max_retries must be >= 0 and boxes_per_task >= 1")
+        if self.max_retries < 0 or self.boxes_per_task < 1 or not self.cpus_per_task > 0:
+            raise SpecError("workers", "max_retries must be >= 0, boxes_per_task >= 1 and cpus_per_task > 0")
         return self
 
 
@@ -127,7 +130,7 @@ class RayPool:
     stats: dict[str, float] = field(default_factory=lambda: {"tasks": 0, "bytes": 0, "fallback_batches": 0})
 
     def __post_init__(self) -> None:
-        self._task = self.ray.remote(_call_packed).options(max_retries=self.config.max_retries)
+        self._task = self.ray.remote(_call_packed).options(max_retries=self.config.max_retries, num_cpus=self.config.cpus_per_task)
         self._lost = False
 
     @property
