@@ -121,7 +121,7 @@ def test_dataset_identical_with_and_without_workers(files, capsys, ray_up):
 
 def _bnb(model, pool):
     problem = api.make_problem(model, delta=0.05, domain=[(-1.0, 1.0)] * 4)
-    return api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000, pool=pool))
+    return api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=1500, pool=pool))
 
 
 def test_distributed_branch_and_bound_same_with_1_and_2_workers(files, ray_up):
@@ -173,3 +173,70 @@ def test_killed_worker_is_retried_result_unchanged(files, ray_up, tmp_path):
     got = pool.map(crashing, [(i, rows[i]) for i in range(len(rows))])
     assert (tmp_path / "seen1").exists() and (tmp_path / "seen4").exists()  # the workers really died
     assert strip_times([g[1] for g in got]) == strip_times([r[1] for r in reference])
+
+
+def test_distributed_bnb_deadline_returns_sound_bracket(files, ray_up):
+    import time
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    t0 = time.monotonic()
+    cut = api.bound(problem, "eps", options=Options(timeout_s=1.5, tolerance=0.0, pool=pool))
+    took = time.monotonic() - t0
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000))
+    assert not cut.complete and took < 15
+    assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
+
+
+def test_distributed_bnb_interrupt_returns_proved_so_far(files, ray_up):
+    class InterruptAfter:
+        def __init__(self, n):
+            self.n = n
+
+        def update(self, message, lower=None, upper=None):
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    cut = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, pool=pool, progress=InterruptAfter(6)))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000))
+    assert not cut.complete and "interrupted" in (cut.note + cut.method)
+    assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
+
+
+def test_lost_worker_beyond_retries_reports_finished_rows(files, ray_up, tmp_path):
+    rows = np.load(files["rows"])
+    job = RowJob(api.make_problem(files["model"], delta=0.02, x0=rows[0]), "verify", "label", portable(Options()))
+    reference, _ = run_rows(job, rows, ParallelConfig())
+
+    def dies_on_row_3(item):
+        import os as os_
+
+        if item[0] == 3:
+            os_._exit(1)
+        return job(item)
+
+    got, stopped = run_rows(dies_on_row_3, rows, ParallelConfig(workers=2, max_retries=0))
+    assert stopped is not None and "lost" in stopped
+    assert got[3] is None
+    assert all(g is None or strip_times(g[1]) == strip_times(r[1]) for g, r in zip(got, reference))
+
+
+def test_branch_and_bound_falls_back_to_the_driver_when_workers_are_lost(ray_up):
+    driver = os.getpid()
+
+    def bound(lo, hi):
+        import os as os_
+
+        if os_.getpid() != driver:  # on a Ray worker: die, every time
+            os_._exit(1)
+        return hi.sum(axis=1) - lo.sum(axis=1)
+
+    pool = RayPool(ParallelConfig(workers=2, max_retries=0, boxes_per_task=4), ray_up)
+    lo, hi = np.zeros((10, 3)), np.arange(30.0).reshape(10, 3)
+    spread = pool.spread(bound)
+    assert np.array_equal(spread(lo, hi), bound(lo, hi))
+    assert pool.stats["fallback_batches"] == 1
+    assert np.array_equal(spread(lo, hi), bound(lo, hi))  # later batches stay on the driver

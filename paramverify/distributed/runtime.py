@@ -50,7 +50,7 @@ class ParallelConfig:
     workers: int | None = None
     address: str | None = None
     max_retries: int = 3
-    boxes_per_task: int = 32
+    boxes_per_task: int = 16
     cpus_per_task: float = 1.0
 
     @property
