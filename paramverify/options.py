@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class BatchPool(Protocol):
     """Evaluates batch functions elsewhere (e.g. on Ray: :class:`paramverify.distributed.runtime.RayPool`)."""
 
     def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]: ...
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]: ...
 
 
 class NullProgress:

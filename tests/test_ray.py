@@ -240,3 +240,15 @@ def test_branch_and_bound_falls_back_to_the_driver_when_workers_are_lost(ray_up)
     assert np.array_equal(spread(lo, hi), bound(lo, hi))
     assert pool.stats["fallback_batches"] == 1
     assert np.array_equal(spread(lo, hi), bound(lo, hi))  # later batches stay on the driver
+
+
+def test_bits_one_task_per_tensor_identical(files, capsys, ray_up):
+    rows = np.load(files["rows"])
+    np.save(files["dir"] / "three.npy", rows[:3])
+    argv = ["bits", files["model"], "--inputs", str(files["dir"] / "three.npy"), "--max-bits", "10", "--no-delta", "--json", "--quiet"]
+    code1, out1, _ = run_cli(capsys, *argv)
+    code2, out2, _ = run_cli(capsys, *argv, "--workers", "2")
+    one, two = json.loads(out1), json.loads(out2)
+    assert code1 == code2
+    assert len(one["per_tensor"]) >= 2 and one["queries"] == two["queries"]
+    assert strip_times(one) == strip_times(two)
