@@ -252,3 +252,21 @@ def test_bits_one_task_per_tensor_identical(files, capsys, ray_up):
     assert code1 == code2
     assert len(one["per_tensor"]) >= 2 and one["queries"] == two["queries"]
     assert strip_times(one) == strip_times(two)
+
+
+def test_formal_search_reward_images_as_tasks(ray_up):
+    pytest.importorskip("torch")
+    from paramverify.ir import load_model
+    from paramverify.search.formal import FormalConfig, FormalEvaluator
+    from paramverify.search.space import BitPolicy
+    from tests.search.nets import tiny_cnn
+
+    proto = tiny_cnn(5)
+    x = np.random.default_rng(0).uniform(0, 1, (6, 36))
+    ev = FormalEvaluator(proto, x, np.argmax(load_model(proto).evaluate(x), axis=1), FormalConfig(query_timeout_s=5.0))
+    policy = BitPolicy(("conv", "fc1", "fc2"), (6, 6, 6), (None, None, None))
+    one = ev.evaluate(policy)
+    ev.pool = pool = RayPool(ParallelConfig(workers=2), ray_up)
+    two = ev.evaluate(policy)
+    assert pool.stats["tasks"] == 6
+    assert (one.reward, dict(one.metrics), one.samples) == (two.reward, dict(two.metrics), two.samples)

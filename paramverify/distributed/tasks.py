@@ -65,3 +65,19 @@ def per_tensor_widths(s: Any, tensors: Sequence[str], lo: int, hi: int, out: dic
         s.options.progress.update(f"bits: {n} alone -> {width.bits}")
     if stopped:
         raise _Stop
+
+
+@dataclass(frozen=True, eq=False)
+class LabelJob:
+    """Def 3 at one input under one perturbation: the formal search reward's unit (picklable)."""
+
+    graph: Any
+    perturbation: Any
+    backend: str
+    options: Options
+
+    def __call__(self, x: Any) -> str:
+        from paramverify import api
+
+        problem = api.make_problem(self.graph, perturbation=self.perturbation, x0=x)
+        return api.verify(problem, "label", backend=self.backend, options=self.options).name
