@@ -126,7 +126,8 @@ def bnb_speedup(pool: RayPool, g: Any, x0: np.ndarray, radius: float, splits: in
             "shipped_once_bytes": len(pack(searches.change_tighten(problem)))}
 
 
-def overhead(pool: RayPool, n: int = 200, d: int = 784, k: int = 32) -> dict[str, Any]:
+def overhead(pool: RayPool, n: int = 200, d: int = 784) -> dict[str, Any]:
+    k = pool.config.boxes_per_task
     def noop(*a: Any) -> np.ndarray:
         return np.zeros(len(a[0]))
 

@@ -83,7 +83,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False) -> N
     g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
     r = p.add_argument_group("inputs (give one)")
-    r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
+    r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file; a .npy of N >= 2 rows: N inputs, one result each")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
     p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
     s = p.add_argument_group("engine")

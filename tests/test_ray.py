@@ -270,3 +270,15 @@ def test_formal_search_reward_images_as_tasks(ray_up):
     two = ev.evaluate(policy)
     assert pool.stats["tasks"] == 6
     assert (one.reward, dict(one.metrics), one.samples) == (two.reward, dict(two.metrics), two.samples)
+
+
+def test_input_error_inside_a_task_is_reraised_as_itself(ray_up):
+    from paramverify.errors import SpecError
+
+    def bad(item):
+        if item == 2:
+            raise SpecError("x0", "row 2 is bad", "fix it")
+        return item
+
+    with pytest.raises(SpecError, match="row 2 is bad"):
+        RayPool(ParallelConfig(workers=2), ray_up).map(bad, [0, 1, 2, 3])
