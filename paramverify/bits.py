@@ -44,8 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
-from paramverify.distributed.tasks import per_tensor_widths
+from paramverify.distributed.tasks import add_parallel_args, open_pool, parallel_config, per_tensor_widths
 from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Deadline, Options

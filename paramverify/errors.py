@@ -28,11 +28,15 @@ class UnsupportedOpsError(ModelError):
 
     def __init__(self, nodes: Sequence[tuple[str, str]], hint: str = "") -> None:
         self.nodes = tuple(nodes)
+        self.hint = hint
         listed = ", ".join(f"{op} (node '{name}')" for op, name in self.nodes)
         msg = f"unsupported ONNX operators: {listed}"
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable (Ray tasks, subprocesses) despite the custom __init__
+        return (type(self), (self.nodes, self.hint))
 
 
 class SpecError(ParamVerifyError, ValueError):
@@ -49,6 +53,9 @@ class SpecError(ParamVerifyError, ValueError):
         if fix:
             msg += f" ({fix})"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable (Ray tasks, subprocesses) despite the custom __init__
+        return (type(self), (self.field, self.problem, self.fix))
 
 
 class CapabilityError(ParamVerifyError, NotImplementedError):

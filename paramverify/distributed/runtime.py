@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import sys
 import time
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
@@ -170,7 +171,10 @@ class RayPool:
         pending = list(index)
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    done, pending = ray.wait(pending, num_returns=1)
+                except self._errors() as exc:
+                    raise ClusterError(f"lost the Ray cluster: {type(exc).__name__}: {exc}") from exc
                 for ref in done:
                     try:
                         value = ray.get(ref)
@@ -241,7 +245,12 @@ class RayPool:
 @contextlib.contextmanager
 def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
     """``None`` (and no Ray import) unless ``config.enabled``; else a pool on a
-    local Ray instance (``workers``) or a cluster (``address``), shut down after."""
+    local Ray instance (``workers``) or a cluster (``address``), shut down after.
+
+    While the pool is open, ``sys.stdout`` points to stderr: Ray prints its
+    error notices (a worker died, ...) on stdout, which must stay one JSON
+    object under ``--json``; commands print their results after the pool closes.
+    """
     if not config.enabled:
         yield None
         return
@@ -250,7 +259,8 @@ def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
     if ray.is_initialized():  # a caller (a notebook, a test fixture) already connected: use it, leave it up
         pool = RayPool(config, ray)
         pool.stats["startup_s"] = 0.0
-        yield pool
+        with contextlib.redirect_stdout(sys.stderr):
+            yield pool
         return
     try:
         if config.address is not None:
@@ -263,6 +273,7 @@ def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
     pool = RayPool(config, ray)
     pool.stats["startup_s"] = time.monotonic() - started
     try:
-        yield pool
+        with contextlib.redirect_stdout(sys.stderr):
+            yield pool
     finally:
         ray.shutdown()

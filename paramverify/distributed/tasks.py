@@ -15,7 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from paramverify.distributed.dataset import portable
+from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.options import Deadline, Options
+
+#: the runtime's flag helpers are re-exported for the commands that use these units
+__all__ = ["LabelJob", "TensorJob", "add_parallel_args", "open_pool", "parallel_config", "per_tensor_widths"]
 
 
 @dataclass(frozen=True, eq=False)
