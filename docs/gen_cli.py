@@ -35,6 +35,15 @@ commands report what they proved so far, marked incomplete.
   `counterexample` (`input` list, `parameters`: initializer name -> nested list in the
   initializer's shape, `nominal_output`, `perturbed_output`, `replayed_on_onnxruntime`)
   when falsified.
+- **verify / bound over a data set** (`--x0 FILE.npy` with N >= 2 rows): `command`,
+  `property`, `model`, `backend`, `inputs` (N), `finished`, `time_s`, `workers`,
+  `ray_address`, `results` (one object per row in input order: `index` plus the fields of
+  a single verify/bound result without `region`/`box`; `verdict: not-run` for rows an
+  interrupt or a lost cluster left undone), `summary` (verify: counts per verdict),
+  `stopped` (why the run ended early, when it did). Exit code: 1 if any row is falsified,
+  else 3 if any is unknown, else 0; 130 when interrupted, 3 when the Ray cluster was lost.
+  With `--workers N` / `--ray-address ADDR` (optional `.[ray]` extra) each row is a Ray
+  task; see docs/scaling.md.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
