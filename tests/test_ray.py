@@ -318,3 +318,11 @@ def test_dataset_interrupt_reports_finished_rows_exit_130(files, capsys, monkeyp
     assert code == 130 and payload["stopped"] == "interrupted" and payload["finished"] == 3
     assert [r["verdict"] == "not-run" for r in payload["results"]] == [False] * 3 + [True] * 3
     assert "3 of 6 inputs finished" in err
+
+
+def test_unreachable_cluster_is_one_line_exit_2(files, capsys):
+    pytest.importorskip("ray")
+    code, out, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", files["rows"],
+                             "--ray-address", "127.0.0.1:1", "--quiet")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "cannot reach the Ray cluster at 127.0.0.1:1" in err

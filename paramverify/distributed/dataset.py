@@ -85,8 +85,8 @@ def run_rows(job: RowJob, rows: np.ndarray, config: ParallelConfig,
     out: list[tuple[int, dict[str, Any]] | None] = [None] * len(rows)
     items = [(i, rows[i]) for i in range(len(rows))]
     stopped: str | None = None
-    try:
-        with open_pool(config) as pool:
+    with open_pool(config) as pool:  # a cluster that cannot be started or reached: the error itself (exit 2)
+        try:
             if pool is None:
                 for item in items:
                     out[item[0]] = job(item)
@@ -97,10 +97,10 @@ def run_rows(job: RowJob, rows: np.ndarray, config: ParallelConfig,
                     out[i] = value
                     done += 1
                     note(f"{done}/{len(rows)} inputs done")
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-    except ClusterError as exc:
-        stopped = str(exc)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        except ClusterError as exc:
+            stopped = str(exc)
     return out, stopped
 
 

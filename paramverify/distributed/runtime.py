@@ -242,6 +242,20 @@ class RayPool:
         return run
 
 
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a ``HOST:PORT`` nobody listens on (Ray itself keeps retrying for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "//" in host or not host:
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc} "
+                           "(start it with `ray start --head`, which prints the address)") from exc
+
+
 @contextlib.contextmanager
 def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
     """``None`` (and no Ray import) unless ``config.enabled``; else a pool on a
@@ -256,6 +270,8 @@ def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
         return
     ray = require_ray()
     started = time.monotonic()
+    if config.address is not None:
+        _reachable(config.address)
     if ray.is_initialized():  # a caller (a notebook, a test fixture) already connected: use it, leave it up
         pool = RayPool(config, ray)
         pool.stats["startup_s"] = 0.0
