@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from paramverify import __version__
-from paramverify.distributed.dataset import dataset_rows, run_dataset
 from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
@@ -209,6 +208,8 @@ def _problem(args: argparse.Namespace, unit_box: bool = False, x0_row: np.ndarra
 
 def _problem_and_rows(args: argparse.Namespace, unit_box: bool = False) -> tuple[Any, np.ndarray | None]:
     """The problem, and the data set's rows when ``--x0 FILE.npy`` holds N >= 2 inputs (else None)."""
+    from paramverify.distributed.dataset import dataset_rows
+
     rows = dataset_rows(args.x0)
     if rows is not None:
         try:
@@ -216,6 +217,12 @@ def _problem_and_rows(args: argparse.Namespace, unit_box: bool = False) -> tuple
         except SpecError:
             pass  # not rows of inputs (e.g. one input of shape [2, k]): the single-input path decides
     return _problem(args, unit_box), None
+
+
+def _run_dataset(args: argparse.Namespace, command: str, problem: Any, rows: np.ndarray, options: Options, config: Any) -> int:
+    from paramverify.distributed.dataset import run_dataset
+
+    return run_dataset(args, command, problem, rows, options, config, _emit)
 
 
 def cmd_bound(args: argparse.Namespace) -> int:
@@ -229,7 +236,7 @@ def cmd_bound(args: argparse.Namespace) -> int:
     problem, rows = _problem_and_rows(args, unit_box=args.property == "delta")
     with ConsoleProgress(enabled=not args.quiet) as progress:
         if rows is not None:
-            return run_dataset(args, "bound", problem, rows, _options(args, progress), config, _emit)
+            return _run_dataset(args, "bound", problem, rows, _options(args, progress), config)
         with open_pool(config) as pool:
             options = replace(_options(args, progress), pool=pool)
             bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=options)
@@ -246,7 +253,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     problem, rows = _problem_and_rows(args)
     with ConsoleProgress(enabled=not args.quiet) as progress:
         if rows is not None:
-            return run_dataset(args, "verify", problem, rows, _options(args, progress), config, _emit)
+            return _run_dataset(args, "verify", problem, rows, _options(args, progress), config)
         with open_pool(config) as pool:
             options = replace(_options(args, progress), pool=pool)
             verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend, options=options)
