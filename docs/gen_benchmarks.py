@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
-         "search", "sq")
+         "search", "sq", "ray")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
           "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
@@ -108,6 +108,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_soundness.py` | the soundness corpus: random small networks checked against z3 and exact sampling; `--tier extreme`: networks at magnitudes up to 1e6 (inputs, weights) and 1e8 (pre-activations), every kernel against a 50-digit reference | `--quick`, `--n N`, `--start S`, `--jobs J`, `--z3-timeout`, `--bounds-timeout`, `--tier` |
 | `bench_smoothing.py` | randomized smoothing: throughput, incremental certification of an int8 copy | `--device`, `--n`, `--batches`, `--inc-images`, `--inc-n`, `--inc-nq` |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
+| `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and one branch-and-bound query, task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
 | `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
 
@@ -586,6 +587,38 @@ the extreme-scale tier) with small budgets in the normal test suite.
 """
 
 
+def ray(d: dict) -> str:
+    a, b, ov, m, t = d["dataset"], d["bnb"], d["overhead"], d["model"], d["targets"]
+    w = d["workers"]
+    head = (f"Measured with `{'python benchmarks/bench_ray.py --quick' if d.get('quick') else 'python benchmarks/bench_ray.py'}`"
+            f" on {w} local workers; load average {', '.join(num(x, '.2f') for x in get(d, 'machine', 'load_average_1_5_15', default=[]))}."
+            + (f" Note: {d['note']}" if d.get("note") else "") + "\n")
+    rows = [
+        [f"(a) label certificates, {a['images']} MNIST images, {a['bits']}-bit box", num(a["one_process_s"], ".1f"), num(a["ray_s"], ".1f"),
+         num(a["speedup"], ".2f") + "x", "identical" if a["identical"] else "DIFFERENT", verdict(t.get("dataset"))],
+        [f"(b) branch and bound, {b['boxes']} boxes (L-inf radius {b['radius']:g} at image 0)", num(b["one_process_s"], ".1f"),
+         num(b["ray_s"], ".1f"), num(b["speedup"], ".2f") + "x",
+         f"[{num(b['one_process'][0], '.6g')}, {num(b['one_process'][1], '.6g')}] / [{num(b['ray'][0], '.6g')}, {num(b['ray'][1], '.6g')}]"
+         + (" (overlap)" if b["sound_overlap"] else " (DISJOINT)"), verdict(t.get("bnb"))],
+    ]
+    out = head + "\n" + table(["workload", "one process s", f"{w} workers s", "speedup", "results (one process / Ray)",
+                               f">= {t.get('speedup')}x"], rows)
+    out += (f"\n\nTask overhead: Ray start-up {num(d.get('ray_startup_s'), '.1f')} s; an empty task "
+            f"{num(ov['per_task_empty_s'] * 1e3, '.2f')} ms; a task with {ov['boxes_per_task']} boxes "
+            f"({num(ov['bytes_per_task_boxes'] / 1e3, '.0f')} kB) {num(ov['per_task_with_boxes_s'] * 1e3, '.2f')} ms. "
+            f"Bytes per task: (a) {num(a['bytes_per_task'] / 1e3, '.1f')} kB, (b) {num(b['bytes_per_task'] / 1e3, '.0f')} kB; "
+            f"shipped once per run through the object store: (a) {num(a['shipped_once_bytes'] / 1e6, '.2f')} MB, "
+            f"(b) {num(b['shipped_once_bytes'] / 1e6, '.2f')} MB. B&B: bound evaluations {num(b['bound_s'], '.1f')} s of "
+            f"{num(b['one_process_s'], '.1f')} s in one process (driver's serial share {num(100 * b['serial_fraction'], '.0f')}%), "
+            f"{num(b['per_box_bound_s'] * 1e3, '.1f')} ms per box; boxes per task for < 5% task overhead: "
+            f"{m['bnb']['boxes_per_task_for_5pct']}.\n\n")
+    rows = [[wk, num(m["dataset"][wk]["50"], ".1f"), num(m["dataset"][wk]["10000"], ".1f"), num(m["bnb"][wk]["batch_128"], ".2f"),
+             f"{num(m['bnb'][wk]['batch_grown'], '.2f')} ({m['bnb'][wk]['grown_batch_boxes']} boxes)"] for wk in m["dataset"]]
+    out += "Predicted speedup (model of `docs/scaling.md`, fitted to the numbers above):\n\n"
+    out += table(["workers", "(a) 50 images", "(a) 10,000 images", "(b) batch of 128 boxes (as now)", "(b) batch grown with W"], rows)
+    return out + "\n"
+
+
 def render() -> str:
     R = {n: load(n) for n in NAMES}
     sections = [
@@ -601,6 +634,7 @@ def render() -> str:
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
         guarded("sq", runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_sq.py")))["sq"], R["sq"]),
+        "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

@@ -84,6 +84,15 @@ layout, now 1. It is raised when a field is removed or changes meaning; new fiel
   value and `size`; with their flat `index` and `value` lists when all changed entries
   together are at most 10,000).
 - **export-smt** (with `-o` and `--json`): `command`, `output`, `bytes`.
+- **verify / bound over a data set** (`--x0 FILE.npy` with N >= 2 rows): `command`,
+  `property`, `model`, `backend`, `inputs` (N), `finished`, `time_s`, `workers`,
+  `ray_address`, `results` (one object per row in input order: `index` plus the fields of
+  a single verify/bound result without `region`/`box`; `verdict: not-run` for rows an
+  interrupt or a lost cluster left undone), `summary` (verify: counts per verdict),
+  `stopped` (why the run ended early, when it did). Exit code: 1 if any row is falsified,
+  else 3 if any is unknown, else 0; 130 when interrupted, 3 when the Ray cluster was lost.
+  With `--workers N` / `--ray-address ADDR` (optional `.[ray]` extra) each row is a Ray
+  task; see docs/scaling.md.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`,
   `complete` (false when interrupted: the cells finished so far, no figures) and

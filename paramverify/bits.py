@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from paramverify.argtypes import bit_width, finite_float, nonneg_float, positive_float
+from paramverify.distributed.tasks import add_parallel_args, open_pool, parallel_config, per_tensor_widths
 from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.bits_joint import joint_search
@@ -416,9 +417,7 @@ def search_bits(
     max_delta: dict[str, Any] | None = None
     note, complete = "", True
     try:
-        for n in tensors:
-            per_tensor[n] = s.smallest((n,), min_bits, max_bits)
-            options.progress.update(f"bits: {n} alone -> {per_tensor[n].bits}")
+        per_tensor_widths(s, tensors, min_bits, max_bits, per_tensor)  # one task per tensor with options.pool
         uniform = s.smallest(tuple(tensors), min_bits, max_bits)
         options.progress.update(f"bits: uniform -> {uniform.bits}")
         joint, joint_ok, steps = joint_search(s, per_tensor, uniform, sizes, min_bits, max_bits)
@@ -527,6 +526,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--budget", type=positive_float, help="budget of the whole search in seconds (default: none)")
     e.add_argument("--seed", type=int, default=0, help="seed for every random choice (repeatable runs)")
     e.add_argument("--no-delta", action="store_true", help="skip the largest-delta search")
+    add_parallel_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -552,8 +552,9 @@ def run(args: argparse.Namespace) -> int:
             except (OSError, ValueError) as exc:
                 raise SpecError("inputs", f"cannot read '{args.inputs}' as .npy: {exc}", "save it with numpy.save") from exc
         domain = parse_domain(args.domain) if args.domain is not None else None
-        with ConsoleProgress(enabled=not args.quiet) as progress:
-            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress, stop=getattr(args, "stop", None))
+        with ConsoleProgress(enabled=not args.quiet) as progress, open_pool(parallel_config(args)) as pool:
+            opts = Options(timeout_s=args.timeout, seed=args.seed, progress=progress, pool=pool,
+                           stop=getattr(args, "stop", None))
             report = search_bits(
                 args.model, x0=x0, domain=domain, sigma=args.sigma,
                 scheme=Scheme(not args.asymmetric, args.per_channel, args.channel_axis),

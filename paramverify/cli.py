@@ -13,12 +13,14 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from paramverify import __version__
 from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int
+from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_path, write_text
 from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
@@ -88,7 +90,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
                    help="state the property on this tensor (default: the model's output, a trailing classifier "
                    "head such as ArgMax/ZipMap skipped)")
     r = p.add_argument_group("inputs (give one)")
-    r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
+    r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file; a .npy of N >= 2 rows: N inputs, one result each")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
     p.add_argument("--level", type=finite_float, help="decision level of a single-output model (default 0.5, or the spec file's level)")
     s = p.add_argument_group("engine")
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sigma", type=nonneg_float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
     _witness_arg(b)
     _problem_args(b)
+    add_parallel_args(b)
     _common(b)
 
     v = sub.add_parser("verify", help="prove or refute one property", epilog=_EPILOG,
@@ -143,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     _witness_arg(v)
     _problem_args(v)
+    add_parallel_args(v)
     _common(v)
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
@@ -212,10 +216,10 @@ def wall_budget(args: argparse.Namespace, seconds: float | None = None) -> float
     return max(0.0, total - used - min(0.5, 0.1 * total))
 
 
-def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
+def _problem(args: argparse.Namespace, unit_box: bool = False, x0_row: np.ndarray | None = None) -> Any:
     from paramverify import api
 
-    x0 = parse_vector(args.x0, "x0") if args.x0 is not None else None
+    x0 = x0_row if x0_row is not None else parse_vector(args.x0, "x0") if args.x0 is not None else None
     domain = parse_domain(args.domain) if args.domain is not None else None
     level, perturbation = args.level, None
     if args.spec:
@@ -251,6 +255,25 @@ def _output_json(problem: Any) -> dict[str, Any]:
     return {"output": {"tensor": g.output_name, "note": g.note}} if g.note else {}
 
 
+def _problem_and_rows(args: argparse.Namespace, unit_box: bool = False) -> tuple[Any, np.ndarray | None]:
+    """The problem, and the data set's rows when ``--x0 FILE.npy`` holds N >= 2 inputs (else None)."""
+    from paramverify.distributed.dataset import dataset_rows
+
+    rows = dataset_rows(args.x0)
+    if rows is not None:
+        try:
+            return _problem(args, unit_box, x0_row=rows[0]), rows
+        except SpecError:
+            pass  # not rows of inputs (e.g. one input of shape [2, k]): the single-input path decides
+    return _problem(args, unit_box), None
+
+
+def _run_dataset(args: argparse.Namespace, command: str, problem: Any, rows: np.ndarray, options: Options, config: Any) -> int:
+    from paramverify.distributed.dataset import run_dataset
+
+    return run_dataset(args, command, problem, rows, options, config, _emit)
+
+
 def cmd_bound(args: argparse.Namespace) -> int:
     from paramverify import api
     from paramverify.properties import for_labels
@@ -259,11 +282,16 @@ def cmd_bound(args: argparse.Namespace) -> int:
         raise SpecError("delta", "--property delta searches for delta itself", "drop --delta (or use --bits/--relative to scale a scheme's box)")
     if args.property != "delta" and args.sigma is not None:
         raise SpecError("sigma", "is only used with --property delta", "drop --sigma")
-    problem = _problem(args, unit_box=args.property == "delta")
+    config = parallel_config(args)
+    problem, rows = _problem_and_rows(args, unit_box=args.property == "delta")
     if args.property == "delta" and args.sigma is None:
         problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
-        bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
+        if rows is not None:
+            return _run_dataset(args, "bound", problem, rows, _options(args, progress), config)
+        with open_pool(config) as pool:
+            options = replace(_options(args, progress), pool=pool)
+            bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=options)
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **bracket.to_json()}
     if args.json:
@@ -279,12 +307,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from paramverify import api
     from paramverify.properties import for_labels
 
-    problem = _problem(args)
+    config = parallel_config(args)
+    problem, rows = _problem_and_rows(args)
     if args.property == "label":
         problem = for_labels(problem)
     with ConsoleProgress(enabled=not args.quiet) as progress:
-        verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend,
-                             options=_options(args, progress))
+        if rows is not None:
+            return _run_dataset(args, "verify", problem, rows, _options(args, progress), config)
+        with open_pool(config) as pool:
+            options = replace(_options(args, progress), pool=pool)
+            verdict = api.verify(problem, args.property, epsilon=args.epsilon, sigma=args.sigma, backend=args.backend, options=options)
     payload = {"command": "verify", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **verdict.to_json()}
     text = _note_text(problem) + f"{verdict.name.upper()}  ({verdict.method}, {verdict.time_s:.2f} s)"

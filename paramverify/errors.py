@@ -28,11 +28,15 @@ class UnsupportedOpsError(ModelError):
 
     def __init__(self, nodes: Sequence[tuple[str, str]], hint: str = "") -> None:
         self.nodes = tuple(nodes)
+        self.hint = hint
         listed = ", ".join(f"{op} (node '{name}')" for op, name in self.nodes)
         msg = f"unsupported ONNX operators: {listed}"
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable (Ray tasks, subprocesses) despite the custom __init__
+        return (type(self), (self.nodes, self.hint))
 
 
 class SpecError(ParamVerifyError, ValueError):
@@ -50,6 +54,9 @@ class SpecError(ParamVerifyError, ValueError):
             msg += f" ({fix})"
         super().__init__(msg)
 
+    def __reduce__(self) -> tuple[object, ...]:  # picklable (Ray tasks, subprocesses) despite the custom __init__
+        return (type(self), (self.field, self.problem, self.fix))
+
 
 class CapabilityError(ParamVerifyError, NotImplementedError):
     """A backend lacks a capability the query needs (e.g. z3 and ``exp``)."""
@@ -61,6 +68,13 @@ class BackendUnavailableError(ParamVerifyError, ImportError):
 
 class SolverError(ParamVerifyError, RuntimeError):
     """A solver failed in a way that is not a plain 'unknown'."""
+
+
+class ClusterError(ParamVerifyError, RuntimeError):
+    """The Ray cluster (``--workers``/``--ray-address``) could not be reached or was lost.
+
+    Work that finished before the loss is reported by the caller.
+    """
 
 
 class ReplayError(ParamVerifyError, RuntimeError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 if TYPE_CHECKING:
     from paramverify.interrupt import StopSignal
@@ -14,6 +17,14 @@ class ProgressSink(Protocol):
     """Receives progress of long runs: the bracket closing, queries done."""
 
     def update(self, message: str, lower: float | None = None, upper: float | None = None) -> None: ...
+
+
+class BatchPool(Protocol):
+    """Evaluates batch functions elsewhere (e.g. on Ray: :class:`paramverify.distributed.runtime.RayPool`)."""
+
+    def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]: ...
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]: ...
 
 
 class NullProgress:
@@ -36,6 +47,8 @@ class Options:
     stop: the run's SIGINT/SIGTERM record (see :mod:`paramverify.interrupt`);
         once a signal arrived every deadline built from these options counts
         as expired, so the run stops at its next deadline check.
+    pool: where branch and bound evaluates its batches of boxes (None: in
+        this process; ``--workers``/``--ray-address`` set a Ray pool).
     """
 
     timeout_s: float | None = 60.0
@@ -46,6 +59,12 @@ class Options:
     max_splits: int = 200_000
     progress: ProgressSink = field(default_factory=NullProgress)
     stop: StopSignal | None = field(default=None, compare=False)
+    pool: BatchPool | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy shipped to a worker (Ray) leaves the signal record and the pool behind:
+        both belong to the driver's process (signals reach the driver, which stops the pool)."""
+        return {**self.__dict__, "stop": None, "pool": None}
 
     def deadline(self) -> Deadline:
         return Deadline(None if self.timeout_s is None else time.monotonic() + self.timeout_s, self.stop)
@@ -57,6 +76,9 @@ class Deadline:
 
     at: float | None
     stop: StopSignal | None = field(default=None, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stop": None}  # see Options.__getstate__
 
     def expired(self) -> bool:
         return self.interrupted() or (self.at is not None and time.monotonic() >= self.at)

@@ -20,6 +20,7 @@ error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from paramverify.argtypes import (
     probability,
     unit_interval,
 )
+from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_folder
 from paramverify.interrupt import finishing
@@ -112,6 +114,7 @@ def add_subparser(subparsers: Any) -> None:
     d.add_argument("--timeout", type=positive_float, help="wall-clock limit of the search in seconds")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    add_parallel_args(p)  # with --formal: each reward's images are Ray tasks
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         raise BackendUnavailableError("the search needs torch: pip install 'paramverify[smooth]'") from exc
     from paramverify.options import Options
     from paramverify.progress import ConsoleProgress
+    from paramverify.search.formal import FormalEvaluator
     from paramverify.search.layers import layer_infos
     from paramverify.search.pipeline import SearchSession, resolve_data
     from paramverify.search.space import BitRange, Budget
@@ -164,6 +168,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SpecError("model", f"{args.model} does not exist", "pass the path of a .onnx file")
     check_output_folder(args.out, "out")  # before the float certificates, not after the search
     settings = _settings(args)
+    if parallel_config(args).enabled and not settings.formal:
+        raise SpecError("workers", "only the --formal reward runs as Ray tasks (the smoothing reward is batched on one device)",
+                        "add --formal or drop --workers/--ray-address")
     model = load_onnx(args.model)
     data = resolve_data(model.input_shape, settings.reward_images, settings.test_images, args.inputs, args.labels,
                         args.train_inputs, args.train_labels)
@@ -173,9 +180,13 @@ def _run(args: argparse.Namespace) -> int:
     from paramverify.cli import wall_budget
 
     deadline = Options(timeout_s=wall_budget(args), stop=getattr(args, "stop", None)).deadline()
-    with ConsoleProgress(enabled=not args.quiet) as bar:
+    with ConsoleProgress(enabled=not args.quiet) as bar, contextlib.ExitStack() as stack:
         try:
             session = SearchSession(args.model, settings, data, args.out, resume=args.resume, progress=bar.update)
+            pool = stack.enter_context(open_pool(parallel_config(args)))
+            for ev in (session.evaluator, getattr(session.test, "evaluator", None)):
+                if isinstance(ev, FormalEvaluator):
+                    ev.pool = pool  # the formal reward's images as tasks
             budget = session.budget(args.budget)  # validates the budget before the search
             outcome = session.run_budget(budget.fraction, deadline)
         except KeyboardInterrupt:

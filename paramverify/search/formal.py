@@ -33,12 +33,11 @@ import numpy as np
 import onnx
 import torch
 
-from paramverify import api
+from paramverify.distributed.tasks import LabelJob
 from paramverify.errors import SpecError
 from paramverify.ir import load_model
-from paramverify.options import Options
+from paramverify.options import BatchPool, Options
 from paramverify.properties import labels as output_labels
-from paramverify.results import Falsified, Unknown, Verified
 from paramverify.search.env import Evaluation
 from paramverify.search.layers import layer_infos, onnx_layers
 from paramverify.search.space import BitPolicy, LayerInfo
@@ -79,6 +78,7 @@ class FormalEvaluator:
         self.onnx = onnx_layers(model, self.torch_model)
         nominal = output_labels(self.graph.evaluate(self.inputs), 0.5)
         self.correct = nominal == self.labels
+        self.pool: BatchPool | None = None  # set by --workers/--ray-address: one task per image
 
     def weight_spec(self, bits: int) -> QuantSpec:
         return QuantSpec(bits, self.config.weight_symmetric, self.config.weight_per_channel)
@@ -107,22 +107,16 @@ class FormalEvaluator:
         start = time.perf_counter()
         spec = AbsoluteDelta(MappingProxyType(self.radii(policy)))
         options = Options(timeout_s=self.config.query_timeout_s, seed=self.config.seed)
-        proved = falsified = unknown = 0
-        queries = 0
-        for i in np.flatnonzero(self.correct):
-            problem = api.make_problem(self.graph, perturbation=spec, x0=self.inputs[i])
-            verdict = api.verify(problem, "label", backend=self.config.backend, options=options)
-            if isinstance(verdict, Unknown) and verdict.reason.startswith("interrupted"):
-                # the engine kept its partial answer, but an episode scored on it would be cached and
-                # replayed on --resume: abandon the episode instead (the runner keeps the last finished one)
-                raise KeyboardInterrupt
-            queries += 1
-            if isinstance(verdict, Verified):
-                proved += 1
-            elif isinstance(verdict, Falsified):
-                falsified += 1
-            else:
-                unknown += 1
+        job = LabelJob(self.graph, spec, self.config.backend, options)
+        xs = [self.inputs[i] for i in np.flatnonzero(self.correct)]
+        names = self.pool.map(job, xs) if self.pool is not None else [job(x) for x in xs]  # one task per image
+        queries = len(names)
+        proved, falsified = names.count("verified"), names.count("falsified")
+        unknown = queries - proved - falsified
+        if "interrupted" in names:
+            # the engine kept its partial answer, but an episode scored on it would be cached and
+            # replayed on --resume: abandon the episode instead (the runner keeps the last finished one)
+            raise KeyboardInterrupt
         n = len(self.inputs)
         metrics = {"proved_fraction": proved / n, "nominal_accuracy": float(np.mean(self.correct)),
                    "falsified": float(falsified), "unknown": float(unknown)}

@@ -1,0 +1,225 @@
+"""Scale-out on Ray (issue 17): speedup with W local workers, task overhead, and a scaling model.
+
+    python benchmarks/bench_ray.py [--quick] [--workers 2] [--images 50] [--bnb-splits N] [--note TEXT]
+
+Needs the extra: ``pip install -e ".[ray]"``.  Workloads (the issue's targets
+on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
+
+(a) label certificates (Def 3) of the first ``--images`` held-out MNIST images
+    for the trained 784-64-64-10 MLP under the symmetric 8-bit rounding box on
+    every tensor: one process (the CLI's ``verify --x0 FILE.npy`` loop) against
+    one Ray task per image.  Identical = every verdict and method string equal.
+(b) one branch-and-bound query: the largest output change (MaxEpsilon) over an
+    L-inf box of radius ``--bnb-radius`` around image 0, 8-bit box, stopped at
+    ``--bnb-splits`` boxes (a fixed amount of work; no deadline, so the run is
+    deterministic).  The default makes one process take >= 60 s on an idle
+    2-core machine.  The distributed run ships the bound batches in chunks of
+    ``boxes_per_task``; chunking changes the last bits of the batched
+    enclosures, so the comparison with one process is "both brackets sound and
+    overlapping", while 1 and 2 workers compute identical numbers
+    (tests/test_ray.py checks that).
+(c) overhead: per-task round trip of empty tasks, bytes shipped per task, the
+    per-box bound cost, fitted into the model of docs/scaling.md.
+
+Machine load matters: the JSON records the load average, and ``--note`` a
+free-text remark (e.g. "measured under load").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(ROOT), str(HERE)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from bench_common import machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
+from train_mnist_mlp import MODEL_PATH, held_out  # benchmarks/train_mnist_mlp.py
+
+from paramverify import api
+from paramverify.bounds import searches
+from paramverify.distributed.dataset import RowJob, portable, run_rows
+from paramverify.distributed.runtime import ParallelConfig, RayPool, pack
+from paramverify.ir import load_model
+from paramverify.options import Options
+
+TARGET_SPEEDUP = 1.7
+PREDICT_AT = (8, 64, 512)
+BNB_BATCH = 128  # children per branch-and-bound step (branch_and_bound's batch=64 boxes, each split in two)
+
+
+def _strip(rows: list[Any]) -> list[Any]:
+    return [None if r is None else {k: v for k, v in r[1].items() if k != "time_s"} for r in rows]
+
+
+def dataset_speedup(pool: RayPool, g: Any, x: np.ndarray, bits: int, timeout: float) -> dict[str, Any]:
+    base = api.make_problem(g, bits=bits, x0=x[0])
+    job = RowJob(base, "verify", "label", portable(Options(timeout_s=timeout, seed=0)))
+    pool.map(job, [(i, x[i]) for i in range(min(len(x), 2 * pool.size))])  # warm: workers import paramverify once
+    t0 = time.perf_counter()
+    one, stop1 = run_rows(job, x, ParallelConfig())
+    t_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    many = pool.map(job, [(i, x[i]) for i in range(len(x))])
+    t_many = time.perf_counter() - t0
+    verdicts = [r[1]["verdict"] for r in one if r is not None]
+    return {"images": len(x), "bits": bits, "timeout_s": timeout, "one_process_s": t_one, "ray_s": t_many,
+            "speedup": t_one / t_many, "identical": stop1 is None and _strip(one) == _strip(many),
+            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
+            "per_unit_s": t_one / len(x),
+            "bytes_per_task": x[0].nbytes + 8 + float(np.mean([len(pickle.dumps(m)) for m in many])),
+            "shipped_once_bytes": len(pack(job))}
+
+
+class TimedLocal:
+    """A pool that evaluates every batch here, whole (exactly the one-process run), and times the bound calls."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.boxes = 0
+
+    def spread(self, fn: Any) -> Any:
+        def run(*arrays: np.ndarray) -> np.ndarray:
+            t0 = time.perf_counter()
+            out = fn(*arrays)
+            self.seconds += time.perf_counter() - t0
+            self.boxes += len(arrays[0])
+            return out
+
+        return run
+
+
+def bnb_speedup(pool: RayPool, g: Any, x0: np.ndarray, radius: float, splits: int) -> dict[str, Any]:
+    lo, hi = np.clip(x0 - radius, 0.0, 1.0), np.clip(x0 + radius, 0.0, 1.0)
+    problem = api.make_problem(g, bits=8, domain=list(zip(lo, hi)))
+
+    def run(p: Any) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        b = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, max_splits=splits, pool=p))
+        return b, time.perf_counter() - t0
+
+    tasks0 = pool.stats["tasks"]
+    timed = TimedLocal()
+    b1, t1 = run(timed)
+    b2, t2 = run(pool)
+    tasks = pool.stats["tasks"] - tasks0
+    boxes = int(b1.method.split("(")[1].split(" boxes")[0]) if " boxes)" in b1.method else splits
+    serial = max(0.0, t1 - timed.seconds)  # the driver's own work: falsifier start, probes, queue, splitting
+    batches = max(1, math.ceil(boxes / BNB_BATCH))
+    return {"radius": radius, "max_splits": splits, "boxes": boxes, "one_process_s": t1, "ray_s": t2, "speedup": t1 / t2,
+            "one_process": [b1.lower, b1.upper], "ray": [b2.lower, b2.upper],
+            "sound_overlap": bool(b1.lower <= b2.upper and b2.lower <= b1.upper), "tasks": tasks,
+            "bound_s": timed.seconds, "bound_box_evaluations": timed.boxes,
+            "per_box_bound_s": timed.seconds / max(1, boxes), "serial_driver_s": serial, "serial_fraction": serial / t1,
+            "batches": batches, "boxes_per_task": pool.config.boxes_per_task,
+            "bytes_per_task": pool.config.boxes_per_task * lo.size * 8 * 2 + pool.config.boxes_per_task * 8,
+            "shipped_once_bytes": len(pack(searches.change_tighten(problem)))}
+
+
+def overhead(pool: RayPool, n: int = 200, d: int = 784) -> dict[str, Any]:
+    k = pool.config.boxes_per_task
+    def noop(*a: Any) -> np.ndarray:
+        return np.zeros(len(a[0]))
+
+    spread = pool.spread(noop)
+    z = np.zeros((k * n, d))
+    spread(z[:k], z[:k])  # warm the workers
+    t0 = time.perf_counter()
+    pool.map(lambda i: i, list(range(n)))
+    per_task_empty = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    spread(z, z)
+    per_task_boxes = (time.perf_counter() - t0) / n
+    return {"tasks": n, "per_task_empty_s": per_task_empty, "per_task_with_boxes_s": per_task_boxes,
+            "boxes_per_task": k, "bytes_per_task_boxes": 2 * k * d * 8}
+
+
+def predict(per_unit: float, units: int, task_s: float, serial_s: float, workers: int, units_per_task: int = 1) -> float:
+    """Speedup model: one process ``serial + units * per_unit``; W workers
+    ``serial + ceil(tasks / W) * (units_per_task * per_unit + task_s)``."""
+    tasks = math.ceil(units / units_per_task)
+    one = serial_s + units * per_unit
+    return one / (serial_s + math.ceil(tasks / workers) * (units_per_task * per_unit + task_s))
+
+
+def model(data: dict[str, Any], bnb: dict[str, Any], ov: dict[str, Any]) -> dict[str, Any]:
+    s = ov["per_task_with_boxes_s"]
+    out: dict[str, Any] = {"task_s": s, "dataset": {}, "bnb": {}}
+    for w in PREDICT_AT:
+        out["dataset"][str(w)] = {n: predict(data["per_unit_s"], n, ov["per_task_empty_s"], 0.0, w) for n in (50, 10_000)}
+    serial_per_batch = bnb["serial_driver_s"] / bnb["batches"]
+    c = bnb["per_box_bound_s"]
+    k5 = math.ceil(s / (0.05 * c))  # boxes per task for task overhead < 5% of the task's work
+    out["bnb"]["boxes_per_task_for_5pct"] = k5
+    for w in PREDICT_AT:
+        # one step = the driver's serial work + one batch of bound evaluations: BNB_BATCH boxes as now
+        # (chunks of boxes_per_task), or a batch grown to W * k5 boxes (chunks of k5)
+        now = predict(c, BNB_BATCH, s, serial_per_batch, w, bnb["boxes_per_task"])
+        grown = predict(c, max(BNB_BATCH, w * k5), s, serial_per_batch, w, k5)
+        out["bnb"][str(w)] = {"batch_128": now, "batch_grown": grown, "grown_batch_boxes": max(BNB_BATCH, w * k5)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 images, a 300-box B&B query (a few minutes under load)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--bits", type=int, default=8)
+    ap.add_argument("--timeout", type=float, default=10.0, help="budget per image in seconds (default 10)")
+    ap.add_argument("--bnb-radius", type=float, default=0.03)
+    ap.add_argument("--bnb-splits", type=int, default=2_500, help="boxes of the B&B query (default 2,500: >= 60 s in one process)")
+    ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'measured under load')")
+    ap.add_argument("--out", default=str(HERE / "results" / "ray.json"))
+    args = ap.parse_args(argv)
+    images, splits = (10, 300) if args.quick else (args.images, args.bnb_splits)
+    import ray
+
+    g = load_model(MODEL_PATH)
+    x = held_out(images)[0].astype(np.float64)
+    t0 = time.perf_counter()
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    startup = time.perf_counter() - t0
+    try:
+        pool = RayPool(ParallelConfig(workers=args.workers), ray)
+        ov = overhead(pool)
+        print(f"Ray start-up {startup:.2f} s; empty task {ov['per_task_empty_s'] * 1e3:.2f} ms; task with "
+              f"{ov['boxes_per_task']} boxes ({ov['bytes_per_task_boxes'] / 1e3:.0f} kB) {ov['per_task_with_boxes_s'] * 1e3:.2f} ms", flush=True)
+        data = dataset_speedup(pool, g, x, args.bits, args.timeout)
+        print(f"(a) {images} images, {args.bits}-bit label certificates: one process {data['one_process_s']:.1f} s, "
+              f"{args.workers} workers {data['ray_s']:.1f} s, speedup {data['speedup']:.2f}x, identical {data['identical']}", flush=True)
+        bnb = bnb_speedup(pool, g, x[0], args.bnb_radius, splits)
+        print(f"(b) B&B {bnb['boxes']} boxes: one process {bnb['one_process_s']:.1f} s, {args.workers} workers "
+              f"{bnb['ray_s']:.1f} s, speedup {bnb['speedup']:.2f}x; brackets {bnb['one_process']} / {bnb['ray']}", flush=True)
+    finally:
+        ray.shutdown()
+    pred = model(data, bnb, ov)
+    print(f"(c) boxes per task for < 5% overhead: {pred['bnb']['boxes_per_task_for_5pct']}")
+    print(f"{'workers':>8}{'(a) 50 img':>12}{'(a) 10k img':>13}{'(b) batch 128':>15}{'(b) grown':>11}")
+    for w in PREDICT_AT:
+        b = pred["bnb"][str(w)]
+        print(f"{w:>8}{pred['dataset'][str(w)][50]:>12.1f}{pred['dataset'][str(w)][10_000]:>13.1f}"
+              f"{b['batch_128']:>15.1f}{b['batch_grown']:>11.1f}")
+    ok = {"dataset": bool(data["speedup"] >= TARGET_SPEEDUP and data["identical"]),
+          "bnb": bool(bnb["speedup"] >= TARGET_SPEEDUP and bnb["sound_overlap"]),
+          "bnb_one_process_at_least_60s": bool(bnb["one_process_s"] >= 60.0)}
+    out = {"benchmark": "ray", "machine": machine_info(), "note": args.note, "quick": args.quick, "workers": args.workers,
+           "ray_startup_s": startup, "targets": {"speedup": TARGET_SPEEDUP, **ok}, "dataset": data, "bnb": bnb,
+           "overhead": ov, "model": pred}
+    path = write_results(args.out, out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

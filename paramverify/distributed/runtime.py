@@ -1,0 +1,295 @@
+"""The Ray runtime: flags, a pool of tasks, and shipping problems to workers.
+
+Ray is imported only inside :func:`open_pool` (and the functions it hands
+out), never at module level: ``--workers`` / ``--ray-address`` absent means
+``ray`` is never imported.
+
+Shipping: a problem's mappings are read-only ``MappingProxyType`` views,
+which the standard pickler refuses; :func:`pack` uses Ray's cloudpickle with
+a per-pickler dispatch entry (no global ``copyreg`` change) that rebuilds
+them as proxies.  A function shipped to many tasks is packed once and put
+in Ray's object store once; each task receives a reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from paramverify.errors import BackendUnavailableError, ClusterError, SpecError
+
+INSTALL = 'pip install -e ".[ray]"'
+
+
+def install_hint() -> str:
+    return INSTALL
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """Where tasks run: ``workers`` local CPUs (a Ray instance the command starts)
+    or an existing cluster at ``address``; neither means one process.
+
+    ``max_retries``: Ray re-runs a task whose worker died this many times.
+    ``boxes_per_task``: branch and bound ships its batches in chunks of this
+    many boxes; the chunking does not depend on the number of workers, so
+    every worker count computes the same numbers.
+    ``cpus_per_task``: CPUs Ray reserves for each task (2 on a 2-CPU instance
+    runs one task at a time).
+    """
+
+    workers: int | None = None
+    address: str | None = None
+    max_retries: int = 3
+    boxes_per_task: int = 16
+    cpus_per_task: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.workers is not None or self.address is not None
+
+    def validate(self) -> ParallelConfig:
+        if self.workers is not None and self.address is not None:
+            raise SpecError("workers", "conflicts with --ray-address", "a cluster's size is set by `ray start`; drop --workers")
+        if self.workers is not None and self.workers < 1:
+            raise SpecError("workers", f"must be >= 1, got {self.workers}", "e.g. --workers 2")
+        if self.address is not None and not self.address.strip():
+            raise SpecError("ray_address", "is empty", "e.g. --ray-address 10.0.0.1:6379 (or 'auto')")
+        if self.max_retries < 0 or self.boxes_per_task < 1 or not self.cpus_per_task > 0:
+            raise SpecError("workers", "max_retries must be >= 0, boxes_per_task >= 1 and cpus_per_task > 0")
+        return self
+
+
+def add_parallel_args(p: argparse.ArgumentParser) -> None:
+    """The shared scale-out flags (``--workers N``, ``--ray-address ADDR``)."""
+    g = p.add_argument_group(f"scale-out on Ray (optional: {INSTALL})")
+    g.add_argument("--workers", type=int, metavar="N", help="run tasks on a local Ray instance with N worker processes")
+    g.add_argument("--ray-address", metavar="ADDR", help="run tasks on an existing Ray cluster (`ray start --head` prints ADDR)")
+
+
+def parallel_config(args: argparse.Namespace) -> ParallelConfig:
+    return ParallelConfig(getattr(args, "workers", None), getattr(args, "ray_address", None)).validate()
+
+
+def require_ray() -> Any:
+    """Import Ray or raise a one-line error naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise BackendUnavailableError(f"--workers/--ray-address need Ray, which is not installed ({INSTALL})") from exc
+    return ray
+
+
+# ----------------------------------------------------------------- shipping
+def _mappingproxy(d: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(d)
+
+
+def _reduce_proxy(m: MappingProxyType[Any, Any]) -> tuple[Any, ...]:
+    return (_mappingproxy, (dict(m),))
+
+
+def pack(obj: Any) -> bytes:
+    """Serialise ``obj`` (closures and read-only mapping proxies included)."""
+    from ray.cloudpickle import CloudPickler
+
+    buf = io.BytesIO()
+    pickler = CloudPickler(buf, protocol=5)
+    pickler.dispatch_table = ChainMap({MappingProxyType: _reduce_proxy}, CloudPickler.dispatch_table)
+    pickler.dump(obj)
+    return buf.getvalue()
+
+
+def unpack(blob: bytes) -> Any:
+    import pickle
+
+    return pickle.loads(blob)
+
+
+def _call_packed(blob: bytes, *args: Any) -> Any:
+    """The one Ray task: unpack a shipped function and apply it."""
+    return unpack(blob)(*args)
+
+
+# --------------------------------------------------------------------- pool
+@dataclass
+class RayPool:
+    """Runs packed functions as Ray tasks (created by :func:`open_pool`)."""
+
+    config: ParallelConfig
+    ray: Any
+    stats: dict[str, float] = field(default_factory=lambda: {"tasks": 0, "bytes": 0, "fallback_batches": 0})
+
+    def __post_init__(self) -> None:
+        self._task = self.ray.remote(_call_packed).options(max_retries=self.config.max_retries, num_cpus=self.config.cpus_per_task)
+        self._lost = False
+
+    @property
+    def size(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (self.ray.exceptions.RayError, ConnectionError)
+
+    def _submit(self, ref: Any, *args: Any) -> Any:
+        self.stats["tasks"] += 1
+        self.stats["bytes"] += sum(a.nbytes if isinstance(a, np.ndarray) else 0 for a in args)
+        return self._task.remote(ref, *args)
+
+    def _unwrap(self, exc: BaseException) -> BaseException | None:
+        """A task's own exception (a ParamVerifyError from the user's input) or None for a lost worker/cluster."""
+        if isinstance(exc, self.ray.exceptions.RayTaskError):
+            cause = getattr(exc, "cause", None)
+            return cause if isinstance(cause, BaseException) else exc
+        return None
+
+    def completed(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(item))`` as tasks finish (one task per item).
+
+        A task whose worker dies is re-run by Ray (``max_retries``); a lost
+        cluster raises :class:`ClusterError` (the caller keeps what it got);
+        an interrupt cancels the tasks still pending.
+        """
+        ray = self.ray
+        try:
+            blob = ray.put(pack(fn))
+            index = {}
+            for i, item in enumerate(items):
+                index[self._submit(blob, item)] = i
+        except self._errors() as exc:
+            raise ClusterError(f"cannot submit tasks to the Ray cluster: {type(exc).__name__}: {exc}") from exc
+        pending = list(index)
+        try:
+            while pending:
+                try:
+                    done, pending = ray.wait(pending, num_returns=1)
+                except self._errors() as exc:
+                    raise ClusterError(f"lost the Ray cluster: {type(exc).__name__}: {exc}") from exc
+                for ref in done:
+                    try:
+                        value = ray.get(ref)
+                    except self._errors() as exc:
+                        own = self._unwrap(exc)
+                        if own is not None:
+                            raise own from None
+                        raise ClusterError(f"lost the Ray cluster or a worker beyond {self.config.max_retries} retries: "
+                                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                    yield index[ref], value
+        except BaseException:
+            self._cancel(pending)
+            raise
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]`` with one task per item, in input order."""
+        out: list[Any] = [None] * len(items)
+        for i, value in self.completed(fn, items):
+            out[i] = value
+        return out
+
+    def _cancel(self, refs: Sequence[Any]) -> None:
+        for ref in refs:
+            with contextlib.suppress(*self._errors()):
+                self.ray.cancel(ref, force=True)
+
+    def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        """A batch function ``fn(a, b, ...) -> [N]`` evaluated in chunks of
+        ``boxes_per_task`` rows, one Ray task per chunk, concatenated in order.
+
+        Chunks do not depend on the number of workers.  If the cluster is
+        lost the remaining chunks are evaluated here, on the driver (the same
+        function, so the numbers stay sound); ``stats["fallback_batches"]``
+        counts those batches.
+        """
+        ray = self.ray
+        local_fn = fn
+        holder: dict[str, Any] = {}
+        per = self.config.boxes_per_task
+
+        def run(*arrays: np.ndarray) -> np.ndarray:
+            n = len(arrays[0])
+            cuts = [(s, min(s + per, n)) for s in range(0, n, per)]
+            if self._lost:
+                self.stats["fallback_batches"] += 1
+                return np.concatenate([local_fn(*(a[s:e] for a in arrays)) for s, e in cuts])
+            refs: list[Any] = []
+            try:
+                if "blob" not in holder:
+                    holder["blob"] = ray.put(pack(fn))
+                refs = [self._submit(holder["blob"], *(a[s:e] for a in arrays)) for s, e in cuts]
+                parts = ray.get(refs)
+            except self._errors() as exc:
+                own = self._unwrap(exc)
+                if own is not None:
+                    raise own from None
+                self._lost = True
+                self.stats["fallback_batches"] += 1
+                return np.concatenate([local_fn(*(a[s:e] for a in arrays)) for s, e in cuts])
+            except KeyboardInterrupt:
+                self._cancel(refs)
+                raise
+            return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in parts])
+
+        return run
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a ``HOST:PORT`` nobody listens on (Ray itself keeps retrying for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "//" in host or not host:
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc} "
+                           "(start it with `ray start --head`, which prints the address)") from exc
+
+
+@contextlib.contextmanager
+def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
+    """``None`` (and no Ray import) unless ``config.enabled``; else a pool on a
+    local Ray instance (``workers``) or a cluster (``address``), shut down after.
+
+    While the pool is open, ``sys.stdout`` points to stderr: Ray prints its
+    error notices (a worker died, ...) on stdout, which must stay one JSON
+    object under ``--json``; commands print their results after the pool closes.
+    """
+    if not config.enabled:
+        yield None
+        return
+    ray = require_ray()
+    started = time.monotonic()
+    if config.address is not None:
+        _reachable(config.address)
+    if ray.is_initialized():  # a caller (a notebook, a test fixture) already connected: use it, leave it up
+        pool = RayPool(config, ray)
+        pool.stats["startup_s"] = 0.0
+        with contextlib.redirect_stdout(sys.stderr):
+            yield pool
+        return
+    try:
+        if config.address is not None:
+            ray.init(address=config.address, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(num_cpus=config.workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {config.address}" if config.address else "a local Ray instance"
+        raise ClusterError(f"cannot start or join {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    pool = RayPool(config, ray)
+    pool.stats["startup_s"] = time.monotonic() - started
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield pool
+    finally:
+        ray.shutdown()

@@ -1,0 +1,328 @@
+"""Scale-out on Ray (issue 17): the optional extra, data-set runs, distributed
+branch and bound, killed workers.
+
+Tests that need Ray skip where it is not installed; the others check the
+default path never imports it and ``--workers`` fails with one line.  One
+local Ray instance (2 CPUs) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from paramverify import api
+from paramverify.cli import main
+from paramverify.distributed.dataset import RowJob, portable, run_rows
+from paramverify.distributed.runtime import ParallelConfig, RayPool, pack, unpack
+from paramverify.options import Options
+from tests.netgen import random_mlp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ray")
+    model = d / "m.onnx"
+    onnx.save(random_mlp(3, [4, 8, 8, 3]), model)
+    rows = np.random.default_rng(7).uniform(-1, 1, size=(6, 4))
+    np.save(d / "rows.npy", rows)
+    return {"model": str(model), "rows": str(d / "rows.npy"), "dir": d}
+
+
+@pytest.fixture(scope="module")
+def ray_up():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(out):
+    """The command's one JSON line (a shared test Ray instance may print notices of workers
+    killed by earlier tests into the captured stdout; a CLI-started instance cannot)."""
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def strip_times(obj):
+    """Results without wall-clock fields (the only thing a worker count may change)."""
+    if isinstance(obj, dict):
+        return {k: strip_times(v) for k, v in obj.items() if k not in ("time_s", "workers")}
+    if isinstance(obj, list):
+        return [strip_times(v) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------ without Ray
+def test_default_path_never_imports_ray(files):
+    code = (  # Ray made unimportable, as when it is not installed: the default path must not need it
+        "import sys; sys.modules['ray'] = None; from paramverify.cli import main; "
+        f"rc = main(['verify', {files['model']!r}, '--property', 'label', '--delta', '0.01', '--x0', {files['rows']!r}, '--quiet']); "
+        "print('RAY' if sys.modules.get('ray') is not None else 'NORAY', rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip().splitlines()[-1] in ("NORAY 0", "NORAY 1", "NORAY 3"), out.stdout + out.stderr
+
+
+def test_workers_without_ray_is_one_line_exit_2(files, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as when it is not installed
+    code, out, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", "0.1,0.2,0.3,0.4", "--workers", "2")
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert 'pip install -e ".[ray]"' in err
+
+
+def test_flag_validation(files, capsys):
+    code, _, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", "0.1,0.2,0.3,0.4", "--workers", "0")
+    assert code == 2 and "workers: must be >= 1" in err
+    code, _, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", "0.1,0.2,0.3,0.4",
+                           "--workers", "2", "--ray-address", "auto")
+    assert code == 2 and "conflicts with --ray-address" in err
+    code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2")
+    assert code == 2 and "only the --formal reward runs as Ray tasks" in err
+
+
+def test_dataset_rows_single_process_in_order(files, capsys):
+    code, out, _ = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.02", "--x0", files["rows"], "--json", "--quiet")
+    payload = json.loads(out)
+    assert payload["inputs"] == 6 and [r["index"] for r in payload["results"]] == list(range(6))
+    rows = np.load(files["rows"])
+    for i, r in enumerate(payload["results"]):  # each row equals a one-input run on that row
+        one = api.verify(api.make_problem(files["model"], delta=0.02, x0=rows[i]), "label")
+        assert r["verdict"] == one.name
+    assert code == (1 if payload["summary"]["falsified"] else 3 if payload["summary"]["unknown"] else 0)
+
+
+def test_packing_keeps_read_only_mappings(files):
+    problem = api.make_problem(files["model"], bits=8, x0=[0.1, 0.2, 0.3, 0.4])
+    back = unpack(pack(problem))
+    assert type(back.box.lo) is type(problem.box.lo)
+    assert all(np.array_equal(back.box.lo[n], problem.box.lo[n]) for n in problem.box.names)
+    assert np.array_equal(back.graph.evaluate(problem.region.lo), problem.graph.evaluate(problem.region.lo))
+
+
+# ------------------------------------------------------------- with Ray
+def test_dataset_identical_with_and_without_workers(files, capsys, ray_up):
+    argv = ["bound", files["model"], "--property", "eps", "--bits", "6", "--x0", files["rows"], "--json", "--quiet", "--timeout", "30"]
+    code1, out1, _ = run_cli(capsys, *argv)
+    code2, out2, _ = run_cli(capsys, *argv, "--workers", "2")
+    assert code1 == code2 == 0
+    one, two = last_json(out1), last_json(out2)
+    assert two["workers"] == 2 and two["finished"] == 6
+    assert strip_times(one["results"]) == strip_times(two["results"])
+
+
+def _bnb(model, pool):
+    problem = api.make_problem(model, delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    return api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=1500, pool=pool))
+
+
+def test_distributed_branch_and_bound_same_with_1_and_2_workers(files, ray_up):
+    one = _bnb(files["model"], RayPool(ParallelConfig(workers=1, cpus_per_task=2), ray_up))  # one task at a time
+    two = _bnb(files["model"], RayPool(ParallelConfig(workers=2), ray_up))
+    local = _bnb(files["model"], None)
+    assert (one.lower, one.upper, one.method) == (two.lower, two.upper, two.method)
+    # the single-process run batches differently (rounding differs in the last bits): both brackets are sound
+    assert one.lower <= local.upper + 1e-9 and local.lower <= one.upper + 1e-9
+
+
+def test_distributed_branch_and_bound_bracket_monotone(files, ray_up):
+    seen = []
+
+    class Record:
+        def update(self, message, lower=None, upper=None):
+            if upper is not None:
+                seen.append((lower, upper))
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    b = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=2000, pool=pool, progress=Record()))
+    assert pool.stats["tasks"] > 1 and len(seen) > 3
+    lows, ups = [s[0] for s in seen], [s[1] for s in seen]
+    assert all(a <= c for a, c in zip(lows, lows[1:])), "the proved lower end went down"
+    assert all(lo <= up for lo, up in zip(lows, ups))
+    assert b.lower <= b.upper
+
+
+def test_killed_worker_is_retried_result_unchanged(files, ray_up, tmp_path):
+    rows = np.load(files["rows"])
+    job = RowJob(api.make_problem(files["model"], delta=0.02, x0=rows[0]), "verify", "label", portable(Options()))
+    reference, stopped = run_rows(job, rows, ParallelConfig())
+    assert stopped is None
+
+    marker = str(tmp_path)
+
+    def crashing(item):  # kills its worker process the first time it sees rows 1 and 4: Ray must retry
+        import os as os_
+        from pathlib import Path as Path_
+
+        flag = Path_(marker) / f"seen{item[0]}"
+        if item[0] in (1, 4) and not flag.exists():
+            flag.write_text("x")
+            os_._exit(1)
+        return job(item)
+
+    pool = RayPool(ParallelConfig(workers=2, max_retries=2), ray_up)
+    got = pool.map(crashing, [(i, rows[i]) for i in range(len(rows))])
+    assert (tmp_path / "seen1").exists() and (tmp_path / "seen4").exists()  # the workers really died
+    assert strip_times([g[1] for g in got]) == strip_times([r[1] for r in reference])
+
+
+def test_distributed_bnb_deadline_returns_sound_bracket(files, ray_up):
+    import time
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    t0 = time.monotonic()
+    cut = api.bound(problem, "eps", options=Options(timeout_s=1.5, tolerance=0.0, pool=pool))
+    took = time.monotonic() - t0
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000))
+    assert not cut.complete and took < 15
+    assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
+
+
+def test_distributed_bnb_interrupt_returns_proved_so_far(files, ray_up):
+    class InterruptAfter:
+        def __init__(self, n):
+            self.n = n
+
+        def update(self, message, lower=None, upper=None):
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    cut = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, pool=pool, progress=InterruptAfter(6)))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000))
+    assert not cut.complete and "interrupted" in (cut.note + cut.method)
+    assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
+
+
+def test_lost_worker_beyond_retries_reports_finished_rows(files, ray_up, tmp_path):
+    rows = np.load(files["rows"])
+    job = RowJob(api.make_problem(files["model"], delta=0.02, x0=rows[0]), "verify", "label", portable(Options()))
+    reference, _ = run_rows(job, rows, ParallelConfig())
+
+    def dies_on_row_3(item):
+        import os as os_
+
+        if item[0] == 3:
+            os_._exit(1)
+        return job(item)
+
+    got, stopped = run_rows(dies_on_row_3, rows, ParallelConfig(workers=2, max_retries=0))
+    assert stopped is not None and "lost" in stopped
+    assert got[3] is None
+    assert all(g is None or strip_times(g[1]) == strip_times(r[1]) for g, r in zip(got, reference))
+
+
+def test_branch_and_bound_falls_back_to_the_driver_when_workers_are_lost(ray_up):
+    driver = os.getpid()
+
+    def bound(lo, hi):
+        import os as os_
+
+        if os_.getpid() != driver:  # on a Ray worker: die, every time
+            os_._exit(1)
+        return hi.sum(axis=1) - lo.sum(axis=1)
+
+    pool = RayPool(ParallelConfig(workers=2, max_retries=0, boxes_per_task=4), ray_up)
+    lo, hi = np.zeros((10, 3)), np.arange(30.0).reshape(10, 3)
+    spread = pool.spread(bound)
+    assert np.array_equal(spread(lo, hi), bound(lo, hi))
+    assert pool.stats["fallback_batches"] == 1
+    assert np.array_equal(spread(lo, hi), bound(lo, hi))  # later batches stay on the driver
+
+
+def test_bits_one_task_per_tensor_identical(files, capsys, ray_up):
+    rows = np.load(files["rows"])
+    np.save(files["dir"] / "two.npy", rows[:2])
+    argv = ["bits", files["model"], "--inputs", str(files["dir"] / "two.npy"), "--params", "W1,W2,W3", "--max-bits", "8",
+            "--no-delta", "--json", "--quiet"]
+    code1, out1, _ = run_cli(capsys, *argv)
+    code2, out2, _ = run_cli(capsys, *argv, "--workers", "2")
+    one, two = last_json(out1), last_json(out2)
+    assert code1 == code2
+    assert len(one["per_tensor"]) == 3 and one["queries"] == two["queries"]
+    assert strip_times(one) == strip_times(two)
+
+
+def test_formal_search_reward_images_as_tasks(ray_up):
+    pytest.importorskip("torch")
+    from paramverify.ir import load_model
+    from paramverify.search.formal import FormalConfig, FormalEvaluator
+    from paramverify.search.space import BitPolicy
+    from tests.search.nets import tiny_cnn
+
+    proto = tiny_cnn(5)
+    x = np.random.default_rng(0).uniform(0, 1, (6, 36))
+    ev = FormalEvaluator(proto, x, np.argmax(load_model(proto).evaluate(x), axis=1), FormalConfig(query_timeout_s=5.0))
+    policy = BitPolicy(("conv", "fc1", "fc2"), (6, 6, 6), (None, None, None))
+    one = ev.evaluate(policy)
+    ev.pool = pool = RayPool(ParallelConfig(workers=2), ray_up)
+    two = ev.evaluate(policy)
+    assert pool.stats["tasks"] == 6
+    assert (one.reward, dict(one.metrics), one.samples) == (two.reward, dict(two.metrics), two.samples)
+
+
+def test_input_error_inside_a_task_is_reraised_as_itself(ray_up):
+    from paramverify.errors import SpecError
+
+    def bad(item):
+        if item == 2:
+            raise SpecError("x0", "row 2 is bad", "fix it")
+        return item
+
+    with pytest.raises(SpecError, match="row 2 is bad"):
+        RayPool(ParallelConfig(workers=2), ray_up).map(bad, [0, 1, 2, 3])
+
+
+def test_errors_with_custom_init_survive_pickling():
+    import pickle
+
+    from paramverify.errors import SpecError, UnsupportedOpsError
+
+    e = pickle.loads(pickle.dumps(SpecError("x0", "is bad", "fix it")))
+    assert (type(e), e.field, e.problem, e.fix, str(e)) == (SpecError, "x0", "is bad", "fix it", "x0: is bad (fix it)")
+    u = pickle.loads(pickle.dumps(UnsupportedOpsError([("Exp", "e1")], "hint")))
+    assert u.nodes == (("Exp", "e1"),) and str(u).endswith("; hint")
+
+
+def test_dataset_interrupt_reports_finished_rows_exit_130(files, capsys, monkeypatch):
+    original = RowJob.__call__
+
+    def interrupted_at_row_3(self, item):
+        if item[0] == 3:
+            raise KeyboardInterrupt
+        return original(self, item)
+
+    monkeypatch.setattr(RowJob, "__call__", interrupted_at_row_3)
+    code, out, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.02", "--x0", files["rows"], "--json", "--quiet")
+    payload = last_json(out)
+    assert code == 130 and payload["stopped"] == "interrupted" and payload["finished"] == 3
+    assert [r["verdict"] == "not-run" for r in payload["results"]] == [False] * 3 + [True] * 3
+    assert "3 of 6 inputs finished" in err
+
+
+def test_unreachable_cluster_is_one_line_exit_2(files, capsys):
+    pytest.importorskip("ray")
+    code, out, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", files["rows"],
+                             "--ray-address", "127.0.0.1:1", "--quiet")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "cannot reach the Ray cluster at 127.0.0.1:1" in err
