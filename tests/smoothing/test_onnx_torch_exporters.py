@@ -21,7 +21,7 @@ import onnxruntime as ort
 from paramverify.errors import ModelError, UnsupportedOpsError
 from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
 
-from . import exporters
+import torch_exports as exporters  # tests/torch_exports.py
 
 BATCH = 6
 

@@ -55,7 +55,21 @@ class MLP(torch.nn.Module):
         return self.b(torch.nn.functional.gelu(self.a(x)))
 
 
-NETS = {"cnn": (CNN, (1, 1, 10, 10)), "branch": (BranchCNN, (1, 1, 6, 6)), "mlp": (MLP, (1, 8))}
+class HeadMLP(torch.nn.Module):
+    """Linear, Relu, Dropout (inference), Linear, Softmax: a classifier head on the scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(6, 10)
+        self.drop = torch.nn.Dropout(0.2)
+        self.b = torch.nn.Linear(10, 3)
+
+    def forward(self, x):
+        return torch.softmax(self.b(self.drop(torch.relu(self.a(x)))), -1)
+
+
+NETS = {"cnn": (CNN, (1, 1, 10, 10)), "branch": (BranchCNN, (1, 1, 6, 6)), "mlp": (MLP, (1, 8)),
+        "head": (HeadMLP, (1, 6))}
 
 
 def net(kind: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
