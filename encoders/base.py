@@ -148,7 +148,8 @@ class NoTranscendentals:
         raise self._no_exp("exp")
 
     def sigmoid(self, a: Any) -> Any:
-        raise self._no_exp("a Sigmoid inside the network")
+        raise self._no_exp("a Sigmoid it cannot reduce to its logit (one before the last layer, or a final one "
+                           "under an output bound over a domain)")
 
     def tanh(self, a: Any) -> Any:
         raise self._no_exp("Tanh")

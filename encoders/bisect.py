@@ -1,6 +1,6 @@
 """Optimisation by bisection over refutation queries: MaxEpsilon, MinSigma, MaxDelta.
 
-Each probe is one :meth:`~encoders.engine.SmtEngine.decide` call.  An unsat
+Each probe is one :meth:`~encoders.decision.Decider.decide` call (the z3 or dReal engine).  An unsat
 answer proves one side of the bracket; a solver model, snapped and
 evaluated on the model, gives the other (witness) side.  Witness values are
 computed in exact rational arithmetic on the snapped witness where the ops
@@ -29,11 +29,12 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head
+from encoders.decision import Decider, Decision
+from encoders.encode import Head, LabelQuery, OutputQuery, Query, choose_head, without_trailing_identity
 from encoders.rational import sigmoid_bounds, to_fraction
 from encoders.symbolic import exact_outputs
 from paramverify.errors import CapabilityError, SpecError
@@ -50,9 +51,6 @@ from paramverify.properties import (
 from paramverify.replay import witness as make_witness
 from paramverify.results import Bracket, Counterexample
 from paramverify.specs import ParamBox
-
-if TYPE_CHECKING:
-    from encoders.engine import Decision, SmtEngine
 
 
 #: extra probes spent moving a lagging witness end towards the solver's knowledge
@@ -210,7 +208,7 @@ def _outward_affine(nom: np.ndarray, end: np.ndarray, t: Fraction, rnd: Any) -> 
 
 @dataclass
 class _Run:
-    engine: SmtEngine
+    engine: Decider
     problem: Problem
     options: Options
     quantity: str
@@ -264,7 +262,7 @@ class _Run:
         )
 
 
-def optimise(engine: SmtEngine, problem: Problem, objective: Objective, options: Options) -> Bracket:
+def optimise(engine: Decider, problem: Problem, objective: Objective, options: Options) -> Bracket:
     """Dispatch on the objective; see the module docstring for the guarantees."""
     if isinstance(objective, MaxEpsilon):
         return _max_epsilon(engine, problem, options)
@@ -276,7 +274,7 @@ def optimise(engine: SmtEngine, problem: Problem, objective: Objective, options:
 
 
 def _ends_in_sigmoid(problem: Problem) -> bool:
-    g = problem.graph
+    g = without_trailing_identity(problem.graph)
     return bool(g.nodes) and isinstance(g.nodes[-1].op, Sigmoid) and g.nodes[-1].output == g.output_name
 
 
@@ -290,7 +288,7 @@ def _next_probe(search_lo: float, search_hi: float, start: float) -> float:
 # MaxEpsilon: proof side upper
 
 
-def _max_epsilon(engine: SmtEngine, problem: Problem, options: Options) -> Bracket:
+def _max_epsilon(engine: Decider, problem: Problem, options: Options) -> Bracket:
     run = _Run(engine, problem, options, "max_epsilon", "upper")
     tol = options.tolerance
     head = choose_head(problem, OutputQuery(Fraction(0)))
@@ -327,7 +325,7 @@ def _max_epsilon(engine: SmtEngine, problem: Problem, options: Options) -> Brack
 # MinSigma(cls): proof side upper
 
 
-def _min_sigma(engine: SmtEngine, problem: Problem, objective: MinSigma, options: Options) -> Bracket:
+def _min_sigma(engine: Decider, problem: Problem, objective: MinSigma, options: Options) -> Bracket:
     k = problem.graph.n_outputs
     n_classes = 2 if k == 1 else k
     if not isinstance(objective.cls, (int, np.integer)) or not 0 <= objective.cls < n_classes:
@@ -393,7 +391,7 @@ def _best_margin(problem: Problem, head: Head, d: Decision, lower: float, wit: C
 # MaxDelta(sigma): proof side lower
 
 
-def _max_delta(engine: SmtEngine, problem: Problem, objective: MaxDelta, options: Options) -> Bracket:
+def _max_delta(engine: Decider, problem: Problem, objective: MaxDelta, options: Options) -> Bracket:
     if not (objective.t_max > 0 and math.isfinite(objective.t_max)):
         raise SpecError("t_max", f"must be a finite number > 0, got {objective.t_max!r}")
     sigma = None if objective.sigma is None else to_fraction(objective.sigma)

@@ -44,6 +44,7 @@ from paramverify.errors import CapabilityError
 from paramverify.ir import Graph
 from paramverify.kernels.numeric import NumericKernel
 from paramverify.ops.activation import Sigmoid, Softmax
+from paramverify.ops.shape import Identity
 from paramverify.properties import (
     LabelInvariance,
     MarginLabelInvariance,
@@ -132,9 +133,16 @@ def _truncated(graph: Graph) -> Graph:
     return dataclasses.replace(graph, nodes=graph.nodes[:-1], output_name=last.inputs[0])
 
 
+def without_trailing_identity(graph: Graph) -> Graph:
+    """``graph`` without Identity nodes at its end (exporters often add one before the output)."""
+    while graph.nodes and isinstance(graph.nodes[-1].op, Identity) and graph.nodes[-1].output == graph.output_name:
+        graph = _truncated(graph)
+    return graph
+
+
 def choose_head(problem: Problem, query: Query, reduce: bool = True) -> Head:
     """Drop a final Sigmoid/Softmax where the query allows it (see module doc)."""
-    g = problem.graph
+    g = without_trailing_identity(problem.graph)
     if not g.nodes or not reduce:
         return Head("identity", g)
     last = g.nodes[-1]

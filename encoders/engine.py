@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
 from encoders.base import CAP_DELTA, ExactOnlyBuilder, SolverBackend
+from encoders.decision import Decision
 from encoders.encode import (
     Encoding,
     LabelQuery,
@@ -99,25 +99,6 @@ def slack_ladder(delta_complete: bool, precision: float) -> tuple[Fraction, ...]
 RETRY_MIN_S = 2.0
 RETRY_FACTOR = 5.0
 RETRY_BUDGET = 3.0
-
-
-@dataclass(frozen=True, eq=False)
-class Decision:
-    """One query's outcome.
-
-    ``status``: "holds" (unsat: proved), "violated" (``counterexample``
-    replayed), "sat" (the solver found a model but no replayed violation;
-    ``candidate`` holds its snapped (x, params)), "unknown" (``reason``).
-    ``models`` lists every snapped (x, params) the solver produced, for
-    witness-side bookkeeping by the optimisers.
-    """
-
-    status: Literal["holds", "violated", "sat", "unknown"]
-    counterexample: Counterexample | None = None
-    reason: str = ""
-    models: tuple[tuple[np.ndarray, dict[str, np.ndarray]], ...] = ()
-    time_s: float = 0.0
-    note: str = ""
 
 
 def model_point(enc: Encoding, model: Mapping[str, Fraction | float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -19,7 +19,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,6 +68,13 @@ class SymbolicKernel:
     ``max(., 0)``); constants are folded exactly.  Ops the builder cannot
     express (``exp`` for z3) raise ``CapabilityError``.
     """
+
+    #: primitives no SMT builder here can hold -> why
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "log_softmax": "op LogSoftmax: the symbolic kernel (z3/dReal/SMT-LIB) has no log; for label properties "
+                       "drop it (it is skipped automatically as the final op) or use --backend bounds",
+        "erf": "op Erf/Gelu: the symbolic kernel (z3/dReal/SMT-LIB) has no erf; use --backend bounds",
+    })
 
     def __init__(self, builder: TermBuilder) -> None:
         self.b = builder
@@ -222,13 +230,10 @@ class SymbolicKernel:
         return Sym(np.moveaxis(out, -1, axis))
 
     def log_softmax(self, a: Any, axis: int) -> Sym:
-        raise CapabilityError(
-            "op LogSoftmax: the symbolic kernel (z3/dReal/SMT-LIB) has no log; "
-            "for label properties drop it (it is skipped automatically as the final op) or use --backend bounds"
-        )
+        raise CapabilityError(self.UNSUPPORTED["log_softmax"])
 
     def erf(self, a: Any) -> Sym:
-        raise CapabilityError("op Erf/Gelu: the symbolic kernel (z3/dReal/SMT-LIB) has no erf; use --backend bounds")
+        raise CapabilityError(self.UNSUPPORTED["erf"])
 
     # ------------------------------------------------ linear, exact reshapes
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from paramverify.engines import get_engine
-from paramverify.errors import SpecError
+from paramverify.errors import ModelError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Options
 from paramverify.properties import (
@@ -30,6 +30,7 @@ from paramverify.properties import (
     Property,
     for_labels,
 )
+from paramverify.replay import replay_witness
 from paramverify.results import Bracket, Verdict
 from paramverify.specs import (
     AbsoluteDelta,
@@ -38,7 +39,6 @@ from paramverify.specs import (
     QuantizationScheme,
     QuantizedCopy,
     RelativeDelta,
-    load_spec_file,
     perturbation_from_dict,
 )
 
@@ -74,6 +74,7 @@ def make_problem(
     ``domain``.
     """
     graph = model if isinstance(model, Graph) else load_model(model, output=output)
+    check_finite_parameters(graph)
     sources = {
         "delta": delta is not None,
         "relative": relative is not None,
@@ -112,24 +113,50 @@ def make_problem(
         if dom.shape[0] == 1 and graph.input_size > 1:
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
-    return Problem(graph, box, region, float(level))
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)) or not np.isfinite(level):
+        raise SpecError("level", f"must be a finite number, got {level!r}", "e.g. --level 0.5")
+    problem = Problem(graph, box, region, float(level))
+    check_finite_outputs(problem)
+    return problem
+
+
+def check_finite_parameters(graph: Graph) -> None:
+    """ModelError naming every initializer that holds NaN or infinity (no answer about such a model is sound)."""
+    bad = [name for name, value in graph.initializers.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise ModelError(
+            f"initializer(s) {', '.join(map(repr, bad))} hold NaN or infinity; the model's outputs are not "
+            "finite numbers, so nothing about them can be proved. Fix or retrain the model"
+        )
+
+
+def check_finite_outputs(problem: Problem) -> None:
+    """ModelError when the nominal model's output at the region's corners or centre is NaN or infinite."""
+    region = problem.region
+    points = (region.lo, (region.lo + region.hi) / 2, region.hi)
+    with np.errstate(all="ignore"):  # one point at a time: a static batch-1 export takes no batch of 3
+        y = [np.asarray(problem.graph.evaluate(p[None]))[0] for p in points]
+    for where, row in zip(("lower corner", "centre", "upper corner"), y, strict=True):
+        if not np.all(np.isfinite(row)):
+            raise ModelError(
+                f"the model's output at the {where} of the input region is not finite ({row.tolist()}); an overflow "
+                "(or a NaN) leaves nothing to prove. Use a smaller input region or rescale the model"
+            )
 
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
     """Build a problem from a JSON/YAML file with keys ``model``, ``perturbation``,
-    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``."""
-    data = load_spec_file(path)
-    allowed = {"model", "perturbation", "x0", "domain", "level"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SpecError(unknown[0], "is not a spec-file field", f"allowed: {', '.join(sorted(allowed))}")
-    model = model or data.get("model")
-    if model is None:
-        raise SpecError("model", "is missing", "name the .onnx file in the spec or on the command line")
-    if "perturbation" not in data:
+    ``x0`` or ``domain`` (list of [lo, hi]), and optionally ``level``.
+
+    ``model`` given here must agree with the file's (one place for each setting).
+    """
+    from paramverify.specfile import merge_with_flags, read_spec_file
+
+    spec = read_spec_file(path)
+    if spec.perturbation is None:
         raise SpecError("perturbation", "is missing", 'e.g. perturbation: {kind: absolute, delta: 0.01}')
-    pert = perturbation_from_dict(data["perturbation"])
-    return make_problem(model, perturbation=pert, x0=data.get("x0"), domain=data.get("domain"), level=float(data.get("level", 0.5)))
+    merged = merge_with_flags(spec, model=model, x0=None, domain=None, level=None, perturbation_flags={})
+    return make_problem(merged.pop("model"), **merged)
 
 
 def bound(
@@ -152,14 +179,14 @@ def bound(
     options = options or Options()
     engine = get_engine(backend)
     if kind == "eps":
-        return engine.optimise(problem, MaxEpsilon(), options)
+        return _replayed(problem, engine.optimise(problem, MaxEpsilon(), options))
     if kind == "delta":
-        return engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options)
+        return _replayed(problem, engine.optimise(for_labels(problem) if sigma is None else problem, MaxDelta(sigma), options))
     if kind == "sigma":
         if problem.region.is_point:
             raise SpecError("domain", "the smallest sigma is a global property", "give --domain LO1:HI1,...")
         classes = [cls] if cls is not None else list(range(max(2, problem.graph.n_outputs)))
-        per = [engine.optimise(problem, MinSigma(c), options) for c in classes]
+        per = [_replayed(problem, engine.optimise(problem, MinSigma(c), options)) for c in classes]
         if len(per) == 1:
             return per[0]
         worst_lo = max(per, key=lambda b: b.lower)
@@ -176,6 +203,13 @@ def bound(
             extra={"per_class": [dict(b.to_json(), **{"class": c}) for c, b in zip(classes, per)]},
         )
     raise SpecError("property", f"unknown bound property {kind!r}", "use eps, sigma or delta")
+
+
+def _replayed(problem: Problem, bracket: Bracket) -> Bracket:
+    """The bracket with its witness replayed on onnxruntime (ModelError when the replay is not finite)."""
+    if bracket.witness is None:
+        return bracket
+    return replace(bracket, witness=replay_witness(problem, bracket.witness))
 
 
 def verify(

@@ -44,11 +44,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from paramverify.argtypes import bit_width, finite_float, nonneg_float, positive_float
 from paramverify.errors import ParamVerifyError, SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Deadline, Options
 from paramverify.properties import MaxDelta, Problem, labels, margins, scores_for_labels
-from paramverify.results import Falsified, Verdict, Verified
+from paramverify.results import SCHEMA_VERSION, Falsified, Verdict, Verified
 from paramverify.specs import InputRegion, ParamBox, QuantizationScheme, quantize
 
 Status = Literal["verified", "falsified", "unknown"]
@@ -179,7 +180,7 @@ class BitsReport:
     def to_json(self) -> dict[str, Any]:
         float_bits = 32 * sum(self.sizes.values())
         return {
-            "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
+            "schema": SCHEMA_VERSION, "command": "bits", "model": self.model, "scheme": self.scheme, "property": self.property,
             "backend": self.backend, "bit_range": [self.min_bits, self.max_bits],
             "per_tensor_bits": self.per_tensor_bits,
             "per_tensor": {n: dict(w.to_json(), elements=self.sizes[n]) for n, w in self.per_tensor.items()},
@@ -565,7 +566,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--x0", action="append", metavar="V1,V2,...", help="an input to protect (repeatable)")
     g.add_argument("--inputs", metavar="X.npy", help="a .npy array [N, d] of inputs to protect")
     g.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (one LO:HI applies to all inputs)")
-    p.add_argument("--sigma", type=float, help="only inputs with nominal margin >= S must keep their labels")
+    p.add_argument("--sigma", type=nonneg_float, help="only inputs with nominal margin >= S must keep their labels")
     q = p.add_argument_group("quantization scheme")
     q.add_argument("--asymmetric", action="store_true", help="asymmetric (zero point) instead of symmetric")
     q.add_argument("--per-channel", action="store_true", help="one scale per output channel")
@@ -574,13 +575,13 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     q.add_argument("--params", metavar="NAME,...", help="tensors to quantize (default: all weights and biases)")
     p.add_argument("--output", "--output-tensor", dest="output_tensor", metavar="NAME",
                    help="read labels from this tensor (default: the model's output, a classifier head skipped)")
-    q.add_argument("--min-bits", type=int, default=2, help="smallest bit width considered")
-    q.add_argument("--max-bits", type=int, default=16, help="largest bit width considered")
-    p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model")
+    q.add_argument("--min-bits", type=bit_width, default=2, help="smallest bit width considered")
+    q.add_argument("--max-bits", type=bit_width, default=16, help="largest bit width considered")
+    p.add_argument("--level", type=finite_float, default=0.5, help="decision level of a single-output model")
     e = p.add_argument_group("engine")
     e.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
-    e.add_argument("--timeout", type=float, default=30.0, help="budget per query in seconds (default 30)")
-    e.add_argument("--budget", type=float, help="budget of the whole search in seconds (default: none)")
+    e.add_argument("--timeout", type=positive_float, default=30.0, help="budget per query in seconds (default 30)")
+    e.add_argument("--budget", type=positive_float, help="budget of the whole search in seconds (default: none)")
     e.add_argument("--seed", type=int, default=0, help="seed for every random choice (repeatable runs)")
     e.add_argument("--no-delta", action="store_true", help="skip the largest-delta search")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

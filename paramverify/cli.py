@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,11 +19,14 @@ from typing import Any
 import numpy as np
 
 from paramverify import __version__
+from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
+from paramverify.results import SCHEMA_VERSION
 
 EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 _EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 2 usage or input error, 3 unknown,
 4 internal error (a bug: please report), 130 interrupted (what was proved so far is reported).
@@ -77,7 +81,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     g.add_argument("--asymmetric", action="store_true", help="with --bits: asymmetric (zero point) instead of symmetric")
     g.add_argument("--per-channel", action="store_true", help="with --bits: one scale per output channel")
     g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
-    g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
+    g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with perturbation, x0 or domain, level (each in the file or as a flag, not both)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
     p.add_argument(*(["--output"] if output_flag else []), "--output-tensor", dest="output_tensor", metavar="NAME",
                    help="state the property on this tensor (default: the model's output, a trailing classifier "
@@ -85,17 +89,31 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
-    p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
+    p.add_argument("--level", type=finite_float, help="decision level of a single-output model (default 0.5, or the spec file's level)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
-    s.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)")
-    s.add_argument("--tolerance", type=float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
+    s.add_argument("--timeout", type=positive_float, default=60.0, help="wall-clock budget in seconds (default 60)")
+    s.add_argument("--tolerance", type=nonneg_float, default=1e-6, help="stop when the bracket is this narrow (default 1e-6)")
     s.add_argument("--seed", type=int, default=0, help="seed for the falsifier's random restarts")
     s.add_argument("--dreal-precision", type=float, default=1e-6, metavar="D", help="with --backend dreal: its delta, so that unsat is a proof and delta-sat only a candidate (default 1e-6)")
 
 
+def _witness_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--witness-file", metavar="FILE.npz",
+                   help="with --json: where a witness or counterexample with more than 10,000 parameter values goes "
+                   "(default MODEL-stem.COMMAND-PROPERTY.witness.npz in the working directory); the JSON keeps "
+                   "only the changed entries and the file's path")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (what is wrong and where the help is), exit 2; subparsers inherit it."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="paramverify",
         description="Prove how far a network's outputs and labels move when its parameters move "
         "(quantization rounding, pruning, drift).",
@@ -110,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compute a proved bracket [lower, upper] of the largest output change (eps), "
                        "the smallest safe margin per class (sigma) or the largest delta that keeps labels (delta).")
     b.add_argument("--property", required=True, choices=["eps", "sigma", "delta"], help="eps: largest output change; sigma: smallest safe margin per class; delta: largest delta that keeps labels")
-    b.add_argument("--sigma", type=float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    b.add_argument("--sigma", type=nonneg_float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
+    _witness_arg(b)
     _problem_args(b)
     _common(b)
 
@@ -119,19 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
                        "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
     v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
-    v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
-    v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    v.add_argument("--epsilon", type=nonneg_float, help="the output bound E (for --property eps)")
+    v.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
+    _witness_arg(v)
     _problem_args(v)
     _common(v)
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
                        description="Write an SMT-LIB2 script whose unsat answer proves the property.")
     e.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="the property whose negation the script asserts")
-    e.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
-    e.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
+    e.add_argument("--epsilon", type=nonneg_float, help="the output bound E (for --property eps)")
+    e.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     e.add_argument("-o", "--output", metavar="FILE.smt2", help="output file (default: stdout)")
-    e.add_argument("--logit", action="store_true",
-                   help="for a sigmoid-output model, state label/sigma properties on the logit (no exp: any SMT solver)")
+    e.add_argument("--logit", action=argparse.BooleanOptionalAction, default=True,
+                   help="state the property of a final Sigmoid on its logit where it can (label and sigma "
+                   "properties, an output bound at a point): no exp, so any SMT solver (default); --no-logit "
+                   "writes the Sigmoid with exp, a dReal extension that z3 rejects")
     _problem_args(e, output_flag=False)
     _common(e)
 
@@ -139,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the built-in case studies (CAT, ATH-ReLU, ATH-Linear): proved brackets "
                         "for Table 1 and PNG analogues of Figures 6-8.")
     rp.add_argument("--out", default="reproduce_out", help="folder for figures and results.json (default: reproduce_out)")
-    rp.add_argument("--points", type=int, default=1000, help="random inputs for the figures (default 1000)")
+    rp.add_argument("--points", type=positive_int, default=1000, help="random inputs for the figures (default 1000)")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rp.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds); cells it cannot answer soundly are n/a")
-    rp.add_argument("--timeout", type=float, default=30.0, help="budget per table cell in seconds")
+    rp.add_argument("--timeout", type=positive_float, default=30.0, help="budget per table cell in seconds")
     _common(rp)
 
     _optional_subcommands(sub)
@@ -181,15 +203,16 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
 
     x0 = parse_vector(args.x0, "x0") if args.x0 is not None else None
     domain = parse_domain(args.domain) if args.domain is not None else None
+    level, perturbation = args.level, None
     if args.spec:
-        from paramverify.specs import load_spec_file, perturbation_from_dict
+        from paramverify.specfile import merge_with_flags, read_spec_file
 
-        data = load_spec_file(args.spec)
-        if x0 is None and domain is None:
-            x0, domain = data.get("x0"), data.get("domain")
-        pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
-        return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level,
-                                output=args.output_tensor)
+        flags = {"--delta": args.delta is not None, "--relative": args.relative is not None, "--bits": args.bits is not None,
+                 "--quantized": args.quantized is not None, "--params": args.params is not None,
+                 "--asymmetric": args.asymmetric, "--per-channel": args.per_channel}
+        merged = merge_with_flags(read_spec_file(args.spec), model=args.model, x0=x0, domain=domain, level=level,
+                                  perturbation_flags=flags)
+        x0, domain, level, perturbation = merged["x0"], merged["domain"], merged["level"], merged["perturbation"]
     return api.make_problem(
         args.model,
         delta=args.delta,
@@ -198,10 +221,11 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         symmetric=not args.asymmetric,
         per_channel=args.per_channel,
         quantized_model=args.quantized,
+        perturbation=perturbation,
         params=parse_names(args.params),
         x0=x0,
         domain=domain,
-        level=args.level,
+        level=0.5 if level is None else level,
         unit_box=unit_box,
         output=args.output_tensor,
     )
@@ -228,8 +252,13 @@ def cmd_bound(args: argparse.Namespace) -> int:
         bracket = api.bound(problem, args.property, sigma=args.sigma, backend=args.backend, options=_options(args, progress))
     payload = {"command": "bound", "property": args.property, "model": args.model, "backend": args.backend,
                "region": problem.region.to_json(), "box": problem.box.to_json(), **_output_json(problem), **bracket.to_json()}
+    if args.json:
+        _side_files(args, problem, payload, "witness")
+        for pc in payload.get("per_class", []):
+            _side_files(args, problem, pc, "witness", f".class{pc['class']}")
     _emit(args, payload, _note_text(problem) + _bound_text(bracket))
-    return bracket.exit_code
+    notes = [bracket.note] + [pc.get("note", "") for pc in bracket.extra.get("per_class", [])]
+    return EXIT_INTERRUPTED if any(_interrupted(n) for n in notes) else bracket.exit_code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -251,8 +280,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+    if args.json:
+        _side_files(args, problem, payload, "counterexample")
     _emit(args, payload, text)
-    return verdict.exit_code
+    return EXIT_INTERRUPTED if verdict.name == "unknown" and _interrupted(verdict.reason) else verdict.exit_code  # type: ignore[union-attr]
+
+
+def _interrupted(note: str) -> bool:
+    """Did the engine stop on Ctrl-C/SIGTERM? (every engine says "interrupted" in its note/reason)."""
+    return "interrupted" in note
+
+
+def _side_files(args: argparse.Namespace, problem: Any, payload: dict[str, Any], key: str, suffix: str = "") -> None:
+    """Move a large witness/counterexample in ``payload[key]`` to a side .npz (see paramverify.witness_file)."""
+    from paramverify.witness_file import externalize, is_large
+
+    if key not in payload or not is_large(payload[key]):
+        return
+    if args.witness_file:
+        base = args.witness_file[:-4] if args.witness_file.endswith(".npz") else args.witness_file
+    else:
+        base = f"{os.path.splitext(os.path.basename(args.model))[0]}.{args.command}-{args.property}.witness"
+    payload[key] = externalize(payload[key], problem.box.nominal, base + suffix + ".npz")
 
 
 def cmd_export_smt(args: argparse.Namespace) -> int:
@@ -292,7 +341,7 @@ def _bound_text(b: Any) -> str:
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(payload, default=_json_default))
+        print(json.dumps({"schema": SCHEMA_VERSION, **payload}, default=_json_default))
     else:
         print(text)
 
@@ -330,9 +379,28 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--x0 -0.3,1`` -> ``--x0=-0.3,1``: argparse takes a value starting with '-' for an option.
+
+    No option of paramverify starts with a digit, so a '-' followed by a digit, '.', inf
+    or nan after a long option is always that option's (negative) value.
+    """
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_VALUE.match(tok) and prev.startswith("--") and "=" not in prev and len(prev) > 2:
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -358,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paramverify: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's input: one line and exit 4, never 1 (which means falsified)
+        if getattr(args, "debug", False):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        print(f"paramverify: internal error (please report; --debug shows the traceback): {type(exc).__name__}: {detail}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -43,7 +42,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramverify import __version__
+from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int, probability
 from paramverify.compare_points import (
+    DEFAULT_DELTAS,
+    Settings,
     certified_at_bits,
     domain_sample,
     epsilon_local,
@@ -51,6 +53,7 @@ from paramverify.compare_points import (
     representable,
 )
 from paramverify.errors import SpecError
+from paramverify.results import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from paramverify.ir import Graph
@@ -60,30 +63,8 @@ if TYPE_CHECKING:
 # The model, engine and ONNX modules are imported inside the functions that use them, so
 # that building the command-line parser (add_compare_subparser) stays fast.
 
-DEFAULT_DELTAS = (0.001, 0.0025, 0.005, 0.01, 0.02)
-DEFAULT_BITS = (8, 6, 4)
 #: the activations paramverify.train offers (a test checks they agree)
 ACTIVATION_NAMES = ("relu", "linear", "tanh", "sigmoid", "leaky_relu")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What is computed for every model (see ``add_compare_subparser`` for meanings)."""
-
-    deltas: tuple[float, ...] = DEFAULT_DELTAS
-    bits: tuple[int, ...] = DEFAULT_BITS
-    ref_delta: float = 0.01
-    timeout_s: float = 5.0
-    tolerance: float = 0.002
-    seed: int = 0
-    max_points: int = 40
-    map_points: int = 300
-    grid: int = 60
-    level: float = 0.5
-    backend: str = "bounds"
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -316,7 +297,7 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
                 progress.note(f"[{s + 1}/{n_steps}] {label}  {time.monotonic() - q0:.2f} s")
     incomplete = [f"{m['name']}: {k} at delta {r['delta']:g}" + (f" class {r['class']}" if "class" in r else "")
                   for m in models for k in ("epsilon_global", "sigma") for r in m.get(k, []) if not r.get("complete", True)]
-    result = {"command": "compare", "schema": 1, "paramverify_version": __version__, "complete": not missing,
+    result = {"command": "compare", "schema": SCHEMA_VERSION, "paramverify_version": __version__, "complete": not missing,
               "missing": missing, "incomplete": incomplete, "settings": settings.to_json(), **(meta or {}),
               "models": models, "time_s": time.monotonic() - t0}
     result = clean_json(result)
@@ -366,20 +347,20 @@ def add_compare_subparser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--label", metavar="COL", help="label column (default: the last); classes are indexed in sorted order")
     src.add_argument("--hidden", default="3", metavar="N,...", help="hidden layer sizes (default 3)")
     src.add_argument("--activations", default="relu,linear,tanh,sigmoid", help=f"comma list of {', '.join(ACTIVATION_NAMES)}")
-    src.add_argument("--epochs", type=int, default=3000, help="training epochs (default 3000)")
-    src.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
-    src.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction for the per-input queries (default 0.2)")
+    src.add_argument("--epochs", type=positive_int, default=3000, help="training epochs (default 3000)")
+    src.add_argument("--lr", type=positive_float, default=0.01, help="Adam learning rate (default 0.01)")
+    src.add_argument("--test-fraction", type=probability, default=0.2, help="held-out fraction for the per-input queries (default 0.2)")
     src.add_argument("--models", nargs="+", metavar="M.onnx", help="compare these ONNX models instead of training")
     src.add_argument("--domain", metavar="LO1:HI1,...", help="input box for global queries (default: the data's bounding box)")
     q = p.add_argument_group("queries")
     q.add_argument("--deltas", default=",".join(f"{d:g}" for d in DEFAULT_DELTAS), help="delta grid (default %(default)s)")
     q.add_argument("--bits", default="8,6,4", help="rounding boxes for certified fractions (default 8,6,4)")
-    q.add_argument("--ref-delta", type=float, default=0.01, help="delta for sigma and the decision maps (default 0.01)")
-    q.add_argument("--max-points", type=int, default=40, help="test inputs for per-input queries (default 40)")
-    q.add_argument("--map-points", type=int, default=300, help="random inputs in the decision maps (default 300)")
-    q.add_argument("--level", type=float, default=0.5, help="decision level of single-output models (default 0.5)")
-    q.add_argument("--timeout", type=float, default=5.0, help="seconds per global query (default 5)")
-    q.add_argument("--tolerance", type=float, default=0.002,
+    q.add_argument("--ref-delta", type=nonneg_float, default=0.01, help="delta for sigma and the decision maps (default 0.01)")
+    q.add_argument("--max-points", type=positive_int, default=40, help="test inputs for per-input queries (default 40)")
+    q.add_argument("--map-points", type=positive_int, default=300, help="random inputs in the decision maps (default 300)")
+    q.add_argument("--level", type=finite_float, default=0.5, help="decision level of single-output models (default 0.5)")
+    q.add_argument("--timeout", type=positive_float, default=5.0, help="seconds per global query (default 5)")
+    q.add_argument("--tolerance", type=nonneg_float, default=0.002,
                    help="global queries stop when the gap is this fraction of the answer's size (default 0.002)")
     q.add_argument("--seed", type=int, default=0, help="seed for training, the split and sampling (default 0)")
     q.add_argument("--backend", default="bounds", choices=["bounds"], help="proof engine (default bounds)")

@@ -5,8 +5,9 @@ largest output change (a proved upper end from batched sound bounds, a lower end
 from concrete corner and secant witnesses), label certificates at a bit width, the
 largest delta that keeps the label (bisection between certified and witnessed
 values), and a sampled view of an input box.  Every upper end is a proof; every
-lower end is a witness evaluated on the model.  ``Settings`` is
-:class:`paramverify.compare.Settings`.
+lower end is a witness evaluated on the model.  ``Settings`` (what is computed for
+every model) lives here so that :mod:`paramverify.compare` imports this module and not
+the other way round.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from paramverify.compare import Settings
     from paramverify.ir import Graph
     from paramverify.specs import ParamBox
 
@@ -42,6 +43,30 @@ class PointBounds:
 
     kept: np.ndarray
     change: np.ndarray
+
+
+DEFAULT_DELTAS = (0.001, 0.0025, 0.005, 0.01, 0.02)
+DEFAULT_BITS = (8, 6, 4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What is computed for every model (see ``add_compare_subparser`` for meanings)."""
+
+    deltas: tuple[float, ...] = DEFAULT_DELTAS
+    bits: tuple[int, ...] = DEFAULT_BITS
+    ref_delta: float = 0.01
+    timeout_s: float = 5.0
+    tolerance: float = 0.002
+    seed: int = 0
+    max_points: int = 40
+    map_points: int = 300
+    grid: int = 60
+    level: float = 0.5
+    backend: str = "bounds"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def point_bounds(graph: Graph, box: ParamBox, points: np.ndarray, settings: Settings) -> PointBounds:

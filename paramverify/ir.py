@@ -18,14 +18,26 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from paramverify.errors import ModelError, SpecError, UnsupportedOpsError
 from paramverify.heads import select_output
 from paramverify.kernels.numeric import NumericKernel
+from paramverify.modelcheck import (
+    STANDARD_DOMAINS,
+    check_domains,
+    check_float_values,
+    check_input_size,
+    check_structure,
+    check_value_sizes,
+    live_nodes,
+    node_label,
+    read_onnx,
+    tensor_array,
+)
 from paramverify.ops import DEFAULT_PERTURBED_ROLES, Kernel, Op, OpRegistry, default_registry
 from paramverify.ops.base import ROLE_CONSTANT
 
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 _ROLE_RANK = {"weight": 3, "bias": 2, "stat": 1, ROLE_CONSTANT: 0}
 
 
@@ -91,6 +103,13 @@ class Graph:
 
     def check_parameters(self, names: Any, field: str = "params") -> tuple[str, ...]:
         names = tuple(names)
+        integer = [n for n in names if n in self.constants]
+        if integer:
+            raise SpecError(
+                field,
+                f"'{integer[0]}' is an integer initializer ({self.constants[integer[0]].dtype}); only float parameters can be perturbed",
+                f"choose from: {', '.join(self.parameter_names)}",
+            )
         missing = [n for n in names if n not in self.initializers]
         if missing:
             raise SpecError(
@@ -142,50 +161,13 @@ def load_model(
     """
     registry = registry if registry is not None else default_registry()
     proto, source = _read(model)
+    check_structure(proto)  # the whole model's wiring, before anything walks it
     selection = select_output(proto, output)
     proto = selection.model
+    order = check_structure(proto)
     g = proto.graph
-    floats: dict[str, np.ndarray] = {}
-    ints: dict[str, np.ndarray] = {}
-    dtypes: dict[str, np.dtype] = {}
-    for init in g.initializer:
-        arr = numpy_helper.to_array(init)
-        dtypes[init.name] = arr.dtype
-        if arr.dtype.kind == "f":
-            floats[init.name] = arr.astype(np.float64)
-        else:
-            ints[init.name] = arr
-    unsupported = [(n.op_type, n.name or f"#{i}") for i, n in enumerate(g.node) if n.op_type not in registry]
-    if unsupported:
-        raise UnsupportedOpsError(unsupported, hint=_unsupported_hint(g, registry))
-    consumed = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    nodes: list[Node] = []
-    roles: dict[str, str] = {}
-    channel_axes: dict[str, int] = {}
-    problems: list[str] = []
-    for i, n in enumerate(g.node):
-        name = n.name or f"{n.op_type}_{i}"
-        try:
-            op = registry[n.op_type].from_onnx(n)
-        except ModelError as exc:
-            problems.append(str(exc))
-            continue
-        extra = [o for o in n.output[1:] if o and o in consumed]
-        if extra:
-            problems.append(f"node '{name}' ({n.op_type}): only the first output is supported")
-        for idx, inp in enumerate(n.input):
-            if inp in floats:
-                axis = op.channel_axis(idx, floats[inp].ndim)
-                if axis is not None:
-                    channel_axes.setdefault(inp, axis)
-                role = op.role(idx)
-                if _ROLE_RANK[role] > _ROLE_RANK.get(roles.get(inp, ROLE_CONSTANT), 0):
-                    roles[inp] = role
-                roles.setdefault(inp, role)
-        nodes.append(Node(name, op, tuple(n.input), n.output[0]))
-    if problems:
-        raise ModelError("; ".join(problems))
-    inputs = [i for i in g.input if i.name not in floats and i.name not in ints]
+    init_names = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in init_names]
     if len(inputs) != 1:
         raise ModelError(
             f"the model must have exactly one data input; it has {len(inputs)} "
@@ -197,6 +179,58 @@ def load_model(
             f"({', '.join(o.name for o in g.output)})"
         )
     inp = inputs[0]
+    order = live_nodes(order, [g.output[0].name], inp.name)
+    unsupported = check_domains(order) + [
+        (n.op_type, node_label(n, i)) for i, n in order if n.domain in STANDARD_DOMAINS and n.op_type not in registry
+    ]
+    if unsupported:
+        raise UnsupportedOpsError(unsupported, hint=_unsupported_hint(g, registry))
+    floats: dict[str, np.ndarray] = {}
+    ints: dict[str, np.ndarray] = {}
+    dtypes: dict[str, np.dtype] = {}
+    for init in g.initializer:
+        arr = tensor_array(init, f"initializer '{init.name}'")
+        dtypes[init.name] = arr.dtype
+        if arr.dtype.kind == "f":
+            check_float_values(arr, f"initializer '{init.name}'")
+            floats[init.name] = arr.astype(np.float64)
+        else:
+            ints[init.name] = arr
+    consumed = {i for _, n in order for i in n.input} | {o.name for o in g.output}
+    nodes: list[Node] = []
+    roles: dict[str, str] = {}
+    channel_axes: dict[str, int] = {}
+    problems: list[str] = []
+    for i, n in order:
+        name = node_label(n, i)
+        try:
+            op = registry[n.op_type].from_onnx(n)
+        except ModelError as exc:
+            problems.append(str(exc))
+            continue
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in _FLOAT_TYPES:
+                check_float_values(tensor_array(a.t, f"node '{name}'"), f"node '{name}' ({n.op_type}) attribute '{a.name}'")
+        extra = [o for o in n.output[1:] if o and o in consumed]
+        if extra:
+            problems.append(f"node '{name}' ({n.op_type}): only the first output is supported")
+        for idx, tensor in enumerate(n.input):
+            if tensor in ints and op.role(idx) in DEFAULT_PERTURBED_ROLES:
+                raise ModelError(
+                    f"initializer '{tensor}' ({ints[tensor].dtype}) is the {op.role(idx)} of node '{name}' ({n.op_type}); "
+                    "only float weights and biases can be verified: store it as float32"
+                )
+            if tensor in floats:
+                axis = op.channel_axis(idx, floats[tensor].ndim)
+                if axis is not None:
+                    channel_axes.setdefault(tensor, axis)
+                role = op.role(idx)
+                if _ROLE_RANK[role] > _ROLE_RANK.get(roles.get(tensor, ROLE_CONSTANT), 0):
+                    roles[tensor] = role
+                roles.setdefault(tensor, role)
+        nodes.append(Node(name, op, tuple(n.input), n.output[0]))
+    if problems:
+        raise ModelError("; ".join(problems))
     dims = inp.type.tensor_type.shape.dim
     if not dims:
         raise ModelError(f"input '{inp.name}' has no static shape; export the model with a fixed input shape")
@@ -208,6 +242,8 @@ def load_model(
             shape.append(1)
         else:
             raise ModelError(f"input '{inp.name}' has a symbolic dimension {j}; only the batch dimension may be symbolic")
+    check_input_size(inp.name, shape)
+    check_value_sizes(proto)
     graph = Graph(
         nodes=tuple(nodes),
         input_name=inp.name,
@@ -223,13 +259,15 @@ def load_model(
         note=selection.note if output is None else f"property stated on the tensor '{selection.output}' (--output)",
     )
     try:
-        graph.evaluate(np.zeros(graph.input_size))
+        _check_shapes(graph)
         if dims[0].HasField("dim_value") and dims[0].dim_value == 1:
             graph = _batch_free(graph)
     except ModelError:
         raise
-    except (ValueError, IndexError) as exc:
-        raise ModelError(f"the model's shapes do not fit together: {exc}") from exc
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ModelError(f"the model's shapes do not fit together: {' '.join(str(exc).split())}") from exc
+    except MemoryError as exc:
+        raise ModelError(f"the model needs more memory than this machine has ({exc}); check its dimensions") from exc
     return graph
 
 
@@ -282,18 +320,42 @@ def _unsupported_hint(g: onnx.GraphProto, registry: OpRegistry) -> str:
     return "; ".join(tips)
 
 
+def _check_shapes(graph: Graph) -> None:
+    """Evaluate once at zero input and check the shape rules numpy is laxer about than ONNX.
+
+    Gemm takes 2-D ``A`` and ``B`` and a ``C`` that broadcasts to the ``(M, N)``
+    result (numpy would also accept higher ranks and grow the result).
+    """
+    kernel = NumericKernel()
+    env: dict[str, Any] = {**graph.initializers, **graph.constants, "": None}
+    env[graph.input_name] = graph.as_batch(np.zeros(graph.input_size))
+    for node in graph.nodes:
+        ins = [env[i] for i in node.inputs]
+        if node.inputs and node.inputs[-1] == "":
+            ins = ins[:-1]
+        if node.op.op_type == "Gemm":
+            a, b = np.shape(ins[0]), np.shape(ins[1])
+            if len(a) != 2 or len(b) != 2:
+                raise ModelError(f"node '{node.name}' (Gemm): A and B must be 2-D matrices, got shapes {a} and {b}; "
+                                 "insert a Flatten before it or use MatMul")
+            if len(ins) > 2 and ins[2] is not None:
+                mn = (a[1] if getattr(node.op, "transA", 0) else a[0], b[0] if getattr(node.op, "transB", 0) else b[1])
+                c = np.shape(ins[2])
+                if len(c) > 2 or any(ci not in (1, m) for ci, m in zip(c[::-1], mn[::-1])):
+                    raise ModelError(f"node '{node.name}' (Gemm): C of shape {c} does not broadcast to the result "
+                                     f"{mn}; give the bias shape (N,) or (1, N)")
+        env[node.output] = node.op.apply(kernel, ins)
+    y = env[graph.output_name]
+    if y is None or not np.all(np.isfinite(y)):
+        raise ModelError(f"output '{graph.output_name}' is not finite at input 0 (an overflow or a division by zero "
+                         "in the model); check its constants")
+
+
 def _read(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     if isinstance(model, onnx.ModelProto):
         return model, "<memory>"
     path = os.fspath(model)
-    if not os.path.exists(path):
-        raise ModelError(f"model file '{path}' not found; pass the path to an .onnx file")
-    if os.path.isdir(path):
-        raise ModelError(f"'{path}' is a directory; pass the path to an .onnx file")
-    try:
-        proto = onnx.load(path)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for garbage
-        raise ModelError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    proto = read_onnx(path)
     if not proto.graph.node:
         raise ModelError(f"'{path}' holds no graph nodes; is it really an ONNX model?")
     return proto, path

@@ -9,12 +9,14 @@ initializers are replaced by the counterexample's parameters.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from paramverify.errors import ModelError
 from paramverify.ir import Graph
 from paramverify.properties import Problem, Property, violates
 from paramverify.results import Counterexample
@@ -94,7 +96,28 @@ def confirm(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str
     rp = run_onnxruntime(g, xs, ps)
     if not violates(prop, r0, rp, problem.level)[0]:
         return None
-    return Counterexample(xs, ps, y0[0], yp[0], replayed=True)
+    return Counterexample(xs, ps, y0[0], yp[0], replayed=True, onnxruntime_outputs=(r0[0], rp[0]))
+
+
+def replay_witness(problem: Problem, w: Counterexample) -> Counterexample:
+    """``w`` with onnxruntime's nominal and perturbed outputs at its point (``replayed`` True).
+
+    A bracket's witness is a concrete end, not a violation: its value comes from
+    the float64 evaluation; the replay shows what the deployed float model gives
+    there.  Raises ModelError when onnxruntime's outputs are not finite (a float32
+    overflow or NaN: no number about such outputs can be trusted).
+    """
+    if w.replayed and w.onnxruntime_outputs is not None:
+        return w
+    g = problem.graph
+    r0 = run_onnxruntime(g, w.input)[0]
+    rp = run_onnxruntime(g, w.input, w.parameters)[0]
+    if not (np.all(np.isfinite(r0)) and np.all(np.isfinite(rp))):
+        raise ModelError(
+            f"onnxruntime's output at the witness is not finite (nominal {r0.tolist()}, perturbed {rp.tolist()}): "
+            "the model overflows float32 (or yields NaN) in this region; use a smaller input region or rescale the model"
+        )
+    return replace(w, replayed=True, onnxruntime_outputs=(r0, rp))
 
 
 def witness(problem: Problem, x: np.ndarray, params: Mapping[str, np.ndarray], note: str = "") -> Counterexample:

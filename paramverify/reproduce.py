@@ -24,7 +24,7 @@ from paramverify.errors import CapabilityError
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 from paramverify.properties import Problem
-from paramverify.results import Bracket
+from paramverify.results import SCHEMA_VERSION, Bracket
 
 DELTAS = (0.005, 0.01)
 #: what the seed paper prints for CAT (Table 1); see docs/casestudies.md
@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         cells = run_table(args.backend, args.timeout, progress)
         figures = [] if args.no_figures else make_figures(cells, args.out, args.points)
     result = {
+        "schema": SCHEMA_VERSION,
         "command": "reproduce",
         "backend": args.backend,
         "deltas": list(DELTAS),

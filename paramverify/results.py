@@ -14,6 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+#: version of every JSON object the command line writes (its ``schema`` field); raised
+#: whenever a field is removed or changes meaning (adding fields keeps the version)
+SCHEMA_VERSION = 1
+
 
 @dataclass(frozen=True, eq=False)
 class Counterexample:
@@ -31,16 +35,27 @@ class Counterexample:
     perturbed_output: np.ndarray
     replayed: bool = False
     note: str = ""
+    #: onnxruntime's (nominal, perturbed) outputs at this point, once replayed
+    onnxruntime_outputs: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_parameter_values(self) -> int:
+        return int(sum(np.size(v) for v in self.parameters.values()))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "input": np.asarray(self.input, dtype=float).tolist(),
             "parameters": {k: np.asarray(v, dtype=float).tolist() for k, v in self.parameters.items()},
             "nominal_output": np.asarray(self.nominal_output, dtype=float).tolist(),
             "perturbed_output": np.asarray(self.perturbed_output, dtype=float).tolist(),
             "replayed_on_onnxruntime": self.replayed,
-            **({"note": self.note} if self.note else {}),
         }
+        if self.onnxruntime_outputs is not None:
+            out["onnxruntime_nominal_output"] = np.asarray(self.onnxruntime_outputs[0], dtype=float).tolist()
+            out["onnxruntime_perturbed_output"] = np.asarray(self.onnxruntime_outputs[1], dtype=float).tolist()
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True)

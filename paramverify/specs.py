@@ -182,9 +182,9 @@ def _broadcast_radius(value: Any, shape: tuple[int, ...], name: str, channel_axi
         return np.full(shape, float(arr))
     if arr.shape == shape:
         return arr.copy()
-    if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis]:
+    if arr.ndim == 1 and len(shape) > 0 and arr.size == shape[channel_axis % len(shape)]:
         view = [1] * len(shape)
-        view[channel_axis] = arr.size
+        view[channel_axis % len(shape)] = arr.size
         return np.broadcast_to(arr.reshape(view), shape).copy()
     raise SpecError(
         field,
@@ -206,6 +206,7 @@ class AbsoluteDelta:
         if isinstance(self.delta, Mapping):
             names = graph.check_parameters(self.delta.keys(), "perturbation.delta")
             spec = dict(self.delta)
+            check_channel_axis(graph, names, self.channel_axis)
         else:
             _check_delta(self.delta)
             names = _names(graph, self.params, "perturbation.params")
@@ -269,6 +270,8 @@ class QuantizationScheme:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise SpecError("perturbation.bits", f"must be an integer in 2..32, got {self.bits!r}")
         names = _names(graph, self.params, "perturbation.params")
+        if self.per_channel and self.channel_axis is not None:
+            check_channel_axis(graph, names, self.channel_axis)
         radius = {n: quantization_radius(graph.initializers[n], self, self.axis_for(graph, n)) for n in names}
         gran = "per-channel" if self.per_channel else "per-tensor"
         sym = "symmetric" if self.symmetric else "asymmetric"
@@ -343,6 +346,17 @@ class QuantizedCopy:
 Perturbation = AbsoluteDelta | RelativeDelta | QuantizationScheme | QuantizedCopy
 
 
+def check_channel_axis(graph: Graph, names: Sequence[str], axis: int, field: str = "perturbation.channel_axis") -> None:
+    """The channel axis must exist in every perturbed tensor of rank >= 2 (no silent wrap-around).
+
+    A 1-D tensor (a bias) has one axis, which is its channel axis whatever ``axis`` says.
+    """
+    for n in names:
+        nd = graph.initializers[n].ndim
+        if nd >= 2 and not -nd <= axis < nd:
+            raise SpecError(field, f"is {axis} but '{n}' has {nd} axes", f"use an axis in {-nd}..{nd - 1}")
+
+
 def _check_delta(delta: Any, field: str = "delta") -> None:
     if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not math.isfinite(delta) or delta < 0:
         raise SpecError(field, f"must be a finite number >= 0, got {delta!r}", "e.g. --delta 0.01")
@@ -359,6 +373,8 @@ def perturbation_from_dict(d: Mapping[str, Any], field: str = "perturbation") ->
     if not isinstance(d, Mapping):
         raise SpecError(field, "must be a mapping", 'e.g. {"kind": "absolute", "delta": 0.01}')
     kind = d.get("kind", "absolute")
+    if not isinstance(kind, str):
+        raise SpecError(f"{field}.kind", f"must be a string, got {kind!r}", f"use one of {', '.join(_KINDS)}")
     allowed = {
         "absolute": {"kind", "delta", "params", "channel_axis"},
         "relative": {"kind", "fraction", "params"},
@@ -379,10 +395,16 @@ def perturbation_from_dict(d: Mapping[str, Any], field: str = "perturbation") ->
             raise SpecError(f"{field}.delta", "is required for an absolute perturbation")
         delta = d["delta"]
         if isinstance(delta, Mapping):
-            delta = MappingProxyType({k: np.asarray(v, dtype=np.float64) for k, v in delta.items()})
+            if not delta:
+                raise SpecError(f"{field}.delta", "is an empty map", "name at least one tensor, e.g. {W1: 0.01}")
+            if params is not None:
+                raise SpecError(f"{field}.params", "is not used with a per-tensor delta map (its keys name the tensors)", "drop params")
+            delta = MappingProxyType({_key(k, f"{field}.delta"): numeric_array(v, f"{field}.delta.{k}") for k, v in delta.items()})
         else:
             _check_delta(delta, f"{field}.delta")
-        return AbsoluteDelta(delta, params, int(d.get("channel_axis", 0)))
+            if "channel_axis" in d:
+                raise SpecError(f"{field}.channel_axis", "is only used with a per-tensor delta map of per-channel values", "drop it")
+        return AbsoluteDelta(delta, params, _int_field(d, "channel_axis", 0, field))
     if kind == "relative":
         if "fraction" not in d:
             raise SpecError(f"{field}.fraction", "is required for a relative perturbation")
@@ -391,27 +413,94 @@ def perturbation_from_dict(d: Mapping[str, Any], field: str = "perturbation") ->
     bits = d.get("bits")
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32:
         raise SpecError(f"{field}.bits", f"must be an integer in 2..32, got {bits!r}")
-    axis = d.get("channel_axis")
-    return QuantizationScheme(bits, bool(d.get("symmetric", True)), bool(d.get("per_channel", False)),
-                              None if axis is None else int(axis), params)
+    per_channel = _bool_field(d, "per_channel", False, field)
+    if "channel_axis" in d and not per_channel:
+        raise SpecError(f"{field}.channel_axis", "is only used with per_channel: true", "drop it or set per_channel: true")
+    axis = _int_field(d, "channel_axis", 0, field) if "channel_axis" in d else None  # None: each weight's output axis
+    return QuantizationScheme(bits, _bool_field(d, "symmetric", True, field), per_channel, axis, params)
+
+
+def _bool_field(d: Mapping[str, Any], key: str, default: bool, field: str) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{field}.{key}", f"must be true or false, got {value!r}", f"write {key}: {str(bool(default)).lower()} without quotes")
+    return value
+
+
+def _int_field(d: Mapping[str, Any], key: str, default: int, field: str) -> int:
+    value = d.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SpecError(f"{field}.{key}", f"must be a whole number, got {value!r}", f"e.g. {key}: 0")
+    return value
+
+
+def _key(k: Any, field: str) -> str:
+    if not isinstance(k, str):
+        raise SpecError(field, f"has a non-string key {k!r}", "key the map by initializer names")
+    return k
+
+
+#: deepest list nesting a spec value may have (a 4-D convolution kernel plus slack)
+MAX_NESTING = 8
+
+
+def numeric_array(value: Any, field: str) -> np.ndarray:
+    """A number or a rectangular nested list of numbers; strings, booleans, ragged lists refused."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (list, tuple)):
+            if depth >= MAX_NESTING:
+                raise SpecError(field, f"is nested more than {MAX_NESTING} lists deep", "give a number or an array of the tensor's shape")
+            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SpecError(field, f"must hold numbers only, found {v!r} ({type(v).__name__})", "write numbers without quotes")
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (ValueError, OverflowError) as exc:
+        raise SpecError(field, "is a ragged list (rows of different lengths)", "give an array of the tensor's shape") from exc
+    return arr
 
 
 def load_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON or YAML spec file into a mapping (validated by the caller)."""
+    """Read a JSON or YAML spec file into a mapping (validated by the caller).
+
+    YAML is read with ``yaml.safe_load`` (no Python tags); every failure is
+    one :class:`SpecError` naming the file.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise SpecError("spec", f"file '{path}' not found")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    if os.path.isdir(path):
+        raise SpecError("spec", f"'{path}' is a directory", "pass a .json or .yaml file")
+    with open(path, "rb") as fh:
+        raw = fh.read()
     try:
-        if path.endswith((".yaml", ".yml")):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("spec", f"'{path}' is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})", "save the file as UTF-8") from exc
+    yaml_file = path.endswith((".yaml", ".yml"))
+    try:
+        if yaml_file:
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                fix = "indent with spaces, not tabs" if "\t" in text else "check the YAML syntax"
+                raise SpecError("spec", f"'{path}' is not valid YAML: {_one_line(exc)}", fix) from exc
         else:
             data = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise SpecError("spec", f"'{path}' is not valid JSON/YAML: {exc}") from exc
+    except ValueError as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError("spec", f"'{path}' is not valid JSON: {_one_line(exc)}", "name YAML files .yaml or .yml") from exc
+    except RecursionError as exc:
+        raise SpecError("spec", f"'{path}' is nested too deeply to read", f"a spec needs at most {MAX_NESTING} levels of lists") from exc
     if not isinstance(data, dict):
-        raise SpecError("spec", f"'{path}' must hold a mapping at the top level")
+        raise SpecError("spec", f"'{path}' must hold a mapping at the top level", "e.g. {\"perturbation\": {\"delta\": 0.01}, \"x0\": [1, 2]}")
     return data
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

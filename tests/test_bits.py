@@ -32,7 +32,7 @@ from paramverify.errors import SpecError
 from paramverify.ir import Graph, load_model
 from paramverify.options import Options
 from paramverify.properties import Problem
-from paramverify.results import Verified
+from paramverify.results import SCHEMA_VERSION, Verified
 
 OPTS = Options(timeout_s=10.0)
 
@@ -200,6 +200,7 @@ def test_cli_json(tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["per_tensor_bits"] == {"W": 3, "B": 2}
+    assert out["schema"] == SCHEMA_VERSION
     assert out["uniform_bits"] == 3
     assert out["joint_certified"] is True
     assert len(out["inputs"]) == 2

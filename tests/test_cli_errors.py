@@ -96,4 +96,6 @@ def test_debug_shows_traceback():
 
 def test_usage_error_is_exit_2():
     proc = subprocess.run([sys.executable, "-m", "paramverify", "bound"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "usage:" in proc.stderr
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the following arguments are required" in lines[0] and "paramverify bound --help" in lines[0]

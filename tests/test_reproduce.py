@@ -13,6 +13,7 @@ from paramverify.engines import get_engine
 from paramverify.options import Options
 from paramverify.properties import MaxEpsilon
 from paramverify.reproduce import problem_for
+from paramverify.results import SCHEMA_VERSION
 
 # dReal bisection brackets of the true CAT optimum (shared/ANCHORS.md)
 DREAL_CAT = {0.005: (0.0285251, 0.0285263), 0.01: (0.0575256, 0.0575266)}
@@ -33,6 +34,15 @@ def test_every_cell_meets_its_gap_target(result):
         assert cell["meets_gap_target"], cell
         assert cell["gap"] <= 1e-5, cell
     assert data["all_gap_targets_met"]
+
+
+def test_results_carry_the_schema_and_replayed_witnesses(result):
+    data, _ = result
+    assert data["schema"] == SCHEMA_VERSION
+    for cell in data["cells"]:
+        if cell.get("witness") is not None:
+            assert cell["witness"]["replayed_on_onnxruntime"] is True, cell
+            assert len(cell["witness"]["onnxruntime_perturbed_output"]) == len(cell["witness"]["perturbed_output"])
 
 
 @pytest.mark.skipif(not DRealEngine.available(), reason=f"dReal not importable: {DRealEngine.unavailable_reason()}")

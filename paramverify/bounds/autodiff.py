@@ -8,8 +8,9 @@ gradients come for free for every op, Conv included.  Used only to *search*
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
@@ -77,6 +78,9 @@ class Tape:
 
 class AutodiffKernel:
     """Kernel whose values are :class:`Var` (or numpy constants) recorded on ``tape``."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(self, tape: Tape) -> None:
         self.tape = tape

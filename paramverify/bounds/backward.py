@@ -12,6 +12,7 @@ coefficients times the magnitude of the values they multiply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,18 @@ from paramverify.errors import CapabilityError
 
 Targets = Sequence[tuple[LNode, np.ndarray]]
 
-#: ops bounded by their forward interval only (no linear relaxation: concretised)
-_CONCRETISED = ("param", "input", "leaf", "softmax", "log_softmax", "erf")
+#: ops bounded by their forward interval only (no linear relaxation: concretised) -> why;
+#: every other op a Trace records needs a backward rule ``_Pass._<op>``
+#: (``tests/test_kernel_contract.py`` checks that each one has one or the other)
+CONCRETISED: Mapping[str, str] = MappingProxyType({
+    "param": "a perturbed parameter: a leaf, bounded by its box",
+    "input": "the input: a leaf, bounded by its region",
+    "leaf": "a value whose bounds are taken as given",
+    "softmax": "no linear relaxation yet: its sound forward interval is used",
+    "log_softmax": "no linear relaxation yet: its sound forward interval is used",
+    "erf": "no linear relaxation yet: its sound forward interval is used",
+})
+_CONCRETISED = tuple(CONCRETISED)
 
 
 def relaxation(trace: Trace, node: LNode) -> Relaxation:

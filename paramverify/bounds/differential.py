@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
@@ -224,6 +225,9 @@ def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: floa
 
 class DiffKernel:
     """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants)."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return a.shape if isinstance(a, DiffValue) else tuple(np.shape(a))

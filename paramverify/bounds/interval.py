@@ -13,9 +13,10 @@ ulps) and an absolute ``TINY``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
@@ -377,6 +378,10 @@ class IntervalKernel:
     outward too (it returns an :class:`Interval`), so nothing computed in
     float is ever treated as exact.
     """
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return a.shape if isinstance(a, Interval) else tuple(np.shape(a))

@@ -36,9 +36,10 @@ shape ``sh`` has coefficients ``[S, N, *sh]`` (one per sample's objective).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -251,6 +252,9 @@ def _is_param(v: Any) -> bool:
 
 class TraceKernel:
     """A Kernel whose values are LNodes (numpy arrays stay constants); see the module docstring."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(self, trace: Trace) -> None:
         self.t = trace

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
@@ -12,6 +13,9 @@ from scipy.special import expit
 
 class NumericKernel:
     """Evaluates ops on float64 numpy arrays (constants and variables alike)."""
+
+    #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return tuple(np.shape(a))

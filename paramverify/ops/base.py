@@ -42,7 +42,8 @@ class Kernel(Protocol):
 
     Shapes follow numpy broadcasting.  ``div`` requires a constant divisor;
     ``take``/``pad``/``reshape``/``transpose``/``concat`` are linear and exact
-    in every kernel.
+    in every kernel.  A kernel that cannot hold a primitive names it, with the
+    reason, in its class attribute ``UNSUPPORTED`` (see :data:`PRIMITIVES`).
     """
 
     def shape(self, a: Any) -> tuple[int, ...]: ...
@@ -64,6 +65,15 @@ class Kernel(Protocol):
     def concat(self, values: Sequence[Any], axis: int) -> Any: ...
     def take(self, a: Any, indices: np.ndarray, axis: int) -> Any: ...
     def pad(self, a: Any, pad_width: tuple[tuple[int, int], ...]) -> Any: ...
+
+
+#: the primitives of :class:`Kernel`.  Every kernel class implements each of them or
+#: lists it in its ``UNSUPPORTED`` table (primitive -> reason), and then raises
+#: ``CapabilityError`` with that reason; ``tests/test_kernel_contract.py`` checks this
+#: for every kernel, so a new primitive cannot be forgotten in one of them.
+PRIMITIVES: tuple[str, ...] = tuple(
+    name for name, v in vars(Kernel).items() if callable(v) and not name.startswith("_")
+)
 
 
 def is_const(a: Any) -> bool:
@@ -96,7 +106,12 @@ class Op:
                     f"(supported: {', '.join(fields) or 'none'})"
                 )
             value = helper.get_attribute_value(attr)
-            kwargs[attr.name] = _coerce(value, fields[attr.name].default)
+            try:
+                kwargs[attr.name] = _coerce(value, fields[attr.name].default)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op_type}): attribute '{attr.name}' {exc}; re-export the model"
+                ) from exc
         lo, hi = cls.arity
         if not lo <= len(node.input) <= hi:
             raise ModelError(
@@ -121,18 +136,38 @@ class Op:
 
 
 def _coerce(value: Any, default: Any) -> Any:
-    """Convert an ONNX attribute value to the type of the field's default."""
+    """Convert an ONNX attribute value to the type of the field's default.
+
+    Raises ``TypeError``/``ValueError`` (turned into a one-line ModelError by the
+    caller) for a value of the wrong kind: a string or list where a number belongs,
+    a fractional integer flag, a NaN or infinite coefficient.
+    """
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float, np.number)) for v in value):
+            raise TypeError(f"must be a list of numbers, got {_show(value)}")
         return tuple(int(v) if isinstance(v, (int, np.integer)) else float(v) for v in value)
-    if isinstance(default, bool):
-        return bool(value)
-    if isinstance(default, int):
-        return int(value)
+    if isinstance(default, (bool, int)):
+        if not isinstance(value, (int, np.integer)):
+            raise TypeError(f"must be an integer, got {_show(value)}")
+        return bool(value) if isinstance(default, bool) else int(value)
     if isinstance(default, float):
+        if not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"must be a number, got {_show(value)}")
+        if not np.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
         return float(value)
     return value
+
+
+def _show(value: Any) -> str:
+    """A short one-line description of an attribute value for error messages."""
+    if isinstance(value, (int, float, str, np.number)):
+        return repr(value)[:40]
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(isinstance(v, (int, float, str)) for v in value):
+        return repr(list(value))
+    return f"a {type(value).__name__}"
 
 
 def const_value(a: Any, what: str) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from paramverify.errors import ModelError
 from paramverify.ops.base import ROLE_BIAS, ROLE_CONSTANT, ROLE_WEIGHT, Kernel, Op, const_value, is_const
 
 
@@ -68,6 +69,13 @@ class MatMul(Op):
     arity: ClassVar[tuple[int, int]] = (2, 2)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
+        a, b = k.shape(inputs[0]), k.shape(inputs[1])
+        if a and b and a[-1] != (b[-2] if len(b) >= 2 else b[0]):
+            raise ModelError(
+                f"MatMul of shapes {list(a)} and {list(b)}: the inner dimensions differ. paramverify reads the "
+                "input's first axis as the batch, so W @ x with a column-vector input [n, 1] is not supported; "
+                "export the model as x @ W^T with a row input [1, n] (or [N, n])"
+            )
         return k.matmul(inputs[0], inputs[1])
 
     def channel_axis(self, index: int, ndim: int) -> int | None:

@@ -25,7 +25,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from paramverify.argtypes import (
+    fraction,
+    int_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+    unit_interval,
+)
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.results import SCHEMA_VERSION
+
+#: bit widths the search may choose (the fake quantizer's integer grids)
+search_bits = int_range(2, 16)
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -37,63 +51,63 @@ def add_subparser(subparsers: Any) -> None:
         "uniform, greedy and random baselines; export the policy, a QDQ ONNX model and a report.",
     )
     p.add_argument("model", type=Path, help="float ONNX classifier")
-    p.add_argument("--budget", type=float, required=True, metavar="FRACTION",
+    p.add_argument("--budget", type=fraction, required=True, metavar="FRACTION",
                    help="BitOps budget as a fraction of the float model's BitOps (e.g. 0.1)")
     p.add_argument("--out", type=Path, default=Path("search_out"), help="output folder (default search_out)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (other --test-images/--test-n/--test-n0 keep the search and certify the test images again)")
     g = p.add_argument_group("search")
-    g.add_argument("--episodes", type=int, default=60, help="DDPG episodes, warm-up included (default 60)")
-    g.add_argument("--warmup", type=int, default=20, help="random warm-up episodes (default 20)")
-    g.add_argument("--hidden", type=int, default=300, help="actor/critic hidden width (default 300)")
-    g.add_argument("--lr-actor", type=float, default=1e-3, help="actor learning rate (default 1e-3; HAQ 1e-4)")
-    g.add_argument("--delta-decay", type=float, default=0.95,
+    g.add_argument("--episodes", type=positive_int, default=60, help="DDPG episodes, warm-up included (default 60)")
+    g.add_argument("--warmup", type=nonneg_int, default=20, help="random warm-up episodes (default 20)")
+    g.add_argument("--hidden", type=positive_int, default=300, help="actor/critic hidden width (default 300)")
+    g.add_argument("--lr-actor", type=positive_float, default=1e-3, help="actor learning rate (default 1e-3; HAQ 1e-4)")
+    g.add_argument("--delta-decay", type=fraction, default=0.95,
                    help="exploration decay per episode after warm-up (default 0.95; HAQ 0.99 over ~600 episodes)")
     g.add_argument("--baselines", default="uniform,greedy,random", help="comma list, or 'none'")
-    g.add_argument("--random-trials", type=int, default=30, help="policies tried by random search (default 30)")
+    g.add_argument("--random-trials", type=positive_int, default=30, help="policies tried by random search (default 30)")
     g.add_argument("--constraint", choices=["wall", "penalty"], default="wall",
                    help="enforce the budget (HAQ's wall, default) or penalise going over it")
-    g.add_argument("--penalty", type=float, default=1.0, help="penalty per unit of relative overshoot")
-    g.add_argument("--min-bits", type=int, default=2, help="smallest bit width an action may choose (default 2)")
-    g.add_argument("--max-bits", type=int, default=8, help="largest bit width considered")
-    g.add_argument("--finetune-steps", type=int, default=0,
+    g.add_argument("--penalty", type=nonneg_float, default=1.0, help="penalty per unit of relative overshoot")
+    g.add_argument("--min-bits", type=search_bits, default=2, help="smallest bit width an action may choose (default 2)")
+    g.add_argument("--max-bits", type=search_bits, default=8, help="largest bit width considered")
+    g.add_argument("--finetune-steps", type=nonneg_int, default=0,
                    help="noise-augmented fine-tuning steps per evaluated policy (default 0: off)")
-    g.add_argument("--finetune-lr", type=float, default=1e-4, help="learning rate of the optional noise-augmented fine-tuning")
-    g.add_argument("--final-top-k", type=int, default=5,
+    g.add_argument("--finetune-lr", type=positive_float, default=1e-4, help="learning rate of the optional noise-augmented fine-tuning")
+    g.add_argument("--final-top-k", type=nonneg_int, default=5,
                    help="final race: re-evaluate the K best distinct policies of DDPG and random search (and "
                         "greedy's last-step candidates) with --final-n samples on the reward images and keep the "
                         "best (default 5; 0: no race)")
-    g.add_argument("--final-n", type=int, default=None,
+    g.add_argument("--final-n", type=positive_int, default=None,
                    help="samples per reward image in the final race (default min(4 x --reward-n, --float-n); "
                         "at most --float-n)")
-    g.add_argument("--final-tolerance", type=float, default=0.01,
+    g.add_argument("--final-tolerance", type=nonneg_float, default=0.01,
                    help="the race also takes every policy within this of the best search reward (at most "
                         "max(K, 10) policies; default 0.01)")
     r = p.add_argument_group("reward and test certification")
-    r.add_argument("--sigma", type=float, default=0.25, help="smoothing noise (default 0.25)")
-    r.add_argument("--reward-images", type=int, default=100, help="held-out images used for the reward")
-    r.add_argument("--reward-n", type=int, default=128, help="quantized-copy samples per reward image (default 128)")
-    r.add_argument("--float-n", type=int, default=1000, help="float certificate samples per reward image")
-    r.add_argument("--n0", type=int, default=100, help="selection samples of the float certificates")
-    r.add_argument("--alpha", type=float, default=0.001, help="failure probability of each smoothing certificate")
-    r.add_argument("--alpha-q", type=float, default=0.001, help="failure probability of the disagreement bound")
-    r.add_argument("--reward-radius", type=float, default=0.25, help="radius of the certified accuracy in the reward")
-    r.add_argument("--acr-weight", type=float, default=0.5, help="weight of ACR (vs certified accuracy) in the reward")
-    r.add_argument("--test-images", type=int, default=200, help="images for the final evaluation of the chosen policies")
-    r.add_argument("--test-n", type=int, default=500, help="samples per test image (from scratch)")
-    r.add_argument("--test-n0", type=int, default=64, help="selection samples per image in the final evaluation")
+    r.add_argument("--sigma", type=positive_float, default=0.25, help="smoothing noise (default 0.25)")
+    r.add_argument("--reward-images", type=positive_int, default=100, help="held-out images used for the reward")
+    r.add_argument("--reward-n", type=positive_int, default=128, help="quantized-copy samples per reward image (default 128)")
+    r.add_argument("--float-n", type=positive_int, default=1000, help="float certificate samples per reward image")
+    r.add_argument("--n0", type=positive_int, default=100, help="selection samples of the float certificates")
+    r.add_argument("--alpha", type=probability, default=0.001, help="failure probability of each smoothing certificate")
+    r.add_argument("--alpha-q", type=probability, default=0.001, help="failure probability of the disagreement bound")
+    r.add_argument("--reward-radius", type=nonneg_float, default=0.25, help="radius of the certified accuracy in the reward")
+    r.add_argument("--acr-weight", type=unit_interval, default=0.5, help="weight of ACR (vs certified accuracy) in the reward")
+    r.add_argument("--test-images", type=positive_int, default=200, help="images for the final evaluation of the chosen policies")
+    r.add_argument("--test-n", type=positive_int, default=500, help="samples per test image (from scratch)")
+    r.add_argument("--test-n0", type=positive_int, default=64, help="selection samples per image in the final evaluation")
     r.add_argument("--no-test", action="store_true", help="skip the final test certification and the report")
     r.add_argument("--formal", action="store_true",
                    help="formal reward: proved label invariance under the rounding boxes (small models; weights only)")
-    r.add_argument("--formal-timeout", type=float, default=10.0, help="seconds per verification query")
+    r.add_argument("--formal-timeout", type=positive_float, default=10.0, help="seconds per verification query")
     d = p.add_argument_group("data and execution")
     d.add_argument("--inputs", type=Path, help=".npy inputs (reward images first, then test images)")
     d.add_argument("--labels", type=Path, help=".npy integer labels for --inputs")
     d.add_argument("--train-inputs", type=Path, help=".npy training inputs (calibration, fine-tuning)")
     d.add_argument("--train-labels", type=Path, help="labels (.npy) for the fine-tuning images")
     d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    d.add_argument("--batch", type=int, default=1000, help="forward-pass batch size")
+    d.add_argument("--batch", type=positive_int, default=1000, help="forward-pass batch size")
     d.add_argument("--seed", type=int, default=0, help="seed for every random choice (repeatable runs)")
-    d.add_argument("--timeout", type=float, help="wall-clock limit of the search in seconds")
+    d.add_argument("--timeout", type=positive_float, help="wall-clock limit of the search in seconds")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -116,6 +130,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
         if not torch.cuda.is_available():
             raise BackendUnavailableError("--device cuda requested but torch.cuda.is_available() is False; use --device cpu")
+    if args.alpha + args.alpha_q >= 1:
+        raise SpecError("alpha-q", f"alpha + alpha_q = {args.alpha + args.alpha_q:g} leaves no confidence "
+                        "(each reward certificate holds with 1 - alpha - alpha_q)", "use smaller failure probabilities, e.g. 0.001 each")
     return SearchSettings(
         sigma=args.sigma, episodes=args.episodes, warmup=args.warmup, hidden=args.hidden, lr_actor=args.lr_actor,
         delta_decay=args.delta_decay, baselines=tuple(names),
@@ -163,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
             session.write_outputs([outcome], test=False)
             bar.note(f"interrupted: best policy so far in {args.out / 'policy.json'}; continue with --resume")
             if args.json:
-                sys.stdout.write(json.dumps({"interrupted": True, "out": str(args.out)}) + "\n")
+                sys.stdout.write(json.dumps({"schema": SCHEMA_VERSION, "interrupted": True, "out": str(args.out)}) + "\n")
             return 130
         try:
             report = session.write_outputs([outcome], test=not args.no_test)
@@ -181,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 def _summary(report: dict[str, Any], out: Path) -> dict[str, Any]:
     b = report["budgets"][0]
     ddpg = b["methods"].get("ddpg", {})
-    s: dict[str, Any] = {"out": str(out), "budget": b["budget"], "complete": b["complete"],
+    s: dict[str, Any] = {"schema": SCHEMA_VERSION, "out": str(out), "budget": b["budget"], "complete": b["complete"],
                          "policy": str(out / b.get("policy_file", "policy.json")),
                          "bits": ddpg.get("best", {}).get("policy", {}).get("weight_bits"),
                          "bitops_fraction": ddpg.get("best", {}).get("bitops_fraction"),

@@ -189,8 +189,20 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray, optimized: bool = False) -> n
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.asarray(sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0])
+    inp = sess.get_inputs()[0]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    k = inp.shape[0] if inp.shape else None
+    if not isinstance(k, int) or k < 1 or len(x) == k:
+        return np.asarray(sess.run(None, {inp.name: x})[0])
+    # a static-batch export (e.g. batch 1) takes exactly k inputs per run: chunks of k, the last padded
+    outs = []
+    for start in range(0, len(x), k):
+        chunk = x[start : start + k]
+        m = len(chunk)
+        if m < k:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], k - m, axis=0)])
+        outs.append(np.asarray(sess.run(None, {inp.name: chunk})[0])[:m])
+    return np.concatenate(outs)
 
 
 def check_qdq(model: onnx.ModelProto, quantized: nn.Module, x: np.ndarray) -> Mapping[str, Any]:

@@ -53,6 +53,7 @@ from paramverify.search.formal import FormalConfig, FormalEvaluator, FormalTest,
 from paramverify.search.layers import layer_infos
 from paramverify.search.report import TestCertifier, TestConfig
 from paramverify.search.reward import RewardConfig, SmoothingEvaluator
+from paramverify.results import SCHEMA_VERSION
 from paramverify.search.runner import DDPGSearch
 from paramverify.search.space import BitPolicy, BitRange, Budget
 from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
@@ -475,7 +476,7 @@ class SearchSession:
             c2 = self.evaluator.config
             mapping = policy.to_quant_mapping(weight_symmetric=c2.weight_symmetric, weight_per_channel=c2.weight_per_channel,
                                               act_symmetric=c2.act_symmetric, act_per_channel=c2.act_per_channel)
-        _write_json(path, mapping)
+        _write_json(path, {"schema": SCHEMA_VERSION, **mapping})
 
     def export(self, policy: BitPolicy, path: Path) -> dict[str, Any]:
         """Write the QDQ ONNX model of ``policy`` and check it on onnxruntime against fake quantization."""
@@ -502,7 +503,7 @@ class SearchSession:
         """
         from paramverify.search.report import markdown_table, paired, pareto_plot
 
-        report: dict[str, Any] = {"settings": asdict(self.settings), "data": self.data.source,
+        report: dict[str, Any] = {"schema": SCHEMA_VERSION, "settings": asdict(self.settings), "data": self.data.source,
                                   "layers": [la.to_json() for la in self.layers], "budgets": []}
         for oc in outcomes:  # the policies first: an interrupt during the tests keeps them
             if "ddpg" in oc.methods:

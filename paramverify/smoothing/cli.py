@@ -23,22 +23,24 @@ from typing import Any
 
 import numpy as np
 
+from paramverify.argtypes import positive_float, positive_int, probability
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.results import SCHEMA_VERSION
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="ONNX classifier (float or QDQ-quantized)")
-    p.add_argument("--sigma", type=float, required=True, help="noise standard deviation, in input units")
-    p.add_argument("--n", type=int, required=True, help="samples per input (estimation)")
-    p.add_argument("--alpha", type=float, default=0.001, help="failure probability (default 0.001)")
+    p.add_argument("--sigma", type=positive_float, required=True, help="noise standard deviation, in input units")
+    p.add_argument("--n", type=positive_int, required=True, help="samples per input (estimation)")
+    p.add_argument("--alpha", type=probability, default=0.001, help="failure probability (default 0.001)")
     p.add_argument("--inputs", type=Path, required=True, help=".npy with (N, *input_shape) or one input")
     p.add_argument("--labels", type=Path, help=".npy with N integer labels (adds 'correct')")
     p.add_argument("--policy", help="mixed-precision policy JSON (file or text): layer -> bits")
     p.add_argument("--calib", type=Path, help=".npy calibration inputs for activation ranges "
                    "(default: the inputs plus independent noise)")
-    p.add_argument("--batch", type=int, default=1000, help="noisy copies per forward pass (default 1000)")
+    p.add_argument("--batch", type=positive_int, default=1000, help="noisy copies per forward pass (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available; default cpu)")
     p.add_argument("--dtype", choices=_DTYPES, default="float32", help="compute precision (default float32)")
     p.add_argument("--seed", type=int, help="makes the run repeatable (a random one is chosen and reported)")
@@ -56,11 +58,11 @@ def add_subparser(subparsers: Any) -> None:
     sub.required = True
     cert = sub.add_parser("certify", help="certified class and L2 radius per input")
     _common(cert)
-    cert.add_argument("--n0", type=int, default=100, help="selection samples per input (default 100)")
-    cert.add_argument("--incremental", type=int, metavar="NQ",
+    cert.add_argument("--n0", type=positive_int, default=100, help="selection samples per input (default 100)")
+    cert.add_argument("--incremental", type=positive_int, metavar="NQ",
                       help="with --policy: certify the float model, then the quantized copy incrementally "
                            "from NQ samples (Ugare et al. 2024)")
-    cert.add_argument("--alpha-q", type=float, help="failure probability of the disagreement bound "
+    cert.add_argument("--alpha-q", type=probability, help="failure probability of the disagreement bound "
                       "(default: --alpha); the combined confidence is 1 - alpha - alpha_q")
     cert.add_argument("--tsv", type=Path, help="write per-input rows (idx label predict radius correct time)")
     cert.add_argument("--plot", type=Path, help="write a PNG of certified accuracy against radius (needs --labels)")
@@ -132,11 +134,16 @@ def _run(args: argparse.Namespace) -> int:
     incremental = getattr(args, "incremental", None)
     if incremental is not None and not args.policy:
         raise SpecError("--incremental", "needs --policy (the quantized copy to certify)", "add --policy BITS.json")
+    if incremental is not None and args.alpha + (args.alpha_q or args.alpha) >= 1:
+        raise SpecError("--alpha-q", f"alpha + alpha_q = {args.alpha + (args.alpha_q or args.alpha):g} leaves no confidence "
+                        "(the combined confidence is 1 - alpha - alpha_q)", "use smaller failure probabilities, e.g. 0.001 each")
     if getattr(args, "plot", None) is not None and args.labels is None:
         raise SpecError("--plot", "certified accuracy needs --labels", "pass --labels Y.npy")
     options = SmoothOptions(sigma=args.sigma, batch_size=args.batch, device=args.device, dtype=args.dtype)
     model = load_onnx(args.model)
     x = _shape_inputs(_load_array(args.inputs, "inputs"), model.input_shape)
+    if not np.all(np.isfinite(x)):
+        raise SpecError("inputs", f"{args.inputs} holds NaN or infinite values", "pass finite inputs")
     labels = None
     if args.labels is not None:
         labels = _load_array(args.labels, "labels").reshape(-1)
@@ -145,8 +152,12 @@ def _run(args: argparse.Namespace) -> int:
     smooth_device = str(resolve_device(options.device))
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
     num_classes = num_classes_of(model, torch.from_numpy(x[:1]))
+    if labels is not None and labels.size and not (labels.min() >= -1 and labels.max() < num_classes):
+        bad = int(labels[(labels < -1) | (labels >= num_classes)][0])
+        raise SpecError("labels", f"label {bad} is outside the model's classes 0..{num_classes - 1}",
+                        "give class indices of the model's output, or -1 for an unlabelled input")
     out: dict[str, Any] = {
-        "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
+        "schema": SCHEMA_VERSION, "command": f"smooth {command}", "model": str(args.model), "sigma": args.sigma, "n": args.n,
         "alpha": args.alpha, "device": smooth_device, "dtype": options.dtype, "batch": args.batch, "seed": seed,
     }
     target = model
@@ -196,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                 entry.update(predict=c.predict, radius=c.radius, pa_lower=c.pa_lower, count=c.count,
                              time=round(c.seconds, 4))
             if labels is not None:
-                entry["correct"] = int(entry["predict"] == int(labels[i]))
+                entry["correct"] = int(labels[i] >= 0 and entry["predict"] == int(labels[i]))
             results.append(entry)
     if command == "certify":
         out["n0"] = args.n0
@@ -233,7 +244,11 @@ def _run(args: argparse.Namespace) -> int:
 def _calibration(args: argparse.Namespace, x: np.ndarray, seed: int) -> np.ndarray:
     """Calibration inputs: --calib, or the inputs plus noise independent of the certification noise."""
     if args.calib is not None:
-        return _load_array(args.calib, "calib").astype(np.float32)
+        calib = _load_array(args.calib, "calib")
+        if not np.issubdtype(calib.dtype, np.number) or not np.isfinite(calib).all():
+            raise SpecError("calib", f"{args.calib} holds NaN, infinity or non-numbers",
+                            "pass finite calibration inputs (or drop --calib to use the inputs plus noise)")
+        return calib.astype(np.float32)
     reps = max(1, -(-256 // len(x)))
     base = np.concatenate([x] * reps)[: max(256, len(x))]
     rng = np.random.default_rng([seed, 0xCA11B])

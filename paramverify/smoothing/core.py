@@ -267,6 +267,12 @@ class Smooth:
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 1):
             raise SpecError("num_classes", f"must be a positive integer, got {num_classes!r}")
+        if num_classes < 2:
+            raise ModelError(
+                "randomized smoothing needs at least 2 class scores, the model outputs 1; the argmax of one "
+                "score is always class 0, so every input would be 'certified'. Give the model one output per "
+                "class (e.g. [z, -z] or [1 - p, p] for a binary score)"
+            )
         self.options = options
         self.num_classes = num_classes
         self.device = resolve_device(options.device)
@@ -336,6 +342,11 @@ class Smooth:
                     raise ModelError(
                         f"model output has shape {tuple(logits.shape)}, expected ({b}, {self.num_classes}); "
                         "the base classifier must return one score per class for each input in the batch"
+                    )
+                if not bool(torch.isfinite(logits).all()):
+                    raise ModelError(
+                        "the model output contains NaN or infinity on noisy copies of the input (NaN/Inf weights, "
+                        "a NaN calibration range, or an overflow in the compute dtype); no class can be certified"
                     )
                 labels = logits.argmax(dim=1)
                 counts += torch.bincount(labels, minlength=self.num_classes)

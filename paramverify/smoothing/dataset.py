@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from paramverify.errors import SpecError
+from paramverify.results import SCHEMA_VERSION
 from paramverify.smoothing import ABSTAIN
 from paramverify.smoothing.core import Smooth
 
@@ -87,7 +88,7 @@ def read_tsv(path: str | Path) -> list[CertRow]:
 
 
 def write_json(rows: Sequence[CertRow], path: str | Path, meta: Mapping[str, object] | None = None) -> None:
-    doc = {"meta": dict(meta or {}), "results": [asdict(r) for r in rows]}
+    doc = {"schema": SCHEMA_VERSION, "meta": dict(meta or {}), "results": [asdict(r) for r in rows]}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 

@@ -34,16 +34,24 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from torch import nn
 
 from paramverify.errors import ModelError, UnsupportedOpsError
+from paramverify.modelcheck import (
+    STANDARD_DOMAINS,
+    check_domains,
+    check_float_values,
+    check_input_size,
+    check_structure,
+    node_label,
+    read_onnx,
+    tensor_array,
+)
 from paramverify.smoothing.torch_ops import FUNCTIONS, Attrs, Fn, torch_pad
 from paramverify.smoothing.torch_qops import MS_FUNCTIONS, PER_SAMPLE_OPS, QFUNCTIONS
 
 _ALL: Mapping[str, Fn] = MappingProxyType({**FUNCTIONS, **QFUNCTIONS, **MS_FUNCTIONS})
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 #: every (domain, op) the converter runs; "" stands for the default domain
 SUPPORTED_OPS = frozenset(FUNCTIONS) | frozenset(QFUNCTIONS) | {"Constant"}
 SUPPORTED_MS_OPS = frozenset(MS_FUNCTIONS)
@@ -80,16 +88,40 @@ class OnnxModule(nn.Module):
         #: run a batch one input at a time (fixed batch 1, or a range taken from the whole tensor)
         self.per_sample = per_sample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fixed = self.input_shape[0] if self.input_shape else None
-        if fixed is not None and fixed != 1 and x.shape[0] != fixed:
-            raise ModelError(f"the model was exported with a fixed batch of {fixed}; it cannot run a batch of "
-                             f"{x.shape[0]}: export it with a dynamic batch dimension")
-        if self.per_sample and x.shape[0] != 1:
-            return torch.vmap(lambda one: self._run(one.unsqueeze(0)).squeeze(0))(x)
-        return self._run(x)
+    @property
+    def static_batch(self) -> int | None:
+        """The batch size fixed in the model's input shape (e.g. 1 for a static batch-1 export), else None."""
+        first = self.input_shape[0] if self.input_shape else None
+        return first if isinstance(first, int) and first >= 1 else None
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.static_batch
+        if k is None or x.dim() != len(self.input_shape) or x.shape[0] == k:
+            if self.per_sample and x.shape[0] > 1:  # a range taken from the whole tensor
+                return self._per_sample(x)
+            return self._run_graph(x)
+        if k == 1:
+            return self._per_sample(x)
+        # A static-batch export (its Reshape constants name the batch size) only accepts
+        # batches of exactly k: run any batch as chunks of k, padding the last chunk with
+        # copies of its last row (so activation ranges seen by calibration hooks are unchanged).
+        outs = []
+        for start in range(0, x.shape[0], k):
+            chunk = x[start : start + k]
+            m = chunk.shape[0]
+            if m < k:
+                chunk = torch.cat([chunk, chunk[-1:].expand(k - m, *chunk.shape[1:])])
+            outs.append(self._run_graph(chunk)[:m])
+        return torch.cat(outs)
+
+    def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """The graph on each input of ``x`` alone: vectorised by ``torch.vmap``, or one at a time
+        while hooks are registered on a layer (calibration reads whole activation tensors)."""
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
+            return torch.cat([self._run_graph(x[i : i + 1]) for i in range(x.shape[0])])
+        return torch.vmap(lambda one: self._run_graph(one.unsqueeze(0)).squeeze(0))(x)
+
+    def _run_graph(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor | None] = {"": None, self.input_name: x}
         for name, attr in self._const_attr.items():
             env[name] = getattr(self, attr)
@@ -193,29 +225,38 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
         path = Path(source)
         if not path.is_file():
             raise ModelError(f"ONNX model {path} does not exist; pass the path of a .onnx file")
-        try:
-            model = onnx.load(str(path))
-        except (OSError, ValueError, DecodeError) as exc:
-            raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
+        model = read_onnx(path)
     graph = model.graph
+    order = [n for _, n in check_structure(model)]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    bad = [(n.op_type if n.domain in _DEFAULT_DOMAINS else f"{n.domain}:{n.op_type}", n.name or f"#{i}")
-           for i, n in enumerate(graph.node)
-           if not ((n.domain in _DEFAULT_DOMAINS and n.op_type in SUPPORTED_OPS)
-                   or (n.domain == "com.microsoft" and n.op_type in SUPPORTED_MS_OPS))]
+    bad = check_domains((i, n) for i, n in enumerate(graph.node)
+                        if not (n.domain == "com.microsoft" and n.op_type in SUPPORTED_MS_OPS)) + [
+        (n.op_type, node_label(n, i)) for i, n in enumerate(graph.node)
+        if n.op_type not in SUPPORTED_OPS and n.domain in STANDARD_DOMAINS]
     if bad:
-        raise UnsupportedOpsError(bad, hint=f"supported: {', '.join(sorted(SUPPORTED_OPS))}; from com.microsoft: "
-                                            f"{', '.join(sorted(SUPPORTED_MS_OPS))}")
-    consts: dict[str, torch.Tensor] = {t.name: _tensor(numpy_helper.to_array(t)) for t in graph.initializer}
+        raise UnsupportedOpsError(bad, hint=f"supported (standard ONNX domain): {', '.join(sorted(SUPPORTED_OPS))}; "
+                                            f"from com.microsoft: {', '.join(sorted(SUPPORTED_MS_OPS))}")
+    arrays = {t.name: tensor_array(t, f"initializer '{t.name}'") for t in graph.initializer}
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f":
+            check_float_values(arr, f"initializer '{name}'")
+    consts: dict[str, torch.Tensor] = {name: _tensor(arr) for name, arr in arrays.items()}
     graph_inputs = [i for i in graph.input if i.name not in consts]
     if len(graph_inputs) != 1 or len(graph.output) < 1:
         raise ModelError(f"expected one graph input and an output, got inputs {[i.name for i in graph_inputs]}")
     inp = graph_inputs[0]
+    if not inp.type.tensor_type.HasField("shape"):
+        raise ModelError(f"input '{inp.name}' has no shape; export the classifier with its input shape "
+                         "(batch, *sample_shape), e.g. torch.onnx.export(..., dynamic_axes={'x': {0: 'batch'}})")
     dims = tuple((d.dim_value if d.HasField("dim_value") else None) for d in inp.type.tensor_type.shape.dim)
+    if len(dims) < 2:
+        raise ModelError(f"input '{inp.name}' has shape {dims}, but a classifier takes a batch of samples "
+                         "(batch, *sample_shape); export it with the batch dimension")
+    check_input_size(inp.name, [d or 1 for d in dims])
     steps: list[_Step] = []
     layers: dict[str, nn.Module] = {}
     taken: set[str] = set()
-    for i, node in enumerate(graph.node):
+    for i, node in enumerate(order):
         a = _attrs(node)
         if node.op_type in ("Softmax", "LogSoftmax") and opset < 13:
             a.setdefault("axis", 1)
@@ -250,4 +291,10 @@ def num_classes_of(model: OnnxModule, example: torch.Tensor) -> int:
         out = model(example[:1])
     if out.dim() != 2:
         raise ModelError(f"model output has shape {tuple(out.shape)}; a classifier must output (batch, classes)")
+    if out.shape[1] < 2:
+        raise ModelError(
+            f"model output has shape {tuple(out.shape)}: randomized smoothing needs at least 2 class scores "
+            "(the argmax of a single score is always class 0); give the model one output per class, "
+            "e.g. [z, -z] or [1 - p, p] for a binary score"
+        )
     return int(out.shape[1])

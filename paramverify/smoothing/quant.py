@@ -104,6 +104,8 @@ class QuantPolicy:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> QuantPolicy:
+        if isinstance(data, Mapping):  # the schema version of a policy.json written by `search`
+            data = {k: v for k, v in data.items() if k != "schema"}
         if not isinstance(data, Mapping) or not data:
             raise SpecError("policy", "must be a non-empty JSON object", 'e.g. {"default": 8}')
         if "layers" in data or "default" in data:
@@ -170,10 +172,10 @@ def _bits(raw: Any, where: str) -> int | None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise SpecError(where, f"bits must be an integer or null, got {raw!r}")
-    if raw >= 32:
+    if raw == 32:
         return None  # 32 bits means "keep float"
     if not 2 <= raw <= 16:
-        raise SpecError(where, f"bits must lie in 2..16 (or 32/null for float), got {raw}")
+        raise SpecError(where, f"bits must lie in 2..16 (or 32/null for float), got {raw}", "e.g. 8; write null to keep a layer float")
     return raw
 
 

@@ -49,6 +49,8 @@ def test_search_writes_policy_qdq_model_and_report(files, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(files, out, "--episodes", "4") == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["schema"] == 1
+    assert json.loads((out / "policy.json").read_text())["schema"] == 1  # and smooth --policy still reads it:
     assert summary["bitops_fraction"] <= 0.04 and set(summary["test"]) == {"ddpg", "uniform", "greedy", "random"}
     policy = QuantPolicy.from_json(out / "policy.json")
     assert [policy.for_layer(n).weight.bits for n in ("conv", "fc1", "fc2")] == summary["bits"]
@@ -59,6 +61,7 @@ def test_search_writes_policy_qdq_model_and_report(files, tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "| 0.04 | ddpg |" in md and "float32" in md
     report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == 1
     rows = report["budgets"][0]["rows"]
     assert all(r["bitops_fraction"] <= 0.04 for r in rows)
     assert report["certifications"]["computed"] <= report["certifications"]["requests"]

@@ -88,3 +88,21 @@ def test_per_channel_activations_are_refused():
     base, q, _ = _quantized(proto, (4, 4, 4), act_per_channel=True)
     with pytest.raises(SpecError, match="per-channel activation"):
         export_qdq(proto, base, q)
+
+
+def test_static_batch_one_export_is_checked_in_chunks():
+    """A batch-1 export (fixed first input dimension) ran the search to its end and then failed in the QDQ
+    check: onnxruntime rejects a batch of 10 ('Got: 10 Expected: 1')."""
+    proto = tiny_cnn(3)
+    x, _ = labelled_inputs(proto, 10, seed=2)
+    for t in list(proto.graph.input) + list(proto.graph.output):
+        dim = t.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = 1
+    model = load_onnx(proto)
+    mapping = BitPolicy.from_bits(NAMES, (8, 4, 4)).to_quant_mapping()
+    q = quantize_model(model, QuantPolicy.from_mapping(mapping), torch.from_numpy(x))
+    qdq = export_qdq(proto, model, q)
+    check = check_qdq(qdq, q, x[:10])
+    assert check["inputs"] == 10 and check["label_agreement"] == 1.0 and check["max_rel_diff"] < 1e-2
+    assert run_ort(qdq, x[:3]).shape == (3, 4)

@@ -56,7 +56,11 @@ def test_certified_accuracy_and_files(tmp_path):
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="paramverify")
     add_subparser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse refuses a bad flag value (e.g. --sigma -1) with exit 2
+        return int(exc.code or 0)
+    return run(args)
 
 
 @pytest.fixture(scope="module")
