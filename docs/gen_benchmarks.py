@@ -7,6 +7,7 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 
 from __future__ import annotations
 
+import importlib.util  # the CNN section is docs/gen_benchmarks_cnn.py (this file stays under 600 lines)
 import json
 import runpy
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
+NAMES = ("casestudies", "scaling", "mnist", "large", "cnn", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
          "search", "sq", "ray")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
           "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
@@ -24,6 +25,7 @@ SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py 
 BASE_D, BASE_WIDTH = 16, 64
 #: what a malformed JSON file raises in a section; it renders as a "not measured" line instead
 ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
+(_spec := importlib.util.spec_from_file_location("cnn", Path(__file__).with_name("gen_benchmarks_cnn.py"))).loader.exec_module(CNN := importlib.util.module_from_spec(_spec))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -97,7 +99,6 @@ def large_models(d: dict) -> list[dict]:
              "pass": d.get("pass"), "all_refuted": d.get("all_refuted"), "rows": d["rows"],
              "wider_boxes": d.get("wider_boxes", [])}]
 
-
 # ----------------------------------------------------------------------------- intro
 SCRIPTS = """| script | what | scale down / up |
 |---|---|---|
@@ -105,6 +106,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_scaling.py` | random ReLU MLPs swept in width, depth and input size, 8- and 4-bit boxes; global change on the seed models and a 2-16-16-1 MLP | `--quick`, `--full-grid`, `--bits 8,4`, `--timeout S` |
 | `bench_mnist.py` | the trained 784-64-64-10 MNIST MLP, all layers: label certificates for 10/9/8/7-bit boxes; the 8-bit epsilon target | `--quick`, `--images N`, `--eps-images N`, `--bits`, `--timeout S` |
 | `bench_large.py` | 784-1024-512-256-256-256-10 MLPs (robust-trained, standard-trained, random), all layers, 8-bit box | `--quick`, `--models`, `--inputs N`, `--bits B`, `--cert-bits`, `--no-eps`, `--timeout S` |
+""" + CNN.SCRIPT_ROW + """
 | `bench_soundness.py` | the soundness corpus: random small networks checked against z3 and exact sampling; `--tier extreme`: networks at magnitudes up to 1e6 (inputs, weights) and 1e8 (pre-activations), every kernel against a 50-digit reference | `--quick`, `--n N`, `--start S`, `--jobs J`, `--z3-timeout`, `--bounds-timeout`, `--tier` |
 | `bench_smoothing.py` | randomized smoothing: throughput, incremental certification of an int8 copy | `--device`, `--n`, `--batches`, `--inc-images`, `--inc-n`, `--inc-nq` |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
@@ -146,7 +148,6 @@ were taken on a {'/'.join(str(c) for c in cpus) or 'not recorded'}-core machine 
 jobs were running on it, so wall times are inflated over an idle machine. Load averages
 (1, 5, 15 min) recorded in the JSON files: {'; '.join(loads) or 'none'}.
 """
-
 
 # ----------------------------------------------------------------------------- targets at a glance
 def _cases_glance(d: dict) -> tuple[str, str]:
@@ -213,6 +214,7 @@ def targets(R: dict) -> str:
               lambda d: get(d, "targets", "eps_8bit"), _mnist_glance),
              ("global output change over an input box", "scaling", lambda d: get(d, "targets", "global"), _global_glance),
              ("1.6M-parameter MLP, all layers, 8-bit box", "large", lambda d: d.get("target"), _large_glance),
+             ("MNIST CNN with pooling (torch export), all parameters, 8-bit labels", "cnn", lambda d: d.get("target"), lambda d: CNN.glance(d, num, verdict)),
              ("soundness corpus", "soundness", lambda d: d.get("target"), _soundness_glance),
              ("soundness corpus, extreme-scale tier", "soundness_extreme", lambda d: d.get("target"), _soundness_glance))
     rows = []
@@ -627,6 +629,7 @@ def render() -> str:
         "## b. Scaling (`results/scaling.json`)\n", guarded("scaling", scaling, R["scaling"]),
         "## c. MNIST 784-64-64-10, all layers (`results/mnist.json`)\n", guarded("mnist", mnist, R["mnist"]),
         "## d. 1.6M-parameter MLPs, all layers (`results/large.json`)\n", guarded("large", large, R["large"]),
+        CNN.TITLE, guarded("cnn", lambda d: CNN.section(d, num, verdict, table), R["cnn"]),
         "## e. Soundness corpus (`results/soundness.json`)\n", guarded("soundness", soundness, R["soundness"]),
         "### Extreme-scale tier (`results/soundness_extreme.json`)\n",
         guarded("soundness_extreme", lambda d: soundness(d, extreme=True), R["soundness_extreme"]),

@@ -8,6 +8,7 @@ default perturbation set is every weight and bias.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -259,6 +260,8 @@ def load_model(
     )
     try:
         _check_shapes(graph)
+        if dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            graph = _batch_free(graph)
     except ModelError:
         raise
     except (ValueError, IndexError, TypeError) as exc:
@@ -266,6 +269,29 @@ def load_model(
     except MemoryError as exc:
         raise ModelError(f"the model needs more memory than this machine has ({exc}); check its dimensions") from exc
     return graph
+
+
+def _batch_free(graph: Graph) -> Graph:
+    """A graph exported with a fixed batch of 1, made to run any batch: each Reshape that
+    carries the batch in its leading dimension (1 in, 1 out, traced on one input) gets
+    ``batch_leading`` (see :class:`paramverify.ops.shape.Reshape`)."""
+    from paramverify.ops.shape import Reshape
+
+    env: dict[str, Any] = dict(graph.initializers)
+    env.update(graph.constants)
+    env[graph.input_name] = graph.as_batch(np.zeros(graph.input_size))
+    env[""] = None
+    kernel = NumericKernel()
+    nodes = []
+    for node in graph.nodes:
+        ins = [env[i] for i in node.inputs]
+        if node.inputs and node.inputs[-1] == "":
+            ins = ins[:-1]
+        env[node.output] = node.op.apply(kernel, ins)
+        if isinstance(node.op, Reshape) and np.shape(ins[0])[:1] == (1,) and np.shape(env[node.output])[:1] == (1,):
+            node = Node(node.name, dataclasses.replace(node.op, batch_leading=True), node.inputs, node.output)
+        nodes.append(node)
+    return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
 _CONTROL_FLOW = ("If", "Loop", "Scan", "SequenceMap")

@@ -65,8 +65,19 @@ def run_onnxruntime(graph: Graph, x: np.ndarray, params: Mapping[str, np.ndarray
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     batch = graph.as_batch(x).astype(input_dtype(graph))
-    y = sess.run([graph.output_name], {graph.input_name: batch})[0]
+    if _fixed_batch_of_one(graph) and batch.shape[0] != 1:  # onnxruntime takes one input at a time
+        y = np.concatenate([sess.run([graph.output_name], {graph.input_name: batch[i : i + 1]})[0]
+                            for i in range(batch.shape[0])])
+    else:
+        y = sess.run([graph.output_name], {graph.input_name: batch})[0]
     return np.asarray(y, dtype=np.float64).reshape(batch.shape[0], -1)
+
+
+def _fixed_batch_of_one(graph: Graph) -> bool:
+    """Whether the model file fixes the batch dimension of its input to 1 (dynamo exports)."""
+    inp = next(i for i in graph.model.graph.input if i.name == graph.input_name)
+    dims = inp.type.tensor_type.shape.dim
+    return bool(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == 1
 
 
 def confirm(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Counterexample | None:

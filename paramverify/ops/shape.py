@@ -35,13 +35,33 @@ class Flatten(Op):
 
 @dataclasses.dataclass(frozen=True)
 class Reshape(Op):
+    """ONNX Reshape.  ``batch_leading`` is set by the loader, never read from a file: on the
+    Reshapes of a graph exported with a fixed batch of 1 that carry that batch in their
+    leading dimension (the dynamo exporter writes targets such as ``[1, 64]``), the target is
+    resolved for one input and its leading 1 replaced by the input's leading dimension, so a
+    batch of inputs runs as that many batches of 1 would."""
+
     allowzero: int = 0
+    batch_leading: bool = False
     op_type: ClassVar[str] = "Reshape"
     arity: ClassVar[tuple[int, int]] = (2, 2)
+
+    @classmethod
+    def from_onnx(cls, node: Any) -> Reshape:
+        if any(a.name == "batch_leading" for a in node.attribute):
+            raise ModelError(f"node '{node.name}' (Reshape): attribute 'batch_leading' is not an ONNX attribute")
+        return super().from_onnx(node)
 
     def apply(self, k: Kernel, inputs: Sequence[Any]) -> Any:
         in_shape = k.shape(inputs[0])
         target = [int(v) for v in const_value(inputs[1], "the shape input of Reshape")]
+        if self.batch_leading and in_shape and target and target[0] == 1:
+            batch, in_shape = in_shape[0], (1,) + tuple(in_shape[1:])
+            resolved = self._resolve(in_shape, target)
+            return k.reshape(inputs[0], (batch,) + tuple(resolved[1:]))
+        return k.reshape(inputs[0], tuple(self._resolve(in_shape, target)))
+
+    def _resolve(self, in_shape: Sequence[int], target: list[int]) -> list[int]:
         if not self.allowzero:
             target = [in_shape[i] if v == 0 else v for i, v in enumerate(target)]
         if target.count(-1) > 1:
@@ -50,8 +70,8 @@ class Reshape(Op):
             known = math.prod(v for v in target if v != -1)
             target[target.index(-1)] = math.prod(in_shape) // max(known, 1)
         if math.prod(target) != math.prod(in_shape):
-            raise ModelError(f"Reshape: cannot reshape {in_shape} to {tuple(target)}")
-        return k.reshape(inputs[0], tuple(target))
+            raise ModelError(f"Reshape: cannot reshape {tuple(in_shape)} to {tuple(target)}")
+        return target
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,20 +1,30 @@
-"""A small ONNX -> torch converter for classifiers (float or QDQ-quantized).
+"""A small ONNX -> torch converter for classifiers (float, QDQ, QOperator or dynamic int8).
 
 Conv, Gemm and MatMul with constant weights become ``nn.Conv*d`` / ``nn.Linear``
 modules named after their ONNX node (sanitized), so a quantization policy can
 address them; every other supported operator (BatchNormalization in inference
-form included) runs as a torch function.  Subgraphs whose inputs are
-all constants (e.g. ``DequantizeLinear`` of int8 weights in a QDQ model) are
-folded at load time, so a QDQ model's quantized weights are reproduced exactly;
-activation Quantize/DequantizeLinear pairs run as fake quantization with ONNX
-semantics (round half to even, saturate).  Every unsupported node is listed at
-once in one :class:`~paramverify.errors.UnsupportedOpsError`.
+form included) runs as a torch function (:mod:`.torch_ops`, :mod:`.torch_qops`).
+Subgraphs whose inputs are all constants (e.g. ``DequantizeLinear`` of int8
+weights in a QDQ model) are folded at load time, so a QDQ model's quantized
+weights are reproduced exactly; activation Quantize/DequantizeLinear pairs run
+as fake quantization with ONNX semantics (round half to even, saturate); the
+QOperator and dynamic-quantization ops of onnxruntime.quantization follow
+onnxruntime's integer arithmetic.  Every unsupported node is listed at once in
+one :class:`~paramverify.errors.UnsupportedOpsError`.
+
+Any batch size: a graph exported with a fixed batch of 1 (the dynamo exporter
+without ``dynamic_shapes``, or the legacy one without ``dynamic_axes``) bakes
+that batch into its Reshape targets; such a graph, and one whose result depends
+on the whole tensor (``DynamicQuantizeLinear`` takes its range from it), is run
+on each input of a batch separately (``torch.vmap``), as onnxruntime would run
+it on one input at a time.  Shape chains (Shape -> Gather -> Concat -> Reshape)
+are computed from the tensors at run time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -38,293 +48,13 @@ from paramverify.modelcheck import (
     read_onnx,
     tensor_array,
 )
+from paramverify.smoothing.torch_ops import FUNCTIONS, Attrs, Fn, torch_pad
+from paramverify.smoothing.torch_qops import MS_FUNCTIONS, PER_SAMPLE_OPS, QFUNCTIONS
 
-Attrs = Mapping[str, Any]
-Fn = Callable[[list[torch.Tensor | None], Attrs], list[torch.Tensor]]
-
-
-# -- functional implementations -------------------------------------------------
-def _pads(attrs: Attrs, spatial: int, x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int],
-          dilations: Sequence[int]) -> list[int]:
-    """ONNX pads [b1, b2, ..., e1, e2, ...] (auto_pad resolved) for ``x``."""
-    auto = attrs.get("auto_pad", "NOTSET")
-    if auto in ("NOTSET", "VALID"):
-        pads = list(attrs.get("pads", [0] * (2 * spatial)))
-        return [0] * (2 * spatial) if auto == "VALID" else pads
-    begins, ends = [], []
-    for i in range(spatial):
-        size = x.shape[2 + i]
-        out = -(-size // strides[i])
-        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size)
-        small, big = total // 2, total - total // 2
-        begins.append(small if auto == "SAME_UPPER" else big)
-        ends.append(big if auto == "SAME_UPPER" else small)
-    return begins + ends
-
-
-def _torch_pad(pads: Sequence[int]) -> list[int]:
-    """ONNX [b1..bn, e1..en] over spatial dims -> F.pad's last-dim-first order."""
-    n = len(pads) // 2
-    out: list[int] = []
-    for i in reversed(range(n)):
-        out += [pads[i], pads[n + i]]
-    return out
-
-
-def _pool(kind: str) -> Fn:
-    def run(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-        x = ins[0]
-        assert x is not None
-        k = list(a["kernel_shape"])
-        sp = len(k)
-        strides = list(a.get("strides", [1] * sp))
-        dil = list(a.get("dilations", [1] * sp))
-        pads = _pads(a, sp, x, k, strides, dil)
-        ceil = bool(a.get("ceil_mode", 0))
-        sym = pads[:sp] == pads[sp:] and all(p <= kk // 2 for p, kk in zip(pads[:sp], k, strict=True))
-        if kind == "max":
-            fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[sp]
-            if not sym:
-                x = F.pad(x, _torch_pad(pads), value=float("-inf"))
-                pads = [0] * (2 * sp)
-            return [fn(x, k, strides, pads[:sp], dil, ceil_mode=ceil)]
-        include = bool(a.get("count_include_pad", 0))
-        fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[sp]
-        if not sym:
-            if not include and any(pads):
-                raise ModelError("AveragePool with asymmetric pads and count_include_pad=0 is not supported")
-            x = F.pad(x, _torch_pad(pads))
-            pads = [0] * (2 * sp)
-        return [fn(x, k, strides, pads[:sp], ceil_mode=ceil, count_include_pad=include)]
-
-    return run
-
-
-def _qshape(scale: torch.Tensor, x: torch.Tensor, axis: int) -> list[int]:
-    if scale.dim() == 0 or scale.numel() == 1:
-        return [1] * 0
-    shape = [1] * x.dim()
-    shape[axis % x.dim()] = scale.numel()
-    return shape
-
-
-def _qrange(zero: torch.Tensor | None) -> tuple[int, int]:
-    if zero is None or zero.dtype == torch.uint8:
-        return 0, 255
-    if zero.dtype == torch.int8:
-        return -128, 127
-    if zero.dtype == torch.int16:
-        return -32768, 32767
-    if zero.dtype == torch.int32:
-        return -(2**31), 2**31 - 1
-    raise ModelError(f"QuantizeLinear zero point of type {zero.dtype} is not supported")
-
-
-def _scale_zero(
-    ins: list[torch.Tensor | None], a: Attrs
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(x, scale, zero point as float, raw zero point) of a Quantize/DequantizeLinear node,
-    the scale and zero point shaped to broadcast against ``x`` along ``axis``."""
-    x, scale = ins[0], ins[1]
-    assert x is not None and scale is not None
-    zero = ins[2] if len(ins) > 2 else None
-    shape = _qshape(scale, x, int(a.get("axis", 1)))
-    s = scale.float().reshape(shape) if shape else scale.float().reshape(())
-    z = zero.float().reshape(s.shape) if zero is not None else torch.zeros_like(s)
-    return x, s, z, zero
-
-
-def _quantize(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, s, z, zero = _scale_zero(ins, a)
-    lo, hi = _qrange(zero)
-    # the result holds integer values in float32 (exact up to 2**24)
-    return [torch.clamp(torch.round(x.float() / s) + z, lo, hi)]
-
-
-def _dequantize(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, s, z, _ = _scale_zero(ins, a)
-    return [(x.float() - z) * s]
-
-
-def _reshape(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, shape_t = ins[0], ins[1]
-    assert x is not None and shape_t is not None
-    shape = [int(v) for v in shape_t.tolist()]
-    if not a.get("allowzero", 0):
-        shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]
-    return [x.reshape(shape)]
-
-
-def _axes(ins: list[torch.Tensor | None], a: Attrs) -> list[int] | None:
-    if len(ins) > 1 and ins[1] is not None:
-        return [int(v) for v in ins[1].tolist()]
-    return list(a["axes"]) if "axes" in a else None
-
-
-def _unsqueeze(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x = ins[0]
-    assert x is not None
-    axes = _axes(ins, a) or []
-    rank = x.dim() + len(axes)
-    for ax in sorted(v % rank for v in axes):
-        x = x.unsqueeze(ax)
-    return [x]
-
-
-def _squeeze(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x = ins[0]
-    assert x is not None
-    axes = _axes(ins, a)
-    if axes is None:
-        return [x.squeeze()]
-    return [x.squeeze(tuple(v % x.dim() for v in axes))]
-
-
-def _gemm(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, w = ins[0], ins[1]
-    assert x is not None and w is not None
-    x = x.transpose(0, 1) if a.get("transA", 0) else x
-    w = w.transpose(0, 1) if a.get("transB", 0) else w
-    y = float(a.get("alpha", 1.0)) * (x @ w)
-    if len(ins) > 2 and ins[2] is not None:
-        y = y + float(a.get("beta", 1.0)) * ins[2]
-    return [y]
-
-
-def _conv(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, w = ins[0], ins[1]
-    assert x is not None and w is not None
-    b = ins[2] if len(ins) > 2 else None
-    sp = w.dim() - 2
-    k = list(a.get("kernel_shape", w.shape[2:]))
-    strides = list(a.get("strides", [1] * sp))
-    dil = list(a.get("dilations", [1] * sp))
-    x = F.pad(x, _torch_pad(_pads(a, sp, x, k, strides, dil)))
-    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[sp]
-    return [fn(x, w, b, strides, 0, dil, int(a.get("group", 1)))]
-
-
-def _batchnorm(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, scale, bias, mean, var = ins[:5]
-    assert x is not None
-    return [F.batch_norm(x, mean, var, scale, bias, False, 0.0, float(a.get("epsilon", 1e-5)))]
-
-
-def _softmax(log: bool) -> Fn:
-    def run(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-        x = ins[0]
-        assert x is not None
-        axis = int(a.get("axis", -1))
-        if a.get("_legacy", False):  # opset < 13: coerce to 2-D at axis
-            shape = x.shape
-            flat = x.reshape(int(np.prod(shape[:axis])), -1)
-            y = torch.log_softmax(flat, 1) if log else torch.softmax(flat, 1)
-            return [y.reshape(shape)]
-        return [torch.log_softmax(x, axis) if log else torch.softmax(x, axis)]
-
-    return run
-
-
-def _clip(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x = ins[0]
-    assert x is not None
-    lo = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("min")
-    hi = ins[2] if len(ins) > 2 and ins[2] is not None else a.get("max")
-    lo_v = float(lo) if lo is not None else None
-    hi_v = float(hi) if hi is not None else None
-    return [torch.clamp(x, lo_v, hi_v)]
-
-
-def _pad(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x = ins[0]
-    assert x is not None
-    pads = [int(v) for v in ins[1].tolist()] if len(ins) > 1 and ins[1] is not None else list(a["pads"])
-    value = float(ins[2]) if len(ins) > 2 and ins[2] is not None else float(a.get("value", 0.0))
-    mode = a.get("mode", "constant")
-    n = len(pads) // 2
-    tp: list[int] = []
-    for i in reversed(range(n)):
-        tp += [pads[i], pads[n + i]]
-    while len(tp) >= 2 and tp[-2:] == [0, 0]:
-        tp = tp[:-2]  # torch only pads trailing dims; drop leading zero pairs
-    if mode != "constant":
-        return [F.pad(x, tp, mode={"reflect": "reflect", "edge": "replicate"}[mode])]
-    return [F.pad(x, tp, value=value)]
-
-
-def _flatten(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x = ins[0]
-    assert x is not None
-    axis = int(a.get("axis", 1)) % max(x.dim(), 1)
-    return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
-
-
-def _gather(ins: list[torch.Tensor | None], a: Attrs) -> list[torch.Tensor]:
-    x, idx = ins[0], ins[1]
-    assert x is not None and idx is not None
-    axis = int(a.get("axis", 0)) % x.dim()
-    idx = torch.where(idx < 0, idx + x.shape[axis], idx).long()
-    picked = torch.index_select(x, axis, idx.reshape(-1))
-    return [picked.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :]))]
-
-
-def _one(f: Callable[..., torch.Tensor]) -> Fn:
-    return lambda ins, a: [f(*ins)]
-
-
-_FUNCTIONS: Mapping[str, Fn] = MappingProxyType(
-    {
-        "Relu": _one(torch.relu),
-        "Sigmoid": _one(torch.sigmoid),
-        "Tanh": _one(torch.tanh),
-        "LeakyRelu": lambda ins, a: [F.leaky_relu(ins[0], float(a.get("alpha", 0.01)))],
-        "Clip": _clip,
-        "Add": _one(torch.add),
-        "Sub": _one(torch.sub),
-        "Mul": _one(torch.mul),
-        "Div": lambda ins, a: [ins[0] / ins[1]],
-        "Neg": _one(torch.neg),
-        "MatMul": _one(torch.matmul),
-        "Gemm": _gemm,
-        "Conv": _conv,
-        "BatchNormalization": _batchnorm,
-        "MaxPool": _pool("max"),
-        "AveragePool": _pool("avg"),
-        "GlobalAveragePool": lambda ins, a: [ins[0].mean(dim=tuple(range(2, ins[0].dim())), keepdim=True)],
-        "GlobalMaxPool": lambda ins, a: [ins[0].amax(dim=tuple(range(2, ins[0].dim())), keepdim=True)],
-        "Flatten": _flatten,
-        "Reshape": _reshape,
-        "Transpose": lambda ins, a: [ins[0].permute(*(a.get("perm") or reversed(range(ins[0].dim()))))],
-        "Squeeze": _squeeze,
-        "Unsqueeze": _unsqueeze,
-        "Concat": lambda ins, a: [torch.cat([t for t in ins if t is not None], dim=int(a["axis"]))],
-        "Shape": lambda ins, a: [torch.tensor(list(ins[0].shape), dtype=torch.int64)],
-        "Gather": _gather,
-        "Identity": lambda ins, a: [ins[0]],
-        "Dropout": lambda ins, a: [ins[0]],
-        "Softmax": _softmax(False),
-        "LogSoftmax": _softmax(True),
-        "Pad": _pad,
-        "QuantizeLinear": _quantize,
-        "DequantizeLinear": _dequantize,
-        "Cast": lambda ins, a: [ins[0].to(_ONNX_TO_TORCH[int(a["to"])])],
-    }
-)
-
-_ONNX_TO_TORCH: Mapping[int, torch.dtype] = MappingProxyType(
-    {
-        onnx.TensorProto.FLOAT: torch.float32,
-        onnx.TensorProto.DOUBLE: torch.float64,
-        onnx.TensorProto.FLOAT16: torch.float16,
-        onnx.TensorProto.INT64: torch.int64,
-        onnx.TensorProto.INT32: torch.int32,
-        onnx.TensorProto.INT8: torch.int8,
-        onnx.TensorProto.UINT8: torch.uint8,
-        onnx.TensorProto.BOOL: torch.bool,
-    }
-)
-
-SUPPORTED_OPS = frozenset(_FUNCTIONS) | {"Constant"}
+_ALL: Mapping[str, Fn] = MappingProxyType({**FUNCTIONS, **QFUNCTIONS, **MS_FUNCTIONS})
+#: every (domain, op) the converter runs; "" stands for the default domain
+SUPPORTED_OPS = frozenset(FUNCTIONS) | frozenset(QFUNCTIONS) | {"Constant"}
+SUPPORTED_MS_OPS = frozenset(MS_FUNCTIONS)
 
 
 # -- the module ------------------------------------------------------------------
@@ -342,7 +72,7 @@ class OnnxModule(nn.Module):
     """A torch module that executes a converted ONNX graph (one input, one output)."""
 
     def __init__(self, steps: list[_Step], constants: dict[str, torch.Tensor], layers: dict[str, nn.Module],
-                 input_name: str, input_shape: tuple[int | None, ...], output_name: str) -> None:
+                 input_name: str, input_shape: tuple[int | None, ...], output_name: str, per_sample: bool = False) -> None:
         super().__init__()
         self._steps = tuple(steps)
         self._const_attr: dict[str, str] = {}
@@ -355,6 +85,8 @@ class OnnxModule(nn.Module):
         self.input_name = input_name
         self.input_shape = input_shape
         self.output_name = output_name
+        #: run a batch one input at a time (fixed batch 1, or a range taken from the whole tensor)
+        self.per_sample = per_sample
 
     @property
     def static_batch(self) -> int | None:
@@ -365,7 +97,11 @@ class OnnxModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.static_batch
         if k is None or x.dim() != len(self.input_shape) or x.shape[0] == k:
+            if self.per_sample and x.shape[0] > 1:  # a range taken from the whole tensor
+                return self._per_sample(x)
             return self._run_graph(x)
+        if k == 1:
+            return self._per_sample(x)
         # A static-batch export (its Reshape constants name the batch size) only accepts
         # batches of exactly k: run any batch as chunks of k, padding the last chunk with
         # copies of its last row (so activation ranges seen by calibration hooks are unchanged).
@@ -377,6 +113,13 @@ class OnnxModule(nn.Module):
                 chunk = torch.cat([chunk, chunk[-1:].expand(k - m, *chunk.shape[1:])])
             outs.append(self._run_graph(chunk)[:m])
         return torch.cat(outs)
+
+    def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """The graph on each input of ``x`` alone: vectorised by ``torch.vmap``, or one at a time
+        while hooks are registered on a layer (calibration reads whole activation tensors)."""
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
+            return torch.cat([self._run_graph(x[i : i + 1]) for i in range(x.shape[0])])
+        return torch.vmap(lambda one: self._run_graph(one.unsqueeze(0)).squeeze(0))(x)
 
     def _run_graph(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor | None] = {"": None, self.input_name: x}
@@ -391,7 +134,7 @@ class OnnxModule(nn.Module):
                     arg = F.pad(arg, list(step.pre_pad))
                 outs = [getattr(self, step.module)(arg)]
             else:
-                outs = _FUNCTIONS[step.op](ins, step.attrs)
+                outs = _ALL[step.op](ins, step.attrs)
             for name, value in zip(step.outputs, outs, strict=False):
                 env[name] = value
         out = env[self.output_name]
@@ -450,7 +193,7 @@ def _layer_for(
             conv.weight.copy_(w)
             if has_bias:
                 conv.bias.copy_(consts[ins[2]].float())
-        return conv, (() if sym else tuple(_torch_pad(pads)))
+        return conv, (() if sym else tuple(torch_pad(pads)))
     if op == "Gemm" and ins[1] in consts and not a.get("transA", 0):
         w = consts[ins[1]].float()
         w = w if a.get("transB", 0) else w.t()
@@ -486,11 +229,13 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
     graph = model.graph
     order = [n for _, n in check_structure(model)]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    bad = check_domains(enumerate(graph.node)) + [
+    bad = check_domains((i, n) for i, n in enumerate(graph.node)
+                        if not (n.domain == "com.microsoft" and n.op_type in SUPPORTED_MS_OPS)) + [
         (n.op_type, node_label(n, i)) for i, n in enumerate(graph.node)
         if n.op_type not in SUPPORTED_OPS and n.domain in STANDARD_DOMAINS]
     if bad:
-        raise UnsupportedOpsError(bad, hint=f"supported (standard ONNX domain): {', '.join(sorted(SUPPORTED_OPS))}")
+        raise UnsupportedOpsError(bad, hint=f"supported (standard ONNX domain): {', '.join(sorted(SUPPORTED_OPS))}; "
+                                            f"from com.microsoft: {', '.join(sorted(SUPPORTED_MS_OPS))}")
     arrays = {t.name: tensor_array(t, f"initializer '{t.name}'") for t in graph.initializer}
     for name, arr in arrays.items():
         if arr.dtype.kind == "f":
@@ -523,7 +268,7 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
             continue
         real_inputs = [x for x in node.input if x]
         if real_inputs and all(x in consts for x in real_inputs):
-            outs = _FUNCTIONS[node.op_type]([consts.get(x) if x else None for x in node.input], a)
+            outs = _ALL[node.op_type]([consts.get(x) if x else None for x in node.input], a)
             for name, value in zip(node.output, outs, strict=False):
                 consts[name] = value
             continue
@@ -536,7 +281,8 @@ def load_onnx(source: str | Path | onnx.ModelProto) -> OnnxModule:
             steps.append(_Step(node.op_type, tuple(node.input), tuple(node.output), a))
     used = {x for s in steps for x in s.inputs} | {graph.output[0].name}
     kept = {k: v for k, v in consts.items() if k in used}
-    return OnnxModule(steps, kept, layers, inp.name, dims, graph.output[0].name).eval()
+    per_sample = (bool(dims) and dims[0] == 1) or any(st.op in PER_SAMPLE_OPS for st in steps)
+    return OnnxModule(steps, kept, layers, inp.name, dims, graph.output[0].name, per_sample).eval()
 
 
 def num_classes_of(model: OnnxModule, example: torch.Tensor) -> int:
