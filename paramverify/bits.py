@@ -536,7 +536,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``paramverify bits``; 0 when the joint widths certify, 3 when not, 2 on an input error."""
-    from paramverify.cli import parse_domain, parse_names, parse_vector, wall_budget
+    from paramverify.argtypes import parse_domain, parse_names, parse_vector, wall_budget
     from paramverify.progress import ConsoleProgress
 
     try:

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 
 from paramverify import __version__
-from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int
+from paramverify.argtypes import (  # parse_* and wall_budget: shared with bits, compare and search
+    finite_float,
+    nonneg_float,
+    parse_domain,
+    parse_names,
+    parse_vector,
+    positive_float,
+    positive_int,
+    wall_budget,
+)
 from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_path, write_text
@@ -34,38 +43,6 @@ EXIT_INTERRUPTED = 130
 _EPILOG = """exit codes: 0 verified or bound found, 1 falsified, 2 usage or input error, 3 unknown,
 4 internal error (a bug: please report), 130 interrupted (what was proved so far is reported).
 Write negative interval ends with '=': --domain=-1:1,-2:2"""
-
-
-def parse_vector(text: str, field: str) -> np.ndarray:
-    """``"1,2.5,3"`` or a path to a .npy / text file."""
-    if os.path.exists(text):
-        try:
-            arr = np.load(text) if text.endswith(".npy") else np.loadtxt(text, delimiter=",")
-        except (OSError, ValueError) as exc:
-            raise SpecError(field, f"cannot read '{text}': {exc}") from exc
-        return np.asarray(arr, dtype=np.float64).reshape(-1)
-    try:
-        return np.array([float(v) for v in text.split(",") if v.strip() != ""], dtype=np.float64)
-    except ValueError as exc:
-        raise SpecError(field, f"'{text}' is not a comma-separated list of numbers", f"e.g. --{field} 0.5,1.2") from exc
-
-
-def parse_domain(text: str) -> list[tuple[float, float]]:
-    """``"LO1:HI1,LO2:HI2"``; a single ``LO:HI`` applies to every input."""
-    out = []
-    for i, part in enumerate(text.split(",")):
-        bits = part.split(":")
-        if len(bits) != 2:
-            raise SpecError("domain", f"interval {i} ('{part}') is not LO:HI", "e.g. --domain 0:1,2:3.5 (use --domain=-1:1 for negatives)")
-        try:
-            out.append((float(bits[0]), float(bits[1])))
-        except ValueError as exc:
-            raise SpecError("domain", f"interval {i} ('{part}') has a non-number", "e.g. --domain 0:1,2:3.5") from exc
-    return out
-
-
-def parse_names(text: str | None) -> tuple[str, ...] | None:
-    return None if not text else tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 # --------------------------------------------------------------------- parsers
@@ -204,16 +181,6 @@ def _options(args: argparse.Namespace, progress: ConsoleProgress) -> Options:
         raise SpecError("dreal_precision", f"must be a finite number > 0, got {args.dreal_precision!r}", "e.g. --dreal-precision 1e-6")
     return Options(timeout_s=wall_budget(args), tolerance=args.tolerance, seed=args.seed, dreal_precision=args.dreal_precision,
                    progress=progress, stop=getattr(args, "stop", None))
-
-
-def wall_budget(args: argparse.Namespace, seconds: float | None = None) -> float | None:
-    """What is left of ``--timeout`` (or ``seconds``) for the engine: the clock starts when the
-    command starts (model loading and imports count), less a short reserve for the report."""
-    total = args.timeout if seconds is None else seconds
-    if total is None:
-        return None
-    used = time.monotonic() - getattr(args, "started", time.monotonic())
-    return max(0.0, total - used - min(0.5, 0.1 * total))
 
 
 def _problem(args: argparse.Namespace, unit_box: bool = False, x0_row: np.ndarray | None = None) -> Any:

@@ -387,7 +387,7 @@ def add_compare_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Handler of ``paramverify compare``: 0 when complete, 130 when interrupted (files still written)."""
-    from paramverify.cli import parse_domain
+    from paramverify.argtypes import parse_domain
     from paramverify.progress import ConsoleProgress
     from paramverify.report import write_report
     from paramverify.train import ACTIVATIONS

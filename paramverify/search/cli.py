@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     # validate the budget before the float certificates are computed
     Budget(layer_infos(model, torch.from_numpy(data.reward_x[:1])), args.budget,
            BitRange(settings.min_bits, settings.max_bits), quantize_activations=not settings.formal)
-    from paramverify.cli import wall_budget
+    from paramverify.argtypes import wall_budget
 
     deadline = Options(timeout_s=wall_budget(args), stop=getattr(args, "stop", None)).deadline()
     with ConsoleProgress(enabled=not args.quiet) as bar, contextlib.ExitStack() as stack:
