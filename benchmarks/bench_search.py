@@ -66,7 +66,8 @@ sys.path.insert(0, str(ROOT))
 from bench_common import write_results  # benchmarks/bench_common.py
 
 from paramverify.progress import ConsoleProgress
-from paramverify.search.pipeline import SearchSession, SearchSettings, resolve_data
+from paramverify.search.data import resolve_data
+from paramverify.search.pipeline import SearchSession, SearchSettings
 from paramverify.search.report import paired
 from paramverify.search.space import BitPolicy
 from paramverify.smoothing.data import MNIST_CNN_ONNX

@@ -160,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     from paramverify.progress import ConsoleProgress
     from paramverify.search.formal import FormalEvaluator
     from paramverify.search.layers import layer_infos
-    from paramverify.search.pipeline import SearchSession, resolve_data
+    from paramverify.search.data import resolve_data
+    from paramverify.search.pipeline import SearchSession
     from paramverify.search.space import BitRange, Budget
     from paramverify.smoothing.onnx_torch import load_onnx
 
