@@ -53,9 +53,8 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +68,11 @@ for _p in (str(ROOT), str(ROOT / "tests")):
 
 from bench_common import machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
 from netgen import random_mlp
+from soundness_exact import ExactNet, rational  # benchmarks/soundness_exact.py
 
 from paramverify import api
 from paramverify.errors import CapabilityError
 from paramverify.ir import Graph, load_model
-from paramverify.ops.activation import LeakyRelu, Relu, Sigmoid
-from paramverify.ops.linear import Gemm
-from paramverify.ops.shape import Identity
 from paramverify.options import Options
 from paramverify.properties import Problem, label_kept, margins
 from paramverify.results import Bracket, Counterexample, Falsified, Verified
@@ -159,97 +156,6 @@ def build(case: Case) -> tuple[Graph, Problem]:
     else:
         problem = api.make_problem(g, delta=case.delta, params=case.params, domain=list(zip(case.lo, case.hi)), level=case.level)
     return g, problem
-
-
-# ---------------------------------------------------------------------------
-# exact rational evaluation (independent of the engines under test)
-
-
-def _q(v: float) -> Fraction:
-    return Fraction(float(v))
-
-
-class ExactNet:
-    """Gemm / Relu / LeakyRelu / Identity / final Sigmoid networks in exact rationals.
-
-    ``head`` returns the outputs, or the logits when the net ends in a
-    Sigmoid (the label of a sigmoid output at level 1/2 is the logit's sign).
-    """
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.sigmoid = isinstance(graph.nodes[-1].op, Sigmoid)
-
-    def head(self, x: Sequence[float], params: Mapping[str, np.ndarray] | None = None) -> list[Fraction]:
-        env: dict[str, Any] = {}
-        vals = dict(self.graph.initializers)
-        if params:
-            vals.update(params)
-        cur = [_q(v) for v in np.asarray(x, dtype=np.float64).reshape(-1)]
-        env[self.graph.input_name] = cur
-        for node in self.graph.nodes:
-            src = env[node.inputs[0]]
-            op = node.op
-            if isinstance(op, Gemm):
-                if not (op.transB == 1 and op.transA == 0 and op.alpha == 1.0 and op.beta == 1.0):
-                    raise TypeError("exact evaluator: Gemm needs transB=1, transA=0, alpha=beta=1")
-                w = np.asarray(vals[node.inputs[1]], dtype=np.float64)
-                b = np.asarray(vals[node.inputs[2]], dtype=np.float64)
-                out = [sum((_q(w[i, j]) * src[j] for j in range(w.shape[1])), _q(b[i])) for i in range(w.shape[0])]
-            elif isinstance(op, Relu):
-                out = [v if v > 0 else Fraction(0) for v in src]
-            elif isinstance(op, LeakyRelu):
-                a = _q(op.alpha)
-                out = [v if v >= 0 else a * v for v in src]
-            elif isinstance(op, Sigmoid):
-                if node is not self.graph.nodes[-1]:
-                    raise TypeError("exact evaluator: a Sigmoid only as the last node")
-                out = src  # the logit: see the class docstring
-            elif isinstance(op, Identity):
-                out = src
-            else:
-                raise TypeError(f"exact evaluator: unsupported op {type(op).__name__}")
-            env[node.output] = out
-        return env[self.graph.output_name]
-
-    def change(self, x: Sequence[float], params: Mapping[str, np.ndarray]) -> Fraction:
-        """max_i |f_p(x)_i - f_p0(x)_i| (nets without a final Sigmoid)."""
-        if self.sigmoid:
-            raise TypeError("exact evaluator: output changes of a Sigmoid head are not rational")
-        y0, yp = self.head(x), self.head(x, params)
-        return max(abs(a - b) for a, b in zip(yp, y0))
-
-    def _level(self, level: float) -> Fraction:
-        return Fraction(0) if self.sigmoid else _q(level)
-
-    def label(self, y: list[Fraction], level: float) -> int:
-        if len(y) == 1:
-            return int(y[0] >= self._level(level))
-        best = max(y)
-        return y.index(best)
-
-    def flips(self, x: Sequence[float], params: Mapping[str, np.ndarray], level: float) -> bool:
-        """Exactly: does the perturbed net lose the nominal label at ``x``?"""
-        y0, yp = self.head(x), self.head(x, params)
-        c = self.label(y0, level)
-        if len(y0) == 1:
-            return self.label(yp, level) != c
-        return not all(yp[c] > yp[j] for j in range(len(yp)) if j != c)
-
-    def margin(self, x: Sequence[float], level: float) -> float:
-        """Nominal margin: exact for linear heads; through a Sigmoid, float64 sigmoids of the exact
-        logits (error ~1e-16, far inside the relative 1e-6 room every margin comparison leaves)."""
-        y0 = self.head(x)
-        if self.sigmoid:
-            s = [1.0 / (1.0 + np.exp(-float(v))) for v in y0]
-            if len(s) == 1:
-                return abs(s[0] - level)
-            top = sorted(s)
-            return top[-1] - top[-2]
-        if len(y0) == 1:
-            return float(abs(y0[0] - _q(level)))
-        top = sorted(y0)
-        return float(top[-1] - top[-2])
 
 
 # ---------------------------------------------------------------------------
@@ -363,7 +269,7 @@ class _Checker:
         if b.witness is not None:
             if not self.inside(pb, b.witness):
                 self.violate(f"eps witness lies outside the boxes (bracket [{b.lower}, {b.upper}])")
-            elif self.exact.change(b.witness.input, b.witness.parameters) < _q(b.lower):
+            elif self.exact.change(b.witness.input, b.witness.parameters) < rational(b.lower):
                 self.violate(f"eps lower end {b.lower!r} exceeds the exact change at its own witness")
             self.r.counts["eps_witness_checked"] += 1
         # sampling against the proved upper end
@@ -376,7 +282,7 @@ class _Checker:
         for pi, xi in over[np.argsort(-change[over[:, 0], over[:, 1]])][: cfg.max_exact_rechecks]:
             self.r.counts["exact_rechecks"] += 1
             exact = self.exact.change(xs[xi], params[pi])
-            if exact > _q(b.upper):
+            if exact > rational(b.upper):
                 self.violate(f"sampled output change {float(exact)!r} (exact) exceeds the proved upper bound {b.upper!r}")
         # z3: the proved upper end must not be refutable
         v_up = self.z3(api.verify, pb, "eps", epsilon=b.upper, backend="z3", options=_opts(cfg.z3_timeout_s, cfg.tolerance, case.seed))
@@ -384,7 +290,7 @@ class _Checker:
             self.r.counts[f"z3_eps_at_upper_{_definite(v_up)}"] += 1
             if isinstance(v_up, Falsified):
                 cex = v_up.counterexample
-                if self.exact.change(cex.input, cex.parameters) > _q(b.upper):
+                if self.exact.change(cex.input, cex.parameters) > rational(b.upper):
                     self.violate(f"z3 refutes the proved upper bound {b.upper!r} (exact change "
                                  f"{float(self.exact.change(cex.input, cex.parameters))!r})")
                 else:
@@ -399,9 +305,9 @@ class _Checker:
             w_exact = self.exact.change(b.witness.input, b.witness.parameters)
             vb = api.verify(pb, "eps", epsilon=below, backend="bounds", options=_opts(cfg.bounds_timeout_s, cfg.tolerance, case.seed))
             vz = self.z3(api.verify, pb, "eps", epsilon=below, backend="z3", options=_opts(cfg.z3_timeout_s, cfg.tolerance, case.seed))
-            self.agree("eps_verify_below_lower", vb, vz, lambda cex: self.exact.change(cex.input, cex.parameters) > _q(below))
+            self.agree("eps_verify_below_lower", vb, vz, lambda cex: self.exact.change(cex.input, cex.parameters) > rational(below))
             for v in (vb, vz):
-                if isinstance(v, Verified) and w_exact > _q(below):
+                if isinstance(v, Verified) and w_exact > rational(below):
                     self.violate(f"{v.method} verifies epsilon {below!r}, below the exact change {float(w_exact)!r} at a witness")
             if isinstance(v_up, Verified) and isinstance(vz, Falsified):
                 self.r.counts["z3_optimum_inside_bracket"] += 1
@@ -414,7 +320,7 @@ class _Checker:
         if zb.lower > b.upper:
             # z3's lower end is a witness; re-evaluate it exactly before calling it a violation
             w = zb.witness
-            if w is not None and self.exact.change(w.input, w.parameters) > _q(b.upper):
+            if w is not None and self.exact.change(w.input, w.parameters) > rational(b.upper):
                 self.violate(f"z3's witness {float(self.exact.change(w.input, w.parameters))!r} exceeds the "
                              f"bound engine's proved upper end {b.upper!r}")
             else:

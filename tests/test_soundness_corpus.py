@@ -67,7 +67,7 @@ def test_exact_evaluator_matches_float64() -> None:
     for seed in range(6):
         case = bs.make_case(seed)
         g, _ = bs.build(case)
-        ex = bs.ExactNet(g)
+        ex = bs.ExactNet(g)  # re-exported from benchmarks/soundness_exact.py
         x = (case.lo + case.hi) / 2
         y = g.evaluate(x)[0]
         head = [float(v) for v in ex.head(x)]
