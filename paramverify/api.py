@@ -62,6 +62,8 @@ def make_problem(
     level: float = 0.5,
     unit_box: bool = False,
     output: str | None = None,
+    rounded: bool = False,
+    radius: float | None = None,
 ) -> Problem:
     """Build a :class:`Problem` from the same choices the CLI offers.
 
@@ -71,7 +73,14 @@ def make_problem(
     or ``perturbation`` (a spec object or mapping).  ``unit_box=True`` with
     none of them gives the absolute box of radius 1 (for the largest-delta
     search, whose answer then *is* delta).  Exactly one of ``x0`` and
-    ``domain``.
+    ``domain``; ``radius`` turns ``x0`` into the L-inf ball
+    ``[x0 - radius, x0 + radius]``.
+
+    ``quantized_model`` may be what onnxruntime.quantization writes (QDQ,
+    QOperator, dynamic): the problem is then the int8 function against the
+    float function, activation rounding included (:mod:`paramverify.quantized`).
+    ``rounded=True`` with ``bits`` takes the round-to-nearest copy of the
+    scheme instead of its whole rounding box.
     """
     graph = model if isinstance(model, Graph) else load_model(model, output=output)
     sources = {
@@ -90,10 +99,12 @@ def make_problem(
         spec = AbsoluteDelta(_nonneg(delta, "delta"), pnames)
     elif relative is not None:
         spec = RelativeDelta(_nonneg(relative, "relative"), pnames)
-    elif bits is not None:
+    elif bits is not None and not rounded:
         spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames)
     elif quantized_model is not None:
-        spec = QuantizedCopy.from_model(graph, load_model(quantized_model))
+        graph, spec = quantized_copy(graph, quantized_model)
+    elif bits is not None and rounded:
+        spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames).rounded(graph)
     elif perturbation is not None:
         spec = perturbation if not isinstance(perturbation, Mapping) else perturbation_from_dict(perturbation)
     elif unit_box:
@@ -103,7 +114,11 @@ def make_problem(
     box = spec.to_box(graph)
     if (x0 is None) == (domain is None):
         raise SpecError("x0/domain", "give exactly one of them", "--x0 V1,V2,... for a local property, --domain LO1:HI1,... for a global one")
-    if x0 is not None:
+    if x0 is not None and radius is not None:
+        region = InputRegion.ball(x0, _nonneg(radius, "radius")).check_for(graph, "x0")
+    elif radius is not None:
+        raise SpecError("radius", "needs --x0 (the centre of the ball)", "e.g. --x0 0.1,0.2 --radius 0.02")
+    elif x0 is not None:
         region = InputRegion.point(x0, "x0").check_for(graph, "x0")
     else:
         dom = np.asarray(domain, dtype=np.float64)
@@ -113,6 +128,19 @@ def make_problem(
             dom = np.repeat(dom, graph.input_size, axis=0)
         region = InputRegion.box(dom[:, 0], dom[:, 1], "domain").check_for(graph, "domain")
     return Problem(graph, box, region, float(level))
+
+
+def quantized_copy(graph: Graph, path: str | os.PathLike[str] | Any) -> tuple[Graph, QuantizedCopy]:
+    """The perturbation of ``--quantized``: an onnxruntime int8 model (lowered onto ``graph``,
+    which is returned changed) or a float copy with the same initializer names."""
+    from paramverify.ir import read_model
+    from paramverify.quantized import is_quantized, lower_int8
+
+    proto, source = read_model(path)
+    if is_quantized(proto):
+        low = lower_int8(graph, proto, source)
+        return low.graph, QuantizedCopy(low.values)
+    return graph, QuantizedCopy.from_model(graph, load_model(proto))
 
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:

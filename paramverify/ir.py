@@ -54,6 +54,8 @@ class Graph:
     channel_axes: Mapping[str, int] = field(default_factory=dict)
     #: how the output was chosen when it is not the model's own (classifier head skipped, --output)
     note: str = ""
+    #: (float, int8) ONNX models onnxruntime replays instead of ``model`` (an int8 lowering, paramverify.quantized)
+    replay_models: tuple[onnx.ModelProto, onnx.ModelProto] | None = None
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -254,6 +256,11 @@ def _unsupported_hint(g: onnx.GraphProto, registry: OpRegistry) -> str:
     )
     tips.append(f"supported ops: {', '.join(sorted(registry))}; custom ops can be added with default_registry().with_ops(...)")
     return "; ".join(tips)
+
+
+def read_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """The ONNX proto and its source name (ModelError for a missing or unreadable file)."""
+    return _read(model)
 
 
 def _read(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:

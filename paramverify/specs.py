@@ -51,6 +51,16 @@ class InputRegion:
             raise SpecError(field, "the box is empty (every interval has zero width)", "use --x0 for a single input")
         return InputRegion(lo_a, hi_a)
 
+    @staticmethod
+    def ball(x0: Sequence[float] | np.ndarray, radius: float, field: str = "x0") -> InputRegion:
+        """The L-inf ball ``[x0 - radius, x0 + radius]`` (a point for radius 0)."""
+        x = _finite_vector(x0, field)
+        if not math.isfinite(radius) or radius < 0:
+            raise SpecError("radius", f"must be a finite number >= 0, got {radius!r}", "e.g. --radius 0.02")
+        if radius == 0:
+            return InputRegion(x, x.copy())
+        return InputRegion(np.nextafter(x - radius, -np.inf), np.nextafter(x + radius, np.inf))
+
     @property
     def is_point(self) -> bool:
         return bool(np.all(self.lo == self.hi))
@@ -246,6 +256,12 @@ class QuantizationScheme:
         if self.channel_axis is not None:
             return self.channel_axis % p.ndim
         return graph.channel_axes.get(name, 0)
+
+    def rounded(self, graph: Graph) -> QuantizedCopy:
+        """The round-to-nearest model of this scheme as a concrete copy (``--rounded``)."""
+        self.to_box(graph)  # validates bits and names
+        names = _names(graph, self.params, "perturbation.params")
+        return QuantizedCopy(MappingProxyType({n: quantize(graph.initializers[n], self, self.axis_for(graph, n))[0] for n in names}))
 
     def to_box(self, graph: Graph) -> ParamBox:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import special
 from scipy.special import expit
 
+from paramverify.bounds.quantround import dyn_error, dyn_value, enable_flag, fq_error, fq_value
 from paramverify.bounds.interval import (
     TINY,
     TRANSCENDENTAL_REL,
@@ -297,6 +298,26 @@ class DiffKernel:
         # erf' = 2/sqrt(pi) exp(-z^2) is even and decreasing in |z|: the sigmoid/tanh rule holds
         a = as_diff(a)
         return _tighten(ierf(a.n), ierf(a.p), sigmoidal_difference(special.erf, 2.0 / np.sqrt(np.pi) * (1 + 4 * U), a.n, a.d))
+
+    # int8 activation rounding (paramverify.ops.quant): nominal vs rounded -------------
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> DiffValue:
+        return self._rounding(a, enable, lambda v: fq_value(v, grid), lambda v: fq_error(v, grid))
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> DiffValue:
+        return self._rounding(a, enable, lambda v: dyn_value(v, qmin, qmax), lambda v: dyn_error(v, qmin, qmax))
+
+    @staticmethod
+    def _rounding(a: Any, enable: Any, value: Callable[[Interval], Interval], error: Callable[[Interval], Interval]) -> DiffValue:
+        a, e = as_diff(a), as_diff(enable)
+        on_n, on_p = enable_flag(e.n), enable_flag(e.p)
+        n = value(a.n) if on_n else a.n
+        p = value(a.p) if on_p else a.p
+        d = a.d
+        if on_p:
+            d = iadd(d, error(a.p))
+        if on_n:
+            d = isub(d, error(a.n))
+        return _tighten(n, p, d)
 
     # exact rearrangements -------------------------------------------------------
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

@@ -333,6 +333,45 @@ class TraceKernel:
     def erf(self, a: Any) -> Any:
         return self._unary("erf", a, iv.ierf)
 
+    # int8 activation rounding: clip (exact, by relus) plus a bounded error leaf -------
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> Any:
+        from paramverify.bounds.quantround import fq_value, half_step
+
+        if not self._enabled(enable):
+            return a
+        if not isinstance(a, LNode):
+            return self._leaf(fq_value(Interval.const(a), grid))
+        lo, hi = float(np.min(self.t.lo[a.index])), float(np.max(self.t.hi[a.index]))
+        y = a
+        if lo < grid.low:
+            low = np.asarray(grid.low)
+            y = self.add(self.relu(self.sub(y, low)), low)
+        if hi > grid.high:
+            high = np.asarray(grid.high)
+            y = self.sub(y, self.relu(self.sub(y, high)))
+        return self._noise(y, half_step(grid))
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:
+        from paramverify.bounds.quantround import dyn_value, dynamic_half_step
+
+        if not self._enabled(enable):
+            return a
+        if not isinstance(a, LNode):
+            return self._leaf(dyn_value(Interval.const(a), qmin, qmax))
+        r = Interval(self.t.lo[a.index], self.t.hi[a.index])
+        return self._noise(a, float(np.max(dynamic_half_step(r.map(lambda v: v.reshape(1, -1)), qmin, qmax))))
+
+    def _enabled(self, enable: Any) -> bool:
+        from paramverify.bounds.quantround import enable_flag
+
+        if isinstance(enable, LNode):
+            return enable_flag(Interval(self.t.lo[enable.index], self.t.hi[enable.index]))
+        return enable_flag(enable)
+
+    def _noise(self, y: LNode, h: float) -> Any:
+        shape = (1,) + tuple(y.shape[1:]) if y.batched else tuple(y.shape)
+        return self.add(y, self._leaf(Interval(np.full(shape, -h), np.full(shape, h))))
+
     # exact rearrangements ---------------------------------------------------------
     def _rearrange(self, op: str, a: Any, fn: Any, **attrs: Any) -> Any:
         if not isinstance(a, LNode):
