@@ -139,7 +139,8 @@ def quantized_copy(graph: Graph, path: str | os.PathLike[str] | Any) -> tuple[Gr
     proto, source = read_model(path)
     if is_quantized(proto):
         low = lower_int8(graph, proto, source)
-        return low.graph, QuantizedCopy(low.values)
+        desc = f"int8 model '{source}' ({', '.join(low.formats)}; {low.n_rounding} activation roundings)"
+        return low.graph, QuantizedCopy(low.values, desc)
     return graph, QuantizedCopy.from_model(graph, load_model(proto))
 
 

@@ -76,7 +76,11 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     g.add_argument("--bits", type=int, help="rounding box of a BITS-bit uniform quantization scheme")
     g.add_argument("--asymmetric", action="store_true", help="with --bits: asymmetric (zero point) instead of symmetric")
     g.add_argument("--per-channel", action="store_true", help="with --bits: one scale per output channel")
-    g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
+    g.add_argument("--rounded", action="store_true", help="with --bits: the round-to-nearest model itself (a concrete copy), "
+                   "not the whole rounding box")
+    g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy: an onnxruntime int8 model (QDQ, QOperator or "
+                   "quantize_dynamic; activation rounding included, names may differ) or a float copy with the same "
+                   "initializer names")
     g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with a 'perturbation' mapping (and optionally x0/domain)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
     p.add_argument(*(["--output"] if output_flag else []), "--output-tensor", dest="output_tensor", metavar="NAME",
@@ -85,6 +89,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
+    p.add_argument("--radius", type=float, metavar="R", help="with --x0: the L-inf ball [x0 - R, x0 + R] instead of the point")
     p.add_argument("--level", type=float, default=0.5, help="decision level of a single-output model (default 0.5)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
@@ -189,7 +194,7 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
             x0, domain = data.get("x0"), data.get("domain")
         pert = perturbation_from_dict(data.get("perturbation", {}), "perturbation")
         return api.make_problem(args.model, perturbation=pert, x0=x0, domain=domain, level=args.level,
-                                output=args.output_tensor)
+                                output=args.output_tensor, radius=args.radius)
     return api.make_problem(
         args.model,
         delta=args.delta,
@@ -204,6 +209,8 @@ def _problem(args: argparse.Namespace, unit_box: bool = False) -> Any:
         level=args.level,
         unit_box=unit_box,
         output=args.output_tensor,
+        rounded=args.rounded,
+        radius=args.radius,
     )
 
 
@@ -251,6 +258,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+        if args.bits is not None and not args.rounded:
+            text += ("\nnote: this refutes the whole rounding box: SOME parameter values within half a step of the weights "
+                     "break the property, not necessarily the round-to-nearest model; check that model with --rounded")
     _emit(args, payload, text)
     return verdict.exit_code
 

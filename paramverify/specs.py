@@ -261,7 +261,10 @@ class QuantizationScheme:
         """The round-to-nearest model of this scheme as a concrete copy (``--rounded``)."""
         self.to_box(graph)  # validates bits and names
         names = _names(graph, self.params, "perturbation.params")
-        return QuantizedCopy(MappingProxyType({n: quantize(graph.initializers[n], self, self.axis_for(graph, n))[0] for n in names}))
+        values = {n: quantize(graph.initializers[n], self, self.axis_for(graph, n))[0] for n in names}
+        gran = "per-channel" if self.per_channel else "per-tensor"
+        sym = "symmetric" if self.symmetric else "asymmetric"
+        return QuantizedCopy(MappingProxyType(values), f"round-to-nearest {self.bits}-bit {sym} {gran} copy")
 
     def to_box(self, graph: Graph) -> ParamBox:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
@@ -317,6 +320,7 @@ class QuantizedCopy:
     """A concrete quantized model: the perturbed parameters take exactly these values."""
 
     values: Mapping[str, np.ndarray]
+    description: str = "quantized copy"
     kind: Literal["copy"] = field(default="copy", init=False)
 
     @staticmethod
@@ -335,7 +339,7 @@ class QuantizedCopy:
                 raise SpecError("perturbation.values", f"'{n}' has shape {v.shape}, the model's is {graph.initializers[n].shape}")
             vals[n] = v
         nominal = {n: graph.initializers[n] for n in names}
-        return ParamBox(MappingProxyType(nominal), MappingProxyType(vals), MappingProxyType(dict(vals)), "quantized copy")
+        return ParamBox(MappingProxyType(nominal), MappingProxyType(vals), MappingProxyType(dict(vals)), self.description)
 
 
 Perturbation = AbsoluteDelta | RelativeDelta | QuantizationScheme | QuantizedCopy

@@ -53,8 +53,7 @@ def lower_int8(float_graph: Graph, quantized: onnx.ModelProto, source: str = "<m
     """See the module docstring; raises SpecError naming the first node that does not correspond."""
     merged = match(float_graph.model, normalize(quantized))
     g = load_model(merged.model)
-    note = "; ".join(s for s in (float_graph.note, f"int8 model '{source}': {merged.n_rounding} activation roundings") if s)
-    g = replace(g, source=float_graph.source, note=note, replay_models=(float_graph.model, quantized))
+    g = replace(g, source=float_graph.source, note=float_graph.note, replay_models=(float_graph.model, quantized))
     return Int8Lowering(g, merged.values, merged.n_rounding, quant_format(quantized))
 
 
