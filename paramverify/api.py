@@ -224,6 +224,76 @@ def verify(
     return get_engine(backend).verify(problem, prop, options or Options())
 
 
+def verify_vnnlib(
+    model: str | os.PathLike[str] | Graph,
+    vnnlib: str | os.PathLike[str] | Any,
+    *,
+    options: Options | None = None,
+    **problem_kwargs: Any,
+) -> Verdict:
+    """Check a VNN-LIB property (input boxes, unsafe output set) for every parameter of the box.
+
+    ``problem_kwargs`` are :func:`make_problem`'s perturbation choices
+    (``delta``, ``bits``, ``quantized_model``, ...); none means the model as
+    it is.  Verified = VNN-COMP ``unsat``, Falsified = ``sat`` (replayed on
+    onnxruntime), Unknown = ``timeout``/``unknown``.  One deadline covers
+    every case of the file.
+    """
+    from paramverify.vnncheck import check_case
+    from paramverify.vnnlib import VnnProperty, load_vnnlib
+
+    prop = vnnlib if isinstance(vnnlib, VnnProperty) else load_vnnlib(vnnlib)
+    options = options or Options()
+    deadline = options.deadline()
+    graph = model if isinstance(model, Graph) else load_model(model, output=problem_kwargs.pop("output", None))
+    kwargs = dict(problem_kwargs)
+    if not any(kwargs.get(k) is not None for k in ("delta", "relative", "bits", "quantized_model", "perturbation")):
+        kwargs["delta"] = 0.0
+    unknown: Verdict | None = None
+    t_total = 0.0
+    verified_method = ""
+    for case in prop.cases:
+        if np.array_equal(case.lo, case.hi):
+            problem = make_problem(graph, x0=case.lo, **kwargs)
+        else:
+            problem = make_problem(graph, domain=list(zip(case.lo, case.hi)), **kwargs)
+        verdict = check_case(problem, case, options, deadline)
+        t_total += verdict.time_s
+        if verdict.name == "falsified":
+            return verdict
+        if verdict.name == "unknown" and unknown is None:
+            unknown = verdict
+        verified_method = verdict.method
+    if unknown is not None:
+        return unknown
+    from paramverify.results import Verified
+
+    return Verified(verified_method or "no input box in the file", t_total)
+
+
+def verify_many(
+    model: str | os.PathLike[str] | Graph,
+    rows: Any,
+    kind: VerifyKind,
+    *,
+    epsilon: float | None = None,
+    sigma: float | None = None,
+    backend: str = "bounds",
+    options: Options | None = None,
+    **problem_kwargs: Any,
+) -> list[Verdict]:
+    """One verdict per row of ``rows`` (``[N, d]``): each row is ``x0`` of its own problem
+    (with ``radius``: the centre of its ball); ``options`` (and its time limit) apply per row."""
+    arr = np.asarray(rows, dtype=np.float64)
+    graph = model if isinstance(model, Graph) else load_model(model, output=problem_kwargs.pop("output", None))
+    arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    out = []
+    for row in arr:
+        problem = make_problem(graph, x0=row, **problem_kwargs)
+        out.append(verify(problem, kind, epsilon=epsilon, sigma=sigma, backend=backend, options=options))
+    return out
+
+
 def make_property(problem: Problem, kind: str, epsilon: float | None, sigma: float | None) -> Property:
     if kind == "eps":
         if epsilon is None:

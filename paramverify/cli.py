@@ -123,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
                        "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
-    v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
+    v.add_argument("--property", choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5 "
+                   "(required unless --vnnlib)")
+    v.add_argument("--vnnlib", metavar="FILE", help="a VNN-LIB property (input boxes and unsafe output constraints) instead "
+                   "of --property and --x0/--domain; combines with any perturbation (none: the model as it is)")
     v.add_argument("--epsilon", type=float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=float, help="the margin S (for --property sigma)")
     _problem_args(v)
@@ -161,6 +164,7 @@ PLUGGED: dict[str, tuple[str, str, str]] = {
     "report": ("paramverify.report", "add_report_subparser", "run_report"),
     "bits": ("paramverify.bits", "add_subparser", "run"),
     "search": ("paramverify.search.cli", "add_subparser", "run"),
+    "vnncomp": ("paramverify.vnncomp", "add_subparser", "run"),
 }
 
 
@@ -243,6 +247,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from paramverify import api
     from paramverify.properties import for_labels
 
+    from paramverify import vnncomp
+
+    if args.vnnlib is not None or args.property is None:
+        return vnncomp.cmd_verify_vnnlib(args)
+    rows = vnncomp.rows_file(args)
+    if rows is not None:
+        return vnncomp.cmd_verify_rows(args, rows)
     problem = _problem(args)
     if args.property == "label":
         problem = for_labels(problem)
