@@ -90,6 +90,15 @@ class DiffValue:
         return DiffValue(self.n.map(fn), self.p.map(fn), self.d.map(fn))
 
 
+def _narrow(a: Interval, hint: Interval | None) -> Interval:
+    """``a`` intersected with another sound enclosure (kept as is where they do not fit or overlap)."""
+    if hint is None or np.shape(hint.lo) != np.shape(a.lo):
+        return a
+    lo, hi = np.maximum(a.lo, hint.lo), np.minimum(a.hi, hint.hi)
+    empty = lo > hi
+    return Interval(np.where(empty, a.lo, lo), np.where(empty, a.hi, hi))
+
+
 def as_diff(a: Any) -> DiffValue:
     return a if isinstance(a, DiffValue) else DiffValue.const(a)
 
@@ -224,7 +233,26 @@ def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: floa
 
 
 class DiffKernel:
-    """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants)."""
+    """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants).
+
+    ``hints_n`` / ``hints_p``: optional sound enclosures of the nominal and
+    perturbed input of each relu of the graph, in call order (from CROWN,
+    :func:`paramverify.bounds.sound.hinted_box_outputs`); they are
+    intersected with the propagated ones, which keeps more neurons stable
+    and the difference rule exact there.
+    """
+
+    def __init__(self, hints_n: Sequence[Interval | None] | None = None, hints_p: Sequence[Interval | None] | None = None) -> None:
+        self.hints_n = hints_n
+        self.hints_p = hints_p
+        self._relu = 0
+
+    def _hinted(self, a: DiffValue) -> DiffValue:
+        i = self._relu
+        self._relu += 1
+        if self.hints_n is None or self.hints_p is None or i >= len(self.hints_n) or i >= len(self.hints_p):
+            return a
+        return DiffValue(_narrow(a.n, self.hints_n[i]), _narrow(a.p, self.hints_p[i]), a.d)
 
     def shape(self, a: Any) -> tuple[int, ...]:
         return a.shape if isinstance(a, DiffValue) else tuple(np.shape(a))
@@ -257,7 +285,7 @@ class DiffKernel:
 
     # activations ------------------------------------------------------------
     def relu(self, a: Any) -> DiffValue:
-        a = as_diff(a)
+        a = self._hinted(as_diff(a))
         n, p = irelu(a.n), irelu(a.p)
         # relu(z + delta) - relu(z) lies between min(delta, 0) and max(delta, 0); it
         # equals delta where both sides are active and 0 where both are inactive

@@ -26,6 +26,7 @@ import numpy as np
 from paramverify.bounds.branch import SearchResult
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
+from paramverify.bounds.margins import box_label_certified
 from paramverify.bounds.point import PointResult, point_change, point_labels
 from paramverify.bounds.searches import (
     FlipWitness,
@@ -126,6 +127,8 @@ class BoundsEngine:
                     return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
                 return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, elapsed)
             return Unknown(f"{_incomplete_note(res)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]", method, elapsed)
+        if isinstance(prop, LabelInvariance) and box_label_certified(problem):
+            return Verified("bounds: CROWN margin rows of both networks over the whole box (no input splitting)", time.monotonic() - t0)
         if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
             sigma = prop.sigma if isinstance(prop, MarginLabelInvariance) else 0.0
             res = search_flips(problem, classes_of(problem), options, deadline, verify_sigma=sigma)

@@ -254,6 +254,8 @@ class TraceKernel:
 
     def __init__(self, trace: Trace) -> None:
         self.t = trace
+        #: the input of every graph-level relu, in call order (LNode or constant); see crown.LinearBounds
+        self.relu_inputs: list[Any] = []
 
     def _node(self, op: str, parents: Sequence[Any], is_param: bool = False, **attrs: Any) -> LNode:
         batched = any(_is_batched(p) for p in parents)
@@ -306,6 +308,7 @@ class TraceKernel:
         return self._node(op, (a,), **attrs)
 
     def relu(self, a: Any) -> Any:
+        self.relu_inputs.append(a)
         return self._unary("relu", a, iv.irelu)
 
     def leaky_relu(self, a: Any, alpha: float) -> Any:
@@ -345,10 +348,10 @@ class TraceKernel:
         y = a
         if lo < grid.low:
             low = np.asarray(grid.low)
-            y = self.add(self.relu(self.sub(y, low)), low)
+            y = self.add(self._unary("relu", self.sub(y, low), iv.irelu), low)
         if hi > grid.high:
             high = np.asarray(grid.high)
-            y = self.sub(y, self.relu(self.sub(y, high)))
+            y = self.sub(y, self._unary("relu", self.sub(y, high), iv.irelu))
         return self._noise(y, half_step(grid))
 
     def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:

@@ -138,3 +138,36 @@ def test_quantized_cli_end_to_end(models):
     out = json.loads(proc.stdout)
     assert out["box"]["description"].startswith("int8 model")
     assert out["lower"] <= out["upper"]
+
+
+def test_hinted_enclosures_contain_both_models(models):
+    from paramverify.bounds.sound import hinted_box_outputs
+
+    f, qs = models
+    problem = _problem(f, qs[VARIANTS[1]], radius=0.05)
+    out = hinted_box_outputs(problem.graph, problem.box, problem.region.lo[None], problem.region.hi[None])
+    xs = sample_ball(X0, 0.05, 2000)
+    values = {n: problem.box.lo[n] for n in problem.box.names}
+    y0, yq = problem.graph.evaluate(xs), problem.graph.evaluate(xs, values)
+    assert np.all((out.n.lo <= y0) & (y0 <= out.n.hi))
+    assert np.all((out.p.lo <= yq) & (yq <= out.p.hi))
+    assert np.all((out.d.lo <= yq - y0) & (yq - y0 <= out.d.hi))
+
+
+def test_margin_certificate_is_sound_and_refuses_flips(tmp_path):
+    from paramverify.bounds.margins import box_label_certified
+
+    f = export_float(tmp_path / "m.onnx", seed=4)
+    rng = np.random.default_rng(1)
+    for radius, delta in ((0.01, 1e-3), (0.5, 0.2)):
+        p = api.make_problem(str(f), delta=delta, x0=X0, radius=radius)
+        ok = box_label_certified(p)
+        xs = sample_ball(X0, radius, 3000, seed=2)
+        y0 = p.graph.evaluate(xs)
+        params = p.box.sample(rng)
+        yp = p.graph.evaluate(xs, params)
+        same = np.argmax(y0, 1) == np.argmax(yp, 1)
+        if ok:
+            assert same.all() and len(set(np.argmax(y0, 1))) == 1
+        if radius == 0.5:
+            assert not ok
