@@ -8,6 +8,7 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search")
+NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search", "int8")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
@@ -567,6 +568,7 @@ python benchmarks/bench_soundness.py            # --quick for a short run
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
 python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
+python benchmarks/train_int8_cnn.py && nice python benchmarks/bench_int8.py   # int8 vs float
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
@@ -586,6 +588,7 @@ def render() -> str:
         "## e. Soundness corpus (`results/soundness.json`)\n", guarded("soundness", soundness, R["soundness"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
+        "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", lambda d: runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_int8.py")))["section"](d), R["int8"]),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

@@ -11,11 +11,15 @@ per-output intervals lose, which decides most int8-vs-float balls at once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from paramverify.bounds.crown import LinearBounds
 from paramverify.errors import CapabilityError
+from paramverify.options import Deadline
 from paramverify.properties import Problem
+from paramverify.specs import InputRegion
 
 
 def box_label_certified(problem: Problem) -> bool:
@@ -42,3 +46,50 @@ def box_label_certified(problem: Problem) -> bool:
     except CapabilityError:
         return False
     return bool(np.all(u < 0))
+
+
+def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 256) -> bool:
+    """:func:`box_label_certified` on the box, else on halves of it (split where the float
+    margin is most sensitive), until every piece is certified (True) or time or
+    ``max_boxes`` runs out (False).  The pieces cover the box, so True proves Def 4."""
+    region = problem.region
+    queue = [(region.lo.copy(), region.hi.copy())]
+    done = 0
+    while queue:
+        if deadline.expired() or done >= max_boxes:
+            return False
+        lo, hi = queue.pop()
+        done += 1
+        sub = problem if done == 1 else replace(problem, region=InputRegion(lo, hi))
+        if box_label_certified(sub):
+            continue
+        ax = _split_axis(problem, lo, hi)
+        if ax is None:
+            return False
+        mid = lo[ax] + (hi[ax] - lo[ax]) / 2
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[ax], right_lo[ax] = mid, mid
+        queue.extend([(lo, left_hi), (right_lo, hi)])
+    return True
+
+
+def _split_axis(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> int | None:
+    """The input whose half-width times the float margin's finite-difference slope is largest."""
+    width = hi - lo
+    if not np.any(width > 0):
+        return None
+    g = problem.graph
+    centre = (lo + hi) / 2
+    y = g.evaluate(centre)[0]
+    order = np.argsort(y)
+    c, s = int(order[-1]), int(order[-2])
+    h = np.maximum(width / 4, 1e-12)
+    pts = np.repeat(centre[None], 2 * centre.size, axis=0)
+    idx = np.arange(centre.size)
+    pts[idx, idx] += h
+    pts[centre.size + idx, idx] -= h
+    ys = g.evaluate(pts)
+    m = ys[:, c] - ys[:, s]
+    slope = np.abs(m[: centre.size] - m[centre.size :])
+    score = np.where(width > 0, slope + 1e-12 * width, -1.0)
+    return int(np.argmax(score))
