@@ -93,6 +93,8 @@ def make_problem(
     chosen = [k for k, v in sources.items() if v]
     if len(chosen) > 1:
         raise SpecError(chosen[1], f"conflicts with {chosen[0]}", "give one perturbation: --delta, --relative, --bits, --quantized or a spec file")
+    if rounded and bits is None:
+        raise SpecError("rounded", "needs --bits (the scheme whose round-to-nearest model to take)", "e.g. --bits 8 --rounded")
     pnames = tuple(params) if params else None
     spec: Perturbation
     if delta is not None:

@@ -171,3 +171,18 @@ def test_margin_certificate_is_sound_and_refuses_flips(tmp_path):
             assert same.all() and len(set(np.argmax(y0, 1))) == 1
         if radius == 0.5:
             assert not ok
+
+
+def test_z3_refuses_int8_rounding_and_rounded_needs_bits(models, tmp_path):
+    f, qs = models
+    proc = subprocess.run(
+        [sys.executable, "-m", "paramverify", "verify", str(f), "--quantized", str(qs[VARIANTS[0]]), "--property", "label",
+         "--x0", ",".join(f"{v:.4f}" for v in X0), "--radius", "0.01", "--backend", "z3", "--quiet", "--timeout", "20"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "int8 activation rounding" in proc.stderr
+    from paramverify.errors import SpecError
+
+    with pytest.raises(SpecError, match="rounded: needs --bits"):
+        api.make_problem(str(f), delta=0.1, rounded=True, x0=X0)
