@@ -345,6 +345,11 @@ class TraceKernel:
         if not isinstance(a, LNode):
             return self._leaf(fq_value(Interval.const(a), grid))
         lo, hi = float(np.min(self.t.lo[a.index])), float(np.max(self.t.hi[a.index]))
+        # neurons whose whole range rounds to one grid value (a dead relu's 0, say) are that constant
+        v = fq_value(Interval(self.t.lo[a.index], self.t.hi[a.index]), grid)
+        v_lo = v.lo.min(axis=0) if (a.batched or a.dom) else v.lo
+        v_hi = v.hi.max(axis=0) if (a.batched or a.dom) else v.hi
+        const = (v_lo == v_hi).reshape(a.pshape)
         y = a
         if lo < grid.low:
             low = np.asarray(grid.low)
@@ -352,7 +357,12 @@ class TraceKernel:
         if hi > grid.high:
             high = np.asarray(grid.high)
             y = self.sub(y, self._unary("relu", self.sub(y, high), iv.irelu))
-        return self._noise(y, half_step(grid))
+        h = half_step(grid)
+        if not np.any(const):
+            return self._noise(y, h)
+        y = self.mul(y, np.where(const, 0.0, 1.0))
+        c = v_lo.reshape(a.pshape)
+        return self.add(y, self._leaf(Interval(np.where(const, c, -h), np.where(const, c, h))))
 
     def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:
         from paramverify.bounds.quantround import dyn_value, dynamic_half_step

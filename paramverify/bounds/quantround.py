@@ -71,9 +71,11 @@ def fq_value(a: Interval, grid: Grid) -> Interval:
     kmin, kmax = grid.qmin - grid.zero_point, grid.qmax - grid.zero_point
     q_lo = np.clip(q_lo, kmin, kmax)
     q_hi = np.clip(q_hi, kmin, kmax)
-    # (integer of at most 17 bits) * (a float32 scale) is exact in float64; widen for onnxruntime's float32 product
-    slack = ROUND_REL * max(abs(grid.low), abs(grid.high)) + TINY
-    return Interval(down(q_lo * s - slack), up(q_hi * s + slack))
+    # (integer of at most 17 bits) * (a float32 scale) is exact in float64: a range inside one
+    # rounding cell is that grid value exactly; otherwise widen for onnxruntime's float32 product
+    slack = np.where(q_lo == q_hi, 0.0, ROUND_REL * max(abs(grid.low), abs(grid.high)) + TINY)
+    exact = slack == 0
+    return Interval(np.where(exact, q_lo * s, down(q_lo * s - slack)), np.where(exact, q_hi * s, up(q_hi * s + slack)))
 
 
 def dynamic_half_step(a: Interval, qmin: int, qmax: int) -> np.ndarray:
