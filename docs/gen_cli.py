@@ -36,7 +36,14 @@ commands report what they proved so far, marked incomplete.
   (`verified`, `falsified`, `unknown`), `method`, `time_s`; `reason` when unknown;
   `counterexample` (`input` list, `parameters`: initializer name -> nested list in the
   initializer's shape, `nominal_output`, `perturbed_output`, `replayed_on_onnxruntime`)
-  when falsified; `output` as for bound.
+  when falsified; `output` as for bound. With `--quantized` an onnxruntime int8 model,
+  `box.description` names it (`int8 model 'q.onnx' (QDQ; 5 activation roundings)`) and
+  `parameters` lists the dequantized weights and `__int8_enable` (the rounding switch).
+  With `--vnnlib`: `command`, `property` (`vnnlib`), `vnnlib`, `model`, `vnncomp` (`sat`,
+  `unsat`, `timeout`, `unknown`) and the verdict fields. With `--x0 FILE.npy` of several
+  rows: `command`, `property`, `model`, `rows` (one verdict object per row, with `row`).
+- **vnncomp**: `command`, `instances` (per instance `onnx`, `vnnlib`, `result`, `time_s`,
+  `file`); see docs/vnnlib.md.
 - **reproduce**: `cells` (one bound object per Table 1 cell, with `study`, `delta`,
   `class`, `gap_target`, `meets_gap_target`), `figures`, `all_gap_targets_met`, `time_s`.
 - **smooth, compare, bits, search**: see docs/smoothing.md, docs/compare.md, docs/bits.md
