@@ -17,7 +17,7 @@ import pytest
 from paramverify import api
 from paramverify.options import Options
 from paramverify.results import Falsified, Verified
-from tests.int8.int8_models import VARIANTS, export_float, ort_outputs, quantize, sample_ball
+from int8_models import VARIANTS, export_float, ort_outputs, quantize, sample_ball
 
 RADIUS = 0.02
 X0 = np.random.default_rng(3).uniform(0.2, 0.8, 36)
