@@ -263,13 +263,13 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
 
 
 def _margin_certified(problem: Problem, deadline: Deadline) -> bool:
-    """For an int8 lowering: label certificates by margin rows on pieces of the box, with 60%
+    """For an int8 lowering: label certificates by margin rows on pieces of the box, with 75%
     of the remaining time (the rest goes to the interval search and its falsifier).  Other
     problems keep the interval search alone."""
     if problem.graph.replay_models is None:
         return False
     left = deadline.remaining()
-    sub = Deadline(None if left is None else time.monotonic() + 0.6 * left)
+    sub = Deadline(None if left is None else time.monotonic() + 0.75 * left)
     return certify_by_splits(problem, sub)
 
 
