@@ -32,11 +32,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_common import machine_info, write_results  # noqa: E402
-from train_int8_cnn import FLOAT, QDQ, QOP, data  # noqa: E402
+from bench_common import machine_info, write_results
+from train_int8_cnn import FLOAT, QDQ, QOP, data
 
-from paramverify import api  # noqa: E402
-from paramverify.options import Options  # noqa: E402
+from paramverify import api
+from paramverify.options import Options
 
 
 def ort_rows(path: Path, xs: np.ndarray, optimize: bool) -> np.ndarray:

@@ -72,7 +72,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     args = ap.parse_args()
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

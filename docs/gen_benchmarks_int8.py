@@ -16,7 +16,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def section(d: dict) -> str:
     rows = d["rows"]
     m = d["machine"]
-    parts = [
+    parts = [(
         f"The digits CNN of `benchmarks/train_int8_cnn.py` (Conv, Relu, MaxPool, Conv, Relu, AveragePool, two Gemm; "
         f"`{d['models']['float']}`) against its onnxruntime `quantize_static` copies in QDQ format "
         f"(`{d['models']['QDQ']}`) and QOperator format (`{d['models']['QOperator']}`), on the L-inf ball of radius "
@@ -24,8 +24,8 @@ def section(d: dict) -> str:
         f"rounding included (`--quantized`, [int8.md](int8.md)). Label: `verify --property label` with a "
         f"{d['timeout_s']:g} s limit; eps: `bound --property eps` (largest |int8(x) - float(x)|) with a "
         f"{d['eps_timeout_s']:g} s limit. Soundness: {rows[0]['samples']:,} points per ball through onnxruntime on both "
-        f"models. Measured with `nice` on {m['cpus']} shared cores (load average {m['load_average_1_5_15']}).\n",
-    ]
+        f"models. Measured with `nice` on {m['cpus']} shared cores (load average {m['load_average_1_5_15']}).\n"
+    )]
     summary = []
     for fmt in ("QDQ", "QOperator"):
         rs = [r for r in rows if r["format"] == fmt]

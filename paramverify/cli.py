@@ -244,10 +244,8 @@ def cmd_bound(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from paramverify import api
+    from paramverify import api, vnncomp
     from paramverify.properties import for_labels
-
-    from paramverify import vnncomp
 
     if args.vnnlib is not None or args.property is None:
         return vnncomp.cmd_verify_vnnlib(args)

@@ -90,7 +90,7 @@ def run_pair(graph: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     check(graph.replay_models is not None, "run_pair needs an int8 lowering")
     fm, qm = graph.replay_models  # type: ignore[misc]
     batch = graph.as_batch(x).astype(input_dtype(graph))
-    q_in = [i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer}][0]
+    q_in = next(i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer})
     return run_session(fm, graph.input_name, batch), run_session(qm, q_in, batch, optimize=True)
 
 

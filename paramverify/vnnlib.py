@@ -148,7 +148,7 @@ class _Parser:
             parts = [self.formula(a) for a in e[1:]]
             if np.prod([len(p) for p in parts], dtype=float) > 100_000:
                 raise SpecError(FIELD, "the formula's disjunctive normal form is too large")
-            return [sum(combo, []) for combo in itertools.product(*parts)]
+            return [list(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)]
         if head == "or":
             return [c for a in e[1:] for c in self.formula(a)]
         if head in ("<=", ">=", "<", ">", "="):

@@ -29,7 +29,6 @@ import numpy as np
 from scipy import special
 from scipy.special import expit
 
-from paramverify.bounds.quantround import dyn_error, dyn_value, enable_flag, fq_error, fq_value
 from paramverify.bounds.interval import (
     TINY,
     TRANSCENDENTAL_REL,
@@ -42,16 +41,23 @@ from paramverify.bounds.interval import (
     idiv_const,
     ierf,
     ileaky_relu,
+    ilog_softmax,
     imatmul,
     imul,
     intersect,
-    ilog_softmax,
     irelu,
     isigmoid,
     isoftmax,
     isub,
     itanh,
     up,
+)
+from paramverify.bounds.quantround import (
+    dyn_error,
+    dyn_value,
+    enable_flag,
+    fq_error,
+    fq_value,
 )
 
 

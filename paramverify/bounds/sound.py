@@ -11,7 +11,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from paramverify.bounds.crown import LinearBounds, linear_outputs, output_rows, relu_bounds
+from paramverify.bounds.crown import (
+    LinearBounds,
+    linear_outputs,
+    output_rows,
+    relu_bounds,
+)
 from paramverify.bounds.differential import (
     DiffKernel,
     DiffValue,

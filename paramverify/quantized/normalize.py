@@ -205,7 +205,7 @@ class Normalizer:
 
     def node(self, n: onnx.NodeProto) -> None:
         op, ins, outs = n.op_type, list(n.input), list(n.output)
-        get = lambda i: ins[i] if len(ins) > i and ins[i] else None  # noqa: E731
+        get = lambda i: ins[i] if len(ins) > i and ins[i] else None
         if op == "Constant":
             self.consts[outs[0]] = numpy_helper.to_array(helper.get_attribute_value(n.attribute[0]))
         elif op == "QuantizeLinear":

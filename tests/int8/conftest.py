@@ -9,4 +9,4 @@ for _p in (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1])
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from torch_threads import single_torch_thread  # noqa: E402,F401  (autouse fixture)
+from torch_threads import single_torch_thread  # noqa: F401  (autouse fixture)

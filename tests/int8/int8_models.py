@@ -10,7 +10,13 @@ import numpy as np
 import onnxruntime as ort
 
 torch = __import__("pytest").importorskip("torch")
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: E402
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 
 SHAPE = (1, 6, 6)
 

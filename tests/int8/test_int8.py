@@ -13,11 +13,11 @@ import sys
 
 import numpy as np
 import pytest
+from int8_models import VARIANTS, export_float, ort_outputs, quantize, sample_ball
 
 from paramverify import api
 from paramverify.options import Options
 from paramverify.results import Falsified, Verified
-from int8_models import VARIANTS, export_float, ort_outputs, quantize, sample_ball
 
 RADIUS = 0.02
 X0 = np.random.default_rng(3).uniform(0.2, 0.8, 36)
@@ -116,7 +116,7 @@ def test_model_that_does_not_correspond_is_one_line(models, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "paramverify", "verify", str(f), "--quantized", str(q), "--property", "label",
          "--x0", ",".join(f"{v:.4f}" for v in X0), "--radius", "0.01", "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -130,7 +130,7 @@ def test_quantized_cli_end_to_end(models):
     proc = subprocess.run(
         [sys.executable, "-m", "paramverify", "bound", str(f), "--quantized", str(q), "--property", "eps",
          "--x0", ",".join(f"{v:.6f}" for v in X0), "--radius", "0.01", "--timeout", "4", "--tolerance", "1e-3", "--quiet", "--json"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode in (0, 3), proc.stderr
     import json
@@ -178,7 +178,7 @@ def test_z3_refuses_int8_rounding_and_rounded_needs_bits(models, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "paramverify", "verify", str(f), "--quantized", str(qs[VARIANTS[0]]), "--property", "label",
          "--x0", ",".join(f"{v:.4f}" for v in X0), "--radius", "0.01", "--backend", "z3", "--quiet", "--timeout", "20"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "int8 activation rounding" in proc.stderr
