@@ -18,7 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NAMES = ("casestudies", "scaling", "mnist", "large", "cnn", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
-         "search", "sq", "ray")
+         "search", "sq", "ray", "int8")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
           "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
@@ -581,6 +581,7 @@ python benchmarks/bench_soundness.py --tier extreme
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
 python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
+python benchmarks/train_int8_cnn.py && nice python benchmarks/bench_int8.py   # int8 vs float
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
@@ -638,6 +639,7 @@ def render() -> str:
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
         guarded("sq", runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_sq.py")))["sq"], R["sq"]),
         "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),
+        "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", lambda d: runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_int8.py")))["section"](d), R["int8"]),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

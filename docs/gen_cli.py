@@ -70,6 +70,13 @@ layout, now 1. It is raised when a field is removed or changes meaning; new fiel
 - **verify**: `command`, `property`, `model`, `backend`, `region`, `box`, `verdict`
   (`verified`, `falsified`, `unknown`), `method`, `time_s`; `reason` when unknown;
   `counterexample` (a point object) when falsified; `output` as for bound.
+  With `--quantized` an onnxruntime int8 model,
+  `box.description` names it (`int8 model 'q.onnx' (QDQ; 5 activation roundings)`) and
+  `parameters` lists the dequantized weights and `__int8_enable` (the rounding switch).
+  With `--vnnlib`: `command`, `property` (`vnnlib`), `vnnlib`, `model`, `vnncomp` (`sat`,
+  `unsat`, `timeout`, `unknown`) and the verdict fields.
+- **vnncomp**: `command`, `instances` (per instance `onnx`, `vnnlib`, `result`, `time_s`,
+  `file`); see docs/vnnlib.md.
 - **point objects** (`witness`, `counterexample`): `input` (list), `parameters`
   (initializer name -> nested list in the initializer's shape), `nominal_output` and
   `perturbed_output` (float64 evaluation), `replayed_on_onnxruntime` (always true: every

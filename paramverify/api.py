@@ -62,6 +62,8 @@ def make_problem(
     level: float = 0.5,
     unit_box: bool = False,
     output: str | None = None,
+    rounded: bool = False,
+    radius: float | None = None,
 ) -> Problem:
     """Build a :class:`Problem` from the same choices the CLI offers.
 
@@ -71,7 +73,14 @@ def make_problem(
     or ``perturbation`` (a spec object or mapping).  ``unit_box=True`` with
     none of them gives the absolute box of radius 1 (for the largest-delta
     search, whose answer then *is* delta).  Exactly one of ``x0`` and
-    ``domain``.
+    ``domain``; ``radius`` turns ``x0`` into the L-inf ball
+    ``[x0 - radius, x0 + radius]``.
+
+    ``quantized_model`` may be what onnxruntime.quantization writes (QDQ,
+    QOperator, dynamic): the problem is then the int8 function against the
+    float function, activation rounding included (:mod:`paramverify.quantized`).
+    ``rounded=True`` with ``bits`` takes the round-to-nearest copy of the
+    scheme instead of its whole rounding box.
     """
     graph = model if isinstance(model, Graph) else load_model(model, output=output)
     check_finite_parameters(graph)
@@ -85,16 +94,20 @@ def make_problem(
     chosen = [k for k, v in sources.items() if v]
     if len(chosen) > 1:
         raise SpecError(chosen[1], f"conflicts with {chosen[0]}", "give one perturbation: --delta, --relative, --bits, --quantized or a spec file")
+    if rounded and bits is None:
+        raise SpecError("rounded", "needs --bits (the scheme whose round-to-nearest model to take)", "e.g. --bits 8 --rounded")
     pnames = tuple(params) if params else None
     spec: Perturbation
     if delta is not None:
         spec = AbsoluteDelta(_nonneg(delta, "delta"), pnames)
     elif relative is not None:
         spec = RelativeDelta(_nonneg(relative, "relative"), pnames)
-    elif bits is not None:
+    elif bits is not None and not rounded:
         spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames)
     elif quantized_model is not None:
-        spec = QuantizedCopy.from_model(graph, load_model(quantized_model))
+        graph, spec = quantized_copy(graph, quantized_model)
+    elif bits is not None and rounded:
+        spec = QuantizationScheme(int(bits), symmetric, per_channel, None, pnames).rounded(graph)
     elif perturbation is not None:
         spec = perturbation if not isinstance(perturbation, Mapping) else perturbation_from_dict(perturbation)
     elif unit_box:
@@ -104,7 +117,11 @@ def make_problem(
     box = spec.to_box(graph)
     if (x0 is None) == (domain is None):
         raise SpecError("x0/domain", "give exactly one of them", "--x0 V1,V2,... for a local property, --domain LO1:HI1,... for a global one")
-    if x0 is not None:
+    if x0 is not None and radius is not None:
+        region = InputRegion.ball(x0, _nonneg(radius, "radius")).check_for(graph, "x0")
+    elif radius is not None:
+        raise SpecError("radius", "needs --x0 (the centre of the ball)", "e.g. --x0 0.1,0.2 --radius 0.02")
+    elif x0 is not None:
         region = InputRegion.point(x0, "x0").check_for(graph, "x0")
     else:
         dom = np.asarray(domain, dtype=np.float64)
@@ -142,6 +159,20 @@ def check_finite_outputs(problem: Problem) -> None:
                 f"the model's output at the {where} of the input region is not finite ({row.tolist()}); an overflow "
                 "(or a NaN) leaves nothing to prove. Use a smaller input region or rescale the model"
             )
+
+
+def quantized_copy(graph: Graph, path: str | os.PathLike[str] | Any) -> tuple[Graph, QuantizedCopy]:
+    """The perturbation of ``--quantized``: an onnxruntime int8 model (lowered onto ``graph``,
+    which is returned changed) or a float copy with the same initializer names."""
+    from paramverify.ir import read_model
+    from paramverify.quantized import is_quantized, lower_int8
+
+    proto, source = read_model(path)
+    if is_quantized(proto):
+        low = lower_int8(graph, proto, source)
+        desc = f"int8 model '{source}' ({', '.join(low.formats)}; {low.n_rounding} activation roundings)"
+        return low.graph, QuantizedCopy(low.values, desc)
+    return graph, QuantizedCopy.from_model(graph, load_model(proto))
 
 
 def problem_from_spec_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Problem:
@@ -249,6 +280,76 @@ def verify(
     if kind == "label":
         problem = for_labels(problem)
     return get_engine(backend).verify(problem, prop, options or Options())
+
+
+def verify_vnnlib(
+    model: str | os.PathLike[str] | Graph,
+    vnnlib: str | os.PathLike[str] | Any,
+    *,
+    options: Options | None = None,
+    **problem_kwargs: Any,
+) -> Verdict:
+    """Check a VNN-LIB property (input boxes, unsafe output set) for every parameter of the box.
+
+    ``problem_kwargs`` are :func:`make_problem`'s perturbation choices
+    (``delta``, ``bits``, ``quantized_model``, ...); none means the model as
+    it is.  Verified = VNN-COMP ``unsat``, Falsified = ``sat`` (replayed on
+    onnxruntime), Unknown = ``timeout``/``unknown``.  One deadline covers
+    every case of the file.
+    """
+    from paramverify.vnncheck import check_case
+    from paramverify.vnnlib import VnnProperty, load_vnnlib
+
+    prop = vnnlib if isinstance(vnnlib, VnnProperty) else load_vnnlib(vnnlib)
+    options = options or Options()
+    deadline = options.deadline()
+    graph = model if isinstance(model, Graph) else load_model(model, output=problem_kwargs.pop("output", None))
+    kwargs = dict(problem_kwargs)
+    if not any(kwargs.get(k) is not None for k in ("delta", "relative", "bits", "quantized_model", "perturbation")):
+        kwargs["delta"] = 0.0
+    unknown: Verdict | None = None
+    t_total = 0.0
+    verified_method = ""
+    for case in prop.cases:
+        if np.array_equal(case.lo, case.hi):
+            problem = make_problem(graph, x0=case.lo, **kwargs)
+        else:
+            problem = make_problem(graph, domain=list(zip(case.lo, case.hi)), **kwargs)
+        verdict = check_case(problem, case, options, deadline)
+        t_total += verdict.time_s
+        if verdict.name == "falsified":
+            return verdict
+        if verdict.name == "unknown" and unknown is None:
+            unknown = verdict
+        verified_method = verdict.method
+    if unknown is not None:
+        return unknown
+    from paramverify.results import Verified
+
+    return Verified(verified_method or "no input box in the file", t_total)
+
+
+def verify_many(
+    model: str | os.PathLike[str] | Graph,
+    rows: Any,
+    kind: VerifyKind,
+    *,
+    epsilon: float | None = None,
+    sigma: float | None = None,
+    backend: str = "bounds",
+    options: Options | None = None,
+    **problem_kwargs: Any,
+) -> list[Verdict]:
+    """One verdict per row of ``rows`` (``[N, d]``): each row is ``x0`` of its own problem
+    (with ``radius``: the centre of its ball); ``options`` (and its time limit) apply per row."""
+    arr = np.asarray(rows, dtype=np.float64)
+    graph = model if isinstance(model, Graph) else load_model(model, output=problem_kwargs.pop("output", None))
+    arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    out = []
+    for row in arr:
+        problem = make_problem(graph, x0=row, **problem_kwargs)
+        out.append(verify(problem, kind, epsilon=epsilon, sigma=sigma, backend=backend, options=options))
+    return out
 
 
 def make_property(problem: Problem, kind: str, epsilon: float | None, sigma: float | None) -> Property:

@@ -60,7 +60,11 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     g.add_argument("--bits", type=int, help="rounding box of a BITS-bit uniform quantization scheme")
     g.add_argument("--asymmetric", action="store_true", help="with --bits: asymmetric (zero point) instead of symmetric")
     g.add_argument("--per-channel", action="store_true", help="with --bits: one scale per output channel")
-    g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy (same initializer names)")
+    g.add_argument("--rounded", action="store_true", help="with --bits: the round-to-nearest model itself (a concrete copy), "
+                   "not the whole rounding box")
+    g.add_argument("--quantized", metavar="Q.onnx", help="a concrete quantized copy: an onnxruntime int8 model (QDQ, QOperator or "
+                   "quantize_dynamic; activation rounding included, names may differ) or a float copy with the same "
+                   "initializer names")
     g.add_argument("--spec", metavar="FILE", help="JSON/YAML spec with perturbation, x0 or domain, level (each in the file or as a flag, not both)")
     g.add_argument("--params", metavar="NAME,...", help="initializers to perturb (default: all weights and biases)")
     p.add_argument(*(["--output"] if output_flag else []), "--output-tensor", dest="output_tensor", metavar="NAME",
@@ -69,6 +73,7 @@ def _problem_args(p: argparse.ArgumentParser, delta_required: bool = False, outp
     r = p.add_argument_group("inputs (give one)")
     r.add_argument("--x0", metavar="V1,V2,...", help="one input (local property); or a .npy/.csv file; a .npy of N >= 2 rows: N inputs, one result each")
     r.add_argument("--domain", metavar="LO1:HI1,...", help="an input box (global property); one LO:HI applies to all")
+    p.add_argument("--radius", type=positive_float, metavar="R", help="with --x0: the L-inf ball [x0 - R, x0 + R] instead of the point")
     p.add_argument("--level", type=finite_float, help="decision level of a single-output model (default 0.5, or the spec file's level)")
     s = p.add_argument_group("engine")
     s.add_argument("--backend", default="bounds", choices=["bounds", "z3", "dreal"], help="proof engine (default: bounds)")
@@ -118,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Verify Def 1/2 (eps: output change <= E), Def 3/4 (label: labels kept) or "
                        "Def 5 (sigma: labels kept for inputs at least S from the decision level).")
-    v.add_argument("--property", required=True, choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5")
+    v.add_argument("--property", choices=["eps", "label", "sigma"], help="eps: Def 1/2; label: Def 3/4; sigma: Def 5 "
+                   "(required unless --vnnlib)")
+    v.add_argument("--vnnlib", metavar="FILE", help="a VNN-LIB property (input boxes and unsafe output constraints) instead "
+                   "of --property and --x0/--domain; combines with any perturbation (none: the model as it is)")
     v.add_argument("--epsilon", type=nonneg_float, help="the output bound E (for --property eps)")
     v.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     _witness_arg(v)
@@ -162,6 +170,7 @@ PLUGGED: dict[str, tuple[str, str, str]] = {
     "search": ("paramverify.search.cli", "add_subparser", "run"),
     "attack": ("paramverify.attacks.cli", "add_subparser", "run"),
     "sq": ("paramverify.sq.cli", "add_subparser", "run"),
+    "vnncomp": ("paramverify.vnncomp", "add_subparser", "run"),
 }
 
 
@@ -213,6 +222,8 @@ def _problem(args: argparse.Namespace, unit_box: bool = False, x0_row: np.ndarra
         level=0.5 if level is None else level,
         unit_box=unit_box,
         output=args.output_tensor,
+        rounded=args.rounded,
+        radius=args.radius,
     )
 
 
@@ -271,9 +282,11 @@ def cmd_bound(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from paramverify import api
+    from paramverify import api, vnncomp
     from paramverify.properties import for_labels
 
+    if args.vnnlib is not None or args.property is None:
+        return vnncomp.cmd_verify_vnnlib(args)
     config = parallel_config(args)
     problem, rows = _problem_and_rows(args)
     if args.property == "label":
@@ -293,6 +306,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+        if args.bits is not None and not args.rounded:
+            text += ("\nnote: this refutes the whole rounding box: SOME parameter values within half a step of the weights "
+                     "break the property, not necessarily the round-to-nearest model; check that model with --rounded")
     if args.json:
         _side_files(args, problem, payload, "counterexample")
     _emit(args, payload, text)

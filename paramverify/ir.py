@@ -24,7 +24,6 @@ from paramverify.heads import select_output
 from paramverify.kernels.numeric import NumericKernel
 from paramverify.modelcheck import (
     STANDARD_DOMAINS,
-    check_domains,
     check_float_values,
     check_input_size,
     check_structure,
@@ -67,6 +66,8 @@ class Graph:
     channel_axes: Mapping[str, int] = field(default_factory=dict)
     #: how the output was chosen when it is not the model's own (classifier head skipped, --output)
     note: str = ""
+    #: (float, int8) ONNX models onnxruntime replays instead of ``model`` (an int8 lowering, paramverify.quantized)
+    replay_models: tuple[onnx.ModelProto, onnx.ModelProto] | None = None
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -180,9 +181,13 @@ def load_model(
         )
     inp = inputs[0]
     order = live_nodes(order, [g.output[0].name], inp.name)
-    unsupported = check_domains(order) + [
-        (n.op_type, node_label(n, i)) for i, n in order if n.domain in STANDARD_DOMAINS and n.op_type not in registry
-    ]
+    def lowered(n: onnx.NodeProto) -> bool:
+        """A registered op of the node's own domain (a custom-domain Relu is not the standard one)."""
+        op = registry.get(n.op_type)
+        return op is not None and op.domain == ("" if n.domain in STANDARD_DOMAINS else n.domain)
+
+    unsupported = [(f"{n.domain}::{n.op_type}" if n.domain not in STANDARD_DOMAINS else n.op_type, node_label(n, i))
+                   for i, n in order if not lowered(n)]
     if unsupported:
         raise UnsupportedOpsError(unsupported, hint=_unsupported_hint(g, registry))
     floats: dict[str, np.ndarray] = {}
@@ -349,6 +354,11 @@ def _check_shapes(graph: Graph) -> None:
     if y is None or not np.all(np.isfinite(y)):
         raise ModelError(f"output '{graph.output_name}' is not finite at input 0 (an overflow or a division by zero "
                          "in the model); check its constants")
+
+
+def read_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """The ONNX proto and its source name (ModelError for a missing or unreadable file)."""
+    return _read(model)
 
 
 def _read(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:

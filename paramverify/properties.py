@@ -76,7 +76,7 @@ def scores_for_labels(graph: Graph) -> Graph:
         return graph
     scores = load_model(graph.model, output=last.inputs[0])
     note = f"labels are the argmax of '{last.inputs[0]}' (the final {last.op.op_type} is skipped: it keeps the argmax)"
-    return replace(scores, note="; ".join(n for n in (graph.note, note) if n), source=graph.source)
+    return replace(scores, note="; ".join(n for n in (graph.note, note) if n), source=graph.source, replay_models=graph.replay_models)
 
 
 def for_labels(problem: Problem) -> Problem:

@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from paramverify.errors import ModelError
+from paramverify.errors import ModelError, check
 from paramverify.ir import Graph
 from paramverify.properties import Problem, Property, violates
 from paramverify.results import Counterexample
@@ -80,6 +80,32 @@ def _fixed_batch_of_one(graph: Graph) -> bool:
     return bool(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == 1
 
 
+def run_session(model: onnx.ModelProto, input_name: str, batch: np.ndarray, optimize: bool = False) -> np.ndarray:
+    """Outputs of onnxruntime on an unmodified model, one sample at a time.
+
+    ``optimize`` keeps onnxruntime's default graph optimizations (an int8
+    model runs on its fused integer kernels, as deployed).  One sample per
+    run: dynamic quantization picks its grid from the whole tensor.
+    """
+    opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out = model.graph.output[0].name
+    rows = [np.asarray(sess.run([out], {input_name: batch[i : i + 1]})[0], dtype=np.float64).reshape(1, -1) for i in range(batch.shape[0])]
+    return np.concatenate(rows, axis=0)
+
+
+def run_pair(graph: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float, int8) outputs on onnxruntime for an int8 lowering (``graph.replay_models``)."""
+    check(graph.replay_models is not None, "run_pair needs an int8 lowering")
+    fm, qm = graph.replay_models  # type: ignore[misc]
+    batch = graph.as_batch(x).astype(input_dtype(graph))
+    q_in = next(i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer})
+    return run_session(fm, graph.input_name, batch), run_session(qm, q_in, batch, optimize=True)
+
+
 def confirm(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str, np.ndarray]) -> Counterexample | None:
     """A replayed counterexample, or None when it does not reproduce.
 
@@ -92,8 +118,11 @@ def confirm(problem: Problem, prop: Property, x: np.ndarray, params: Mapping[str
     yp = g.evaluate(xs, ps)
     if not violates(prop, y0, yp, problem.level)[0]:
         return None
-    r0 = run_onnxruntime(g, xs)
-    rp = run_onnxruntime(g, xs, ps)
+    if g.replay_models is not None:
+        r0, rp = run_pair(g, xs)
+    else:
+        r0 = run_onnxruntime(g, xs)
+        rp = run_onnxruntime(g, xs, ps)
     if not violates(prop, r0, rp, problem.level)[0]:
         return None
     return Counterexample(xs, ps, y0[0], yp[0], replayed=True, onnxruntime_outputs=(r0[0], rp[0]))
@@ -110,8 +139,12 @@ def replay_witness(problem: Problem, w: Counterexample) -> Counterexample:
     if w.replayed and w.onnxruntime_outputs is not None:
         return w
     g = problem.graph
-    r0 = run_onnxruntime(g, w.input)[0]
-    rp = run_onnxruntime(g, w.input, w.parameters)[0]
+    if g.replay_models is not None:  # an int8 lowering: the float file and the int8 file themselves
+        f, q = run_pair(g, w.input)
+        r0, rp = f[0], q[0]
+    else:
+        r0 = run_onnxruntime(g, w.input)[0]
+        rp = run_onnxruntime(g, w.input, w.parameters)[0]
     if not (np.all(np.isfinite(r0)) and np.all(np.isfinite(rp))):
         raise ModelError(
             f"onnxruntime's output at the witness is not finite (nominal {r0.tolist()}, perturbed {rp.tolist()}): "

@@ -51,6 +51,16 @@ class InputRegion:
             raise SpecError(field, "the box is empty (every interval has zero width)", "use --x0 for a single input")
         return InputRegion(lo_a, hi_a)
 
+    @staticmethod
+    def ball(x0: Sequence[float] | np.ndarray, radius: float, field: str = "x0") -> InputRegion:
+        """The L-inf ball ``[x0 - radius, x0 + radius]`` (a point for radius 0)."""
+        x = _finite_vector(x0, field)
+        if not math.isfinite(radius) or radius < 0:
+            raise SpecError("radius", f"must be a finite number >= 0, got {radius!r}", "e.g. --radius 0.02")
+        if radius == 0:
+            return InputRegion(x, x.copy())
+        return InputRegion(np.nextafter(x - radius, -np.inf), np.nextafter(x + radius, np.inf))
+
     @property
     def is_point(self) -> bool:
         return bool(np.all(self.lo == self.hi))
@@ -288,6 +298,15 @@ class QuantizationScheme:
             return self.channel_axis % p.ndim
         return graph.channel_axes.get(name, 0)
 
+    def rounded(self, graph: Graph) -> QuantizedCopy:
+        """The round-to-nearest model of this scheme as a concrete copy (``--rounded``)."""
+        self.to_box(graph)  # validates bits and names
+        names = _names(graph, self.params, "perturbation.params")
+        values = {n: quantize(graph.initializers[n], self, self.axis_for(graph, n))[0] for n in names}
+        gran = "per-channel" if self.per_channel else "per-tensor"
+        sym = "symmetric" if self.symmetric else "asymmetric"
+        return QuantizedCopy(MappingProxyType(values), f"round-to-nearest {self.bits}-bit {sym} {gran} copy")
+
     def to_box(self, graph: Graph) -> ParamBox:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise SpecError("perturbation.bits", f"must be an integer in 2..32, got {self.bits!r}")
@@ -344,6 +363,7 @@ class QuantizedCopy:
     """A concrete quantized model: the perturbed parameters take exactly these values."""
 
     values: Mapping[str, np.ndarray]
+    description: str = "quantized copy"
     kind: Literal["copy"] = field(default="copy", init=False)
 
     @staticmethod
@@ -362,7 +382,7 @@ class QuantizedCopy:
                 raise SpecError("perturbation.values", f"'{n}' has shape {v.shape}, the model's is {graph.initializers[n].shape}")
             vals[n] = v
         nominal = {n: graph.initializers[n] for n in names}
-        return ParamBox(MappingProxyType(nominal), MappingProxyType(vals), MappingProxyType(dict(vals)), "quantized copy")
+        return ParamBox(MappingProxyType(nominal), MappingProxyType(vals), MappingProxyType(dict(vals)), self.description)
 
 
 Perturbation = AbsoluteDelta | RelativeDelta | QuantizationScheme | QuantizedCopy

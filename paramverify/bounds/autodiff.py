@@ -130,6 +130,22 @@ class AutodiffKernel:
             res = res[..., 0, :] if vb.ndim > 1 else res[..., 0]
         return self.tape.node(res, [(a, ga), (b, gb)])
 
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> Any:
+        from paramverify.ops.quant import fake_quant
+
+        return self._rounded(a, enable, lambda v: fake_quant(v, grid))
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:
+        from paramverify.ops.quant import dynamic_fake_quant
+
+        return self._rounded(a, enable, lambda v: dynamic_fake_quant(v, qmin, qmax))
+
+    def _rounded(self, a: Any, enable: Any, fn: Any) -> Any:
+        """``x + e (fq(x) - x)`` with the straight-through gradient in ``x``."""
+        va, ve = _val(a), _val(enable)
+        step = fn(va) - va
+        return self.tape.node(va + ve * step, [(a, lambda g: g), (enable, lambda g: _unbroadcast(g * step, ve.shape))])
+
     def relu(self, a: Any) -> Any:
         va = _val(a)
         return self.tape.node(np.maximum(va, 0.0), [(a, lambda g: g * (va > 0))])

@@ -72,9 +72,14 @@ class LinearBounds:
             for name in box.names
         }
         self.y = self._as_node(graph.run(kernel, x, self.params))
+        #: inputs of the graph's relus in call order, perturbed and nominal run (for DiffKernel hints)
+        self.relu_in_p: list[object] = list(kernel.relu_inputs)
+        self.relu_in_n: list[object] = []
+        kernel.relu_inputs.clear()
         self.y0: LNode | None = None
         if differential:
             self.y0 = self._as_node(graph.run(kernel, x))
+            self.relu_in_n = list(kernel.relu_inputs)
         self.acts = [nd for nd in t.nodes if nd.op in _ACT and isinstance(nd.parents[0], LNode)]
         self._after_act = self._activation_ancestors()
 
@@ -200,6 +205,12 @@ class LinearBounds:
         return feasible
 
 
+def relu_bounds(lb: LinearBounds, inputs: Sequence[object]) -> list[Interval | None]:
+    """The current (refined) bounds of each recorded relu input; None for constants."""
+    t = lb.trace
+    return [Interval(t.lo[v.index], t.hi[v.index]) if isinstance(v, LNode) else None for v in inputs]
+
+
 def linear_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) -> tuple[Interval, Interval, Interval]:
     """Per input box ``[N, k]``: CROWN enclosures of ``f_p0(x)``, ``f_p(x)`` and ``f_p(x) - f_p0(x)``.
 
@@ -210,6 +221,11 @@ def linear_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) 
     """
     lb = LinearBounds(graph, box, lo, hi, differential=True)
     lb.refine()
+    return output_rows(lb)
+
+
+def output_rows(lb: LinearBounds) -> tuple[Interval, Interval, Interval]:
+    """Enclosures of ``f_p0``, ``f_p`` and ``f_p - f_p0`` ``[N, k]`` from a traced differential problem."""
     assert lb.y0 is not None
     k = int(np.prod(lb.y.pshape))
     C = np.concatenate([np.eye(k), -np.eye(k)])

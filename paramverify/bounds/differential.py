@@ -41,10 +41,10 @@ from paramverify.bounds.interval import (
     idiv_const,
     ierf,
     ileaky_relu,
+    ilog_softmax,
     imatmul,
     imul,
     intersect,
-    ilog_softmax,
     irelu,
     isigmoid,
     isoftmax,
@@ -52,6 +52,13 @@ from paramverify.bounds.interval import (
     itanh,
     sigmoid_value,
     up,
+)
+from paramverify.bounds.quantround import (
+    dyn_error,
+    dyn_value,
+    enable_flag,
+    fq_error,
+    fq_value,
 )
 
 
@@ -91,6 +98,15 @@ class DiffValue:
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> DiffValue:
         return DiffValue(self.n.map(fn), self.p.map(fn), self.d.map(fn))
+
+
+def _narrow(a: Interval, hint: Interval | None) -> Interval:
+    """``a`` intersected with another sound enclosure (kept as is where they do not fit or overlap)."""
+    if hint is None or np.shape(hint.lo) != np.shape(a.lo):
+        return a
+    lo, hi = np.maximum(a.lo, hint.lo), np.minimum(a.hi, hint.hi)
+    empty = lo > hi
+    return Interval(np.where(empty, a.lo, lo), np.where(empty, a.hi, hi))
 
 
 def as_diff(a: Any) -> DiffValue:
@@ -227,7 +243,26 @@ def sigmoidal_difference(fn: Callable[[np.ndarray], np.ndarray], lipschitz: floa
 
 
 class DiffKernel:
-    """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants)."""
+    """Runs a graph on :class:`DiffValue` triples (numpy arrays are exact constants).
+
+    ``hints_n`` / ``hints_p``: optional sound enclosures of the nominal and
+    perturbed input of each relu of the graph, in call order (from CROWN,
+    :func:`paramverify.bounds.sound.hinted_box_outputs`); they are
+    intersected with the propagated ones, which keeps more neurons stable
+    and the difference rule exact there.
+    """
+
+    def __init__(self, hints_n: Sequence[Interval | None] | None = None, hints_p: Sequence[Interval | None] | None = None) -> None:
+        self.hints_n = hints_n
+        self.hints_p = hints_p
+        self._relu = 0
+
+    def _hinted(self, a: DiffValue) -> DiffValue:
+        i = self._relu
+        self._relu += 1
+        if self.hints_n is None or self.hints_p is None or i >= len(self.hints_n) or i >= len(self.hints_p):
+            return a
+        return DiffValue(_narrow(a.n, self.hints_n[i]), _narrow(a.p, self.hints_p[i]), a.d)
 
     #: primitives this kernel cannot hold -> why (none: every primitive is implemented)
     UNSUPPORTED: ClassVar[Mapping[str, str]] = MappingProxyType({})
@@ -263,7 +298,7 @@ class DiffKernel:
 
     # activations ------------------------------------------------------------
     def relu(self, a: Any) -> DiffValue:
-        a = as_diff(a)
+        a = self._hinted(as_diff(a))
         n, p = irelu(a.n), irelu(a.p)
         # relu(z + delta) - relu(z) lies between min(delta, 0) and max(delta, 0); it
         # equals delta where both sides are active and 0 where both are inactive
@@ -304,6 +339,26 @@ class DiffKernel:
         # erf' = 2/sqrt(pi) exp(-z^2) is even and decreasing in |z|: the sigmoid/tanh rule holds
         a = as_diff(a)
         return _tighten(ierf(a.n), ierf(a.p), sigmoidal_difference(special.erf, 2.0 / np.sqrt(np.pi) * (1 + 4 * U), a.n, a.d))
+
+    # int8 activation rounding (paramverify.ops.quant): nominal vs rounded -------------
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> DiffValue:
+        return self._rounding(a, enable, lambda v: fq_value(v, grid), lambda v: fq_error(v, grid))
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> DiffValue:
+        return self._rounding(a, enable, lambda v: dyn_value(v, qmin, qmax), lambda v: dyn_error(v, qmin, qmax))
+
+    @staticmethod
+    def _rounding(a: Any, enable: Any, value: Callable[[Interval], Interval], error: Callable[[Interval], Interval]) -> DiffValue:
+        a, e = as_diff(a), as_diff(enable)
+        on_n, on_p = enable_flag(e.n), enable_flag(e.p)
+        n = value(a.n) if on_n else a.n
+        p = value(a.p) if on_p else a.p
+        d = a.d
+        if on_p:
+            d = iadd(d, error(a.p))
+        if on_n:
+            d = isub(d, error(a.n))
+        return _tighten(n, p, d)
 
     # exact rearrangements -------------------------------------------------------
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:

@@ -27,6 +27,7 @@ from paramverify.bounds.branch import SearchResult
 from paramverify.bounds.exact import exact_decision, near_boundary, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
+from paramverify.bounds.margins import certify_by_splits
 from paramverify.bounds.point import PointResult, point_change, point_labels
 from paramverify.bounds.searches import (
     FlipWitness,
@@ -132,6 +133,9 @@ class BoundsEngine:
                     return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
                 return Unknown("a violation found in real arithmetic did not reproduce in float64/onnxruntime", method, elapsed)
             return Unknown(f"{_incomplete_note(res)}; max change is in [{res.lower:.6g}, {res.upper:.6g}]", method, elapsed)
+        if isinstance(prop, LabelInvariance) and _margin_certified(problem, deadline):
+            return Verified("bounds: CROWN margin rows of both networks over the box (input splitting by the float margin's slope)",
+                            time.monotonic() - t0)
         if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
             sigma = prop.sigma if isinstance(prop, MarginLabelInvariance) else 0.0
             res = search_flips(problem, classes_of(problem), options, deadline, verify_sigma=sigma)
@@ -291,6 +295,17 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
     if res.reason == "above-threshold" and isinstance(res.witness, FlipWitness):
         return res.witness
     return None
+
+
+def _margin_certified(problem: Problem, deadline: Deadline) -> bool:
+    """For an int8 lowering: label certificates by margin rows on pieces of the box, with 75%
+    of the remaining time (the rest goes to the interval search and its falsifier).  Other
+    problems keep the interval search alone."""
+    if problem.graph.replay_models is None:
+        return False
+    left = deadline.remaining()
+    sub = Deadline(None if left is None else time.monotonic() + 0.75 * left)
+    return certify_by_splits(problem, sub)
 
 
 def _margin_below(problem: Problem, sigma: float) -> bool:

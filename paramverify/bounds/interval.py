@@ -451,6 +451,16 @@ class IntervalKernel:
     def erf(self, a: Any) -> Interval:
         return ierf(a)
 
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> Any:
+        from paramverify.bounds.quantround import enable_flag, fq_value
+
+        return fq_value(as_interval(a), grid) if enable_flag(enable) else a
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:
+        from paramverify.bounds.quantround import dyn_value, enable_flag
+
+        return dyn_value(as_interval(a), qmin, qmax) if enable_flag(enable) else a
+
     def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:
         return a.map(lambda v: np.reshape(v, shape)) if isinstance(a, Interval) else np.reshape(a, shape)
 

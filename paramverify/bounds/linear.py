@@ -258,6 +258,8 @@ class TraceKernel:
 
     def __init__(self, trace: Trace) -> None:
         self.t = trace
+        #: the input of every graph-level relu, in call order (LNode or constant); see crown.LinearBounds
+        self.relu_inputs: list[Any] = []
 
     def _node(self, op: str, parents: Sequence[Any], is_param: bool = False, **attrs: Any) -> LNode:
         batched = any(_is_batched(p) for p in parents)
@@ -310,6 +312,7 @@ class TraceKernel:
         return self._node(op, (a,), **attrs)
 
     def relu(self, a: Any) -> Any:
+        self.relu_inputs.append(a)
         return self._unary("relu", a, iv.irelu)
 
     def leaky_relu(self, a: Any, alpha: float) -> Any:
@@ -336,6 +339,55 @@ class TraceKernel:
 
     def erf(self, a: Any) -> Any:
         return self._unary("erf", a, iv.ierf)
+
+    # int8 activation rounding: clip (exact, by relus) plus a bounded error leaf -------
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> Any:
+        from paramverify.bounds.quantround import fq_value, half_step
+
+        if not self._enabled(enable):
+            return a
+        if not isinstance(a, LNode):
+            return self._leaf(fq_value(Interval.const(a), grid))
+        lo, hi = float(np.min(self.t.lo[a.index])), float(np.max(self.t.hi[a.index]))
+        # neurons whose whole range rounds to one grid value (a dead relu's 0, say) are that constant
+        v = fq_value(Interval(self.t.lo[a.index], self.t.hi[a.index]), grid)
+        v_lo = v.lo.min(axis=0) if (a.batched or a.dom) else v.lo
+        v_hi = v.hi.max(axis=0) if (a.batched or a.dom) else v.hi
+        const = (v_lo == v_hi).reshape(a.pshape)
+        y = a
+        if lo < grid.low:
+            low = np.asarray(grid.low)
+            y = self.add(self._unary("relu", self.sub(y, low), iv.irelu), low)
+        if hi > grid.high:
+            high = np.asarray(grid.high)
+            y = self.sub(y, self._unary("relu", self.sub(y, high), iv.irelu))
+        h = half_step(grid)
+        if not np.any(const):
+            return self._noise(y, h)
+        y = self.mul(y, np.where(const, 0.0, 1.0))
+        c = v_lo.reshape(a.pshape)
+        return self.add(y, self._leaf(Interval(np.where(const, c, -h), np.where(const, c, h))))
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> Any:
+        from paramverify.bounds.quantround import dyn_value, dynamic_half_step
+
+        if not self._enabled(enable):
+            return a
+        if not isinstance(a, LNode):
+            return self._leaf(dyn_value(Interval.const(a), qmin, qmax))
+        r = Interval(self.t.lo[a.index], self.t.hi[a.index])
+        return self._noise(a, float(np.max(dynamic_half_step(r.map(lambda v: v.reshape(1, -1)), qmin, qmax))))
+
+    def _enabled(self, enable: Any) -> bool:
+        from paramverify.bounds.quantround import enable_flag
+
+        if isinstance(enable, LNode):
+            return enable_flag(Interval(self.t.lo[enable.index], self.t.hi[enable.index]))
+        return enable_flag(enable)
+
+    def _noise(self, y: LNode, h: float) -> Any:
+        shape = (1,) + tuple(y.shape[1:]) if y.batched else tuple(y.shape)
+        return self.add(y, self._leaf(Interval(np.full(shape, -h), np.full(shape, h))))
 
     # exact rearrangements ---------------------------------------------------------
     def _rearrange(self, op: str, a: Any, fn: Any, **attrs: Any) -> Any:

@@ -144,7 +144,18 @@ def change_start(problem: Problem, options: Options, deadline: Deadline, max_obj
     rng = np.random.default_rng(options.seed)
     cands = falsify(g, box, region.lo, region.hi, objs, rng, deadline, n_random=4, steps=8)
     best = max(cands, key=lambda c: c.value)
-    return sound_change(problem, best.x, best.params)
+    probe = sound_change(problem, best.x, best.params)
+    if all(np.array_equal(box.lo[n], box.hi[n]) for n in box.names):
+        # a concrete copy (an int8 model: rounding steps have no useful gradient): also try sampled points
+        params = {n: box.lo[n] for n in box.names}
+        u = rng.uniform(0, 1, (256, region.size))
+        u[:32] = np.round(u[:32])
+        xs = region.lo + u * (region.hi - region.lo)
+        gap = np.max(np.abs(g.evaluate(xs, params) - g.evaluate(xs)), axis=1)
+        other = sound_change(problem, xs[int(np.argmax(gap))], params)
+        if other.value > probe.value:
+            probe = other
+    return probe
 
 
 _F = TypeVar("_F", bound=Callable[..., np.ndarray])

@@ -11,7 +11,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from paramverify.bounds.crown import linear_outputs
+from paramverify.bounds.crown import (
+    LinearBounds,
+    linear_outputs,
+    output_rows,
+    relu_bounds,
+)
 from paramverify.bounds.differential import (
     DiffKernel,
     DiffValue,
@@ -47,6 +52,32 @@ def tight_box_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarra
     return tighten(graph, box, lo, hi, box_outputs(graph, box, lo, hi))
 
 
+def hinted_box_outputs(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray) -> DiffValue:
+    """Differential interval bounds whose relu inputs are narrowed by CROWN's refined bounds
+    (both networks), intersected with differential CROWN's outputs.
+
+    Every enclosure intersected is sound, so the result is.  Used for int8
+    lowerings, whose many rounding steps make plain interval enclosures of
+    the nominal and perturbed values too wide for the difference rules.
+    """
+    n_in = graph.input_size
+    lo2, hi2 = np.reshape(lo, (-1, n_in)), np.reshape(hi, (-1, n_in))
+    lb = LinearBounds(graph, box, lo2, hi2, differential=True)
+    lb.refine()
+    kernel = DiffKernel(relu_bounds(lb, lb.relu_in_n), relu_bounds(lb, lb.relu_in_p))
+    xb_lo, xb_hi = graph.as_batch(lo2), graph.as_batch(hi2)
+    x = Interval(xb_lo, xb_lo, True) if np.array_equal(xb_lo, xb_hi) else Interval(xb_lo, xb_hi)
+    out = _flat(graph.run(kernel, DiffValue.input(x), diff_parameters(box)))
+    n, p, d = output_rows(lb)
+    return DiffValue(_cut(out.n, n), _cut(out.p, p), _cut(out.d, d))
+
+
+def _cut(a: Interval, b: Interval) -> Interval:
+    lo_, hi_ = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)
+    check(np.all(lo_ <= hi_), "disjoint sound enclosures (rounding bug)")
+    return Interval(lo_, hi_)
+
+
 def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: DiffValue) -> DiffValue:
     """Intersect interval enclosures ``out`` of N input boxes with differential CROWN's.
 
@@ -55,7 +86,11 @@ def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: Di
     """
     n_in = graph.input_size
     try:
-        n, p, d = linear_outputs(graph, box, np.reshape(lo, (-1, n_in)), np.reshape(hi, (-1, n_in)))
+        if graph.replay_models is not None:
+            h = hinted_box_outputs(graph, box, lo, hi)
+            n, p, d = h.n, h.p, h.d
+        else:
+            n, p, d = linear_outputs(graph, box, np.reshape(lo, (-1, n_in)), np.reshape(hi, (-1, n_in)))
     except CapabilityError:
         return out
 

@@ -61,12 +61,14 @@ class RowJob:
     epsilon: float | None = None
     sigma: float | None = None
     backend: str = "bounds"
+    radius: float | None = None  # --radius: the L-inf ball around each row, else the row itself
 
     def __call__(self, item: tuple[int, np.ndarray]) -> tuple[int, dict[str, Any]]:
         from paramverify import api
 
         i, row = item
-        problem = replace(self.problem, region=InputRegion.point(row, f"x0[{i}]"))
+        region = InputRegion.ball(row, self.radius, f"x0[{i}]") if self.radius else InputRegion.point(row, f"x0[{i}]")
+        problem = replace(self.problem, region=region)
         if self.command == "verify":
             verdict = api.verify(problem, self.prop, epsilon=self.epsilon, sigma=self.sigma, backend=self.backend, options=self.options)  # type: ignore[arg-type]
             return verdict.exit_code, verdict.to_json()
@@ -106,7 +108,8 @@ def run_rows(job: RowJob, rows: np.ndarray, config: ParallelConfig,
 
 def run_dataset(args: argparse.Namespace, command: str, problem: Problem, rows: np.ndarray, options: Options,
                 config: ParallelConfig, emit: Callable[[argparse.Namespace, dict[str, Any], str], None]) -> int:
-    job = RowJob(problem, command, args.property, portable(options), getattr(args, "epsilon", None), getattr(args, "sigma", None), args.backend)
+    job = RowJob(problem, command, args.property, portable(options), getattr(args, "epsilon", None), getattr(args, "sigma", None), args.backend,
+                 getattr(args, "radius", None))
     start = time.monotonic()
     out, stopped = run_rows(job, rows, config, lambda s: options.progress.update(s))
     results: list[dict[str, Any]] = []

@@ -64,6 +64,18 @@ class NumericKernel:
     def erf(self, a: Any) -> np.ndarray:
         return special.erf(a)
 
+    def fake_quant(self, a: Any, enable: Any, grid: Any) -> np.ndarray:
+        from paramverify.ops.quant import fake_quant
+
+        a = np.asarray(a, dtype=np.float64)
+        return a + np.asarray(enable) * (fake_quant(a, grid) - a)
+
+    def dynamic_fake_quant(self, a: Any, enable: Any, qmin: int, qmax: int) -> np.ndarray:
+        from paramverify.ops.quant import dynamic_fake_quant
+
+        a = np.asarray(a, dtype=np.float64)
+        return a + np.asarray(enable) * (dynamic_fake_quant(a, qmin, qmax) - a)
+
     def reshape(self, a: Any, shape: tuple[int, ...]) -> np.ndarray:
         return np.reshape(a, shape)
 

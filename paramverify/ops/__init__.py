@@ -1,7 +1,7 @@
 """Explicit, immutable registry of ONNX op lowerings.
 
 One module per op family (``linear``, ``activation``, ``shape``, ``conv``,
-``tensor``, ``pool``).
+``tensor``, ``pool``; ``quant`` holds the activation rounding of int8 models).
 Ops can be added from outside without touching global state::
 
     registry = default_registry().with_ops(MyOp)
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
-from paramverify.ops import activation, conv, linear, pool, shape, tensor
+from paramverify.ops import activation, conv, linear, pool, quant, shape, tensor
 from paramverify.ops.base import DEFAULT_PERTURBED_ROLES, Kernel, Op, is_const
 
 
@@ -47,7 +47,7 @@ class OpRegistry(Mapping[str, type[Op]]):
 
 def default_registry() -> OpRegistry:
     """The built-in lowerings of every supported ONNX op."""
-    return OpRegistry({}).with_ops(*linear.OPS, *activation.OPS, *shape.OPS, *conv.OPS, *tensor.OPS, *pool.OPS)
+    return OpRegistry({}).with_ops(*linear.OPS, *activation.OPS, *shape.OPS, *conv.OPS, *tensor.OPS, *pool.OPS, *quant.OPS)
 
 
 __all__ = ["DEFAULT_PERTURBED_ROLES", "Kernel", "Op", "OpRegistry", "default_registry", "is_const"]

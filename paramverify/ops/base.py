@@ -89,6 +89,8 @@ class Op:
     """Base of every op lowering; subclasses are frozen dataclasses of attributes."""
 
     op_type: ClassVar[str] = ""
+    #: the ONNX domain of the op ("" is the standard domain, also written "ai.onnx")
+    domain: ClassVar[str] = ""
     #: input index -> role, for inputs that are usually initializers
     input_roles: ClassVar[dict[int, str]] = {}
     #: (min, max) number of inputs

@@ -1,0 +1,102 @@
+"""The deployed int8 digits CNN against its float model (issue: int8 vs float, differential).
+
+    nice python benchmarks/bench_int8.py [--n 20] [--radius 0.02] [--timeout 20] [--eps-timeout 10]
+
+Models: ``benchmarks/train_int8_cnn.py`` (a digits CNN with max and average
+pooling, and its onnxruntime ``quantize_static`` copies in QDQ and
+QOperator format).  For each of the first ``--n`` held-out test images and
+each int8 copy, on the L-inf ball of radius ``--radius`` around the image:
+
+* ``verify --property label`` (the int8 label equals the float label on the
+  whole ball), with a time limit of ``--timeout`` seconds;
+* ``bound --property eps`` (the largest |int8(x) - float(x)| on the ball) as a
+  bracket [witness, proof], with a limit of ``--eps-timeout`` seconds and
+  tolerance 1e-3;
+* 10,000 points sampled in the ball (corners and uniform), run through
+  onnxruntime on both models: the largest observed difference must not
+  exceed the proved upper end, and a VERIFIED ball must show no label
+  disagreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_common import machine_info, write_results
+from train_int8_cnn import FLOAT, QDQ, QOP, data
+
+from paramverify import api
+from paramverify.options import Options
+
+
+def ort_rows(path: Path, xs: np.ndarray, optimize: bool) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": xs.astype(np.float32).reshape(-1, 1, 8, 8)})[0].astype(np.float64)
+
+
+def sample(x0: np.ndarray, r: float, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-1, 1, (n, x0.size))
+    u[: n // 10] = np.sign(u[: n // 10])
+    xs = (x0 + r * u).astype(np.float32)
+    lo = np.nextafter((x0 - r).astype(np.float32), np.float32(np.inf))
+    hi = np.nextafter((x0 + r).astype(np.float32), np.float32(-np.inf))
+    return np.clip(xs, lo, hi)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--radius", type=float, default=0.02)
+    ap.add_argument("--timeout", type=float, default=20.0, help="time limit of the label verification (s)")
+    ap.add_argument("--eps-timeout", type=float, default=10.0, help="time limit of the eps bracket (s)")
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--out", default=str(HERE / "results" / "int8.json"))
+    args = ap.parse_args()
+    _, _, xte, _ = data()
+    rows = []
+    for fmt, qpath in (("QDQ", QDQ), ("QOperator", QOP)):
+        for i in range(args.n):
+            x0 = xte[i].reshape(-1).astype(np.float64)
+            problem = api.make_problem(str(FLOAT), quantized_model=str(qpath), x0=x0, radius=args.radius)
+            t = time.monotonic()
+            v = api.verify(problem, "label", options=Options(timeout_s=args.timeout))
+            t_label = time.monotonic() - t
+            t = time.monotonic()
+            b = api.bound(problem, "eps", options=Options(timeout_s=args.eps_timeout, tolerance=1e-3))
+            t_eps = time.monotonic() - t
+            xs = sample(x0, args.radius, args.samples, seed=i)
+            y_f, y_q = ort_rows(FLOAT, xs, optimize=False), ort_rows(qpath, xs, optimize=True)
+            observed = float(np.max(np.abs(y_q - y_f)))
+            disagree = int(np.sum(np.argmax(y_q, 1) != np.argmax(y_f, 1)))
+            row = {"format": fmt, "image": i, "label_verdict": v.name, "label_time_s": round(t_label, 3),
+                   "eps_lower": b.lower, "eps_upper": b.upper, "eps_time_s": round(t_eps, 3), "eps_complete": b.complete,
+                   "sampled_max_diff": observed, "sampled_label_disagreements": disagree, "samples": args.samples,
+                   "sound": bool(observed <= b.upper and (v.name != "verified" or disagree == 0))}
+            if v.name == "falsified":
+                row["counterexample_replayed"] = bool(v.counterexample.replayed)  # type: ignore[union-attr]
+            rows.append(row)
+            print(f"{fmt} image {i}: {v.name} ({t_label:.1f} s), eps in [{b.lower:.4g}, {b.upper:.4g}] ({t_eps:.1f} s), "
+                  f"sampled max {observed:.4g}, disagreements {disagree}", flush=True)
+    out = {"benchmark": "int8", "radius": args.radius, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
+           "models": {"float": FLOAT.name, "QDQ": QDQ.name, "QOperator": QOP.name}, "machine": machine_info(),
+           "command": "nice python benchmarks/bench_int8.py", "rows": rows}
+    print(f"wrote {write_results(args.out, out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Train the digits CNN of ``bench_int8.py`` and quantize it with onnxruntime (QDQ and QOperator).
+
+    python benchmarks/train_int8_cnn.py [--epochs 60]
+
+Data: scikit-learn's ``load_digits`` (1,797 8x8 images, pixels scaled to
+[0, 1]); a seeded permutation (seed 0) holds out 360 test images.  The
+network (torch, seed 0, Adam, full batch)::
+
+    x [N, 1, 8, 8] -> Conv(8, 3x3, pad 1) -> Relu -> MaxPool 2 -> Conv(8, 3x3, pad 1) -> Relu
+      -> AveragePool 2 -> Flatten -> Gemm(32) -> Relu -> Gemm(10) -> y (logits)
+
+exported with ``torch.onnx.export`` (opset 17) to
+``benchmarks/models/int8_digits_cnn.onnx`` and quantized with
+``onnxruntime.quantization.quantize_static`` on 200 training images:
+``int8_digits_cnn.qdq.onnx`` (QDQ, int8 activations and per-channel int8
+weights) and ``int8_digits_cnn.qop.onnx`` (QOperator, uint8 activations,
+per-tensor int8 weights).  The split and accuracies go to
+``int8_digits_cnn.split.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE / "models"
+FLOAT = MODELS / "int8_digits_cnn.onnx"
+QDQ = MODELS / "int8_digits_cnn.qdq.onnx"
+QOP = MODELS / "int8_digits_cnn.qop.onnx"
+SPLIT = MODELS / "int8_digits_cnn.split.json"
+N_TEST = 360
+
+
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    perm = np.random.default_rng(0).permutation(len(x))
+    test, train = perm[:N_TEST], perm[N_TEST:]
+    return x[train], y[train], x[test], y[test]
+
+
+def build():
+    import torch
+
+    class DigitsCNN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.f1 = torch.nn.Linear(8 * 2 * 2, 32)
+            self.f2 = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = torch.nn.functional.max_pool2d(torch.relu(self.c1(x)), 2)
+            x = torch.nn.functional.avg_pool2d(torch.relu(self.c2(x)), 2)
+            return self.f2(torch.relu(self.f1(torch.flatten(x, 1))))
+
+    return DigitsCNN()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=300)
+    args = ap.parse_args()
+    import torch
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    xtr, ytr, xte, yte = data()
+    model = build()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    for _ in range(args.epochs):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc_train = float((model(xt).argmax(1) == yt).float().mean())
+        acc_test = float((model(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean())
+    MODELS.mkdir(exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, 1, 8, 8), str(FLOAT), input_names=["x"], output_names=["y"],
+                          opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"x": xtr[i : i + 1]} for i in range(200)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    logging.getLogger().setLevel(logging.ERROR)
+    quantize_static(str(FLOAT), str(QDQ), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(str(FLOAT), str(QOP), Reader(), quant_format=QuantFormat.QOperator, per_channel=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    import onnxruntime as ort
+
+    accs = {}
+    for name, path in (("qdq", QDQ), ("qop", QOP)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        accs[name] = float((sess.run(None, {"x": xte})[0].argmax(1) == yte).mean())
+    perm = np.random.default_rng(0).permutation(len(xtr) + len(xte))
+    SPLIT.write_text(json.dumps({"test_indices": perm[:N_TEST].tolist(), "epochs": args.epochs, "accuracy_train": acc_train,
+                                 "accuracy_test": acc_test, "accuracy_test_int8": accs}, indent=1) + "\n")
+    print(f"float: train {acc_train:.3f} test {acc_test:.3f}; int8 test {accs}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The int8-vs-float section of docs/benchmarks.md (from benchmarks/results/int8.json).
+
+Loaded by docs/gen_benchmarks.py; kept apart so that page generator stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def section(d: dict) -> str:
+    rows = d["rows"]
+    m = d["machine"]
+    parts = [(
+        f"The digits CNN of `benchmarks/train_int8_cnn.py` (Conv, Relu, MaxPool, Conv, Relu, AveragePool, two Gemm; "
+        f"`{d['models']['float']}`) against its onnxruntime `quantize_static` copies in QDQ format "
+        f"(`{d['models']['QDQ']}`) and QOperator format (`{d['models']['QOperator']}`), on the L-inf ball of radius "
+        f"{d['radius']} around each of the first {d['n_images']} held-out test images (pixels in [0, 1]), activation "
+        f"rounding included (`--quantized`, [int8.md](int8.md)). Label: `verify --property label` with a "
+        f"{d['timeout_s']:g} s limit; eps: `bound --property eps` (largest |int8(x) - float(x)|) with a "
+        f"{d['eps_timeout_s']:g} s limit. Soundness: {rows[0]['samples']:,} points per ball through onnxruntime on both "
+        f"models. Measured with `nice` on {m['cpus']} shared cores (load average {m['load_average_1_5_15']}).\n"
+    )]
+    summary = []
+    for fmt in ("QDQ", "QOperator"):
+        rs = [r for r in rows if r["format"] == fmt]
+        if not rs:
+            continue
+        decided = [r for r in rs if r["label_verdict"] in ("verified", "falsified")]
+        times = sorted(r["label_time_s"] for r in rs)
+        summary.append([
+            fmt, f"{len(decided)} / {len(rs)}", sum(r["label_verdict"] == "verified" for r in rs),
+            f"{times[len(times) // 2]:.2f} / {times[-1]:.2f}",
+            f"{min(r['eps_lower'] for r in rs):.3g}-{max(r['eps_lower'] for r in rs):.3g}",
+            f"{min(r['eps_upper'] for r in rs):.3g}-{max(r['eps_upper'] for r in rs):.3g}",
+            f"{max(r['sampled_max_diff'] for r in rs):.3g}",
+            "**PASS**" if all(r["sound"] for r in rs) else "FAIL",
+        ])
+    parts.append(_table(["int8 model", "label verdicts", "verified", "label time median / max (s)", "eps lower (witness)",
+                         "eps upper (proof)", "largest sampled diff", "sound on samples"], summary))
+    parts.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|):\n")
+    parts.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max"],
+                        [[r["format"], r["image"], r["label_verdict"], f"{r['label_time_s']:.2f}",
+                          f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}"] for r in rows]))
+    parts.append(
+        "\nHow to read it: the label verdicts come from CROWN margin rows of both networks over the whole ball; the eps "
+        "upper ends treat every activation rounding as an independent error of half a step, which the sampled differences "
+        "do not reach, so the eps brackets stay wide (the rounding errors of one input are not adversarial; a proof "
+        "that they cannot align needs exact reasoning about the rounding, which the bound engine does not do)."
+    )
+    return "\n".join(parts) + "\n"
