@@ -20,6 +20,7 @@ import numpy as np
 from paramverify.bounds.autodiff import AutodiffKernel
 from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
+from paramverify.bounds.pgd import PGDSettings, RowObjective, change_objective, label_objective, pgd
 from paramverify.bounds.local import (
     Rows,
     SplitSearch,
@@ -35,6 +36,8 @@ from paramverify.results import Counterexample
 
 #: sign-gradient steps per falsifier attack on one row
 ATTACK_STEPS = 12
+#: share of the time limit the batched falsifier (:func:`~paramverify.bounds.pgd.pgd`) may use
+PGD_SHARE = 0.3
 
 
 def row_objective(coefs: np.ndarray) -> Objective:
@@ -55,6 +58,14 @@ def _attack(problem: Problem, objective: Objective, start: Mapping[str, np.ndarr
     p0 = nominal_params(problem.box) if start is None else dict(start)
     cand = ascend(problem.graph, problem.box, x, x, x, p0, objective, steps)
     return cand.x, dict(cand.params)
+
+
+def _strong(problem: Problem, obj: RowObjective, options: Options, deadline: Deadline, stop_above: float = np.inf) -> list:
+    """The batched falsifier over the parameter box at x0: restarts, momentum, vertex jumps (candidates only)."""
+    x = problem.region.lo
+    limit = None if options.timeout_s is None else PGD_SHARE * options.timeout_s
+    return pgd(problem.graph, problem.box, x, x, obj, np.random.default_rng(options.seed), deadline, PGDSettings(),
+               time_limit=limit, stop_above=stop_above)
 
 
 def _near(deadline: Deadline, options: Options) -> bool:
@@ -114,6 +125,13 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     root = search.root_bounds()
     for r in np.argsort(-root)[:2]:
         attack(int(r), ())
+    if float(np.max(root)) - state["best"].value > options.tolerance and not _near(deadline, options):
+        # the gap is open: the batched falsifier on the largest rows (snapped and re-evaluated soundly)
+        stop = np.inf if verify_at is None else verify_at
+        for c in _strong(problem, change_objective(k, [int(r) for r in np.argsort(-root)[:2]]), options, deadline, stop)[:2]:
+            got = sound_change(problem, problem.region.lo, c.params)
+            if got.value > state["best"].value:
+                state["best"] = got
     if verify_at is not None:
         shifted = Rows(rows.coefs, rows.offsets - verify_at, np.zeros(len(rows), bool), rows.names)
         search.rows = shifted
@@ -190,6 +208,14 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
     try:
         for r in np.argsort(-root)[:1]:
             attack(int(r), ())
+        if not _near(deadline, options):
+            # the batched falsifier on every label row (each candidate replayed on onnxruntime)
+            for c in _strong(sp, label_objective(rows.coefs, rows.offsets), options, deadline, stop_above=0.0)[:3]:
+                if c.value >= 0:
+                    ce = confirm_in_box(sp, prop, sp.region.lo, c.params)
+                    if ce is not None:
+                        found["ce"] = ce
+                        raise _Refuted
         out = search.run(options, deadline, mode="verify", on_top=attack, label="labels: ")
     except _Refuted:
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")

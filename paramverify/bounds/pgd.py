@@ -1,0 +1,318 @@
+"""Strong falsifier: batched projected gradient over parameters and inputs.
+
+Maximises row objectives ``max_{r in group} C_r . f_p(x) - D_r . f_p0(x) + e_r``
+over the parameter box and the input region with many restarts at once:
+
+* restarts: the nominal point, a random vertex, and uniform random points
+  of the boxes (seeded);
+* sign-gradient steps with momentum (normalised gradients accumulated with
+  decay ``mu``), projected onto the boxes; the step (a fraction of each
+  coordinate's width) halves and the iterate returns to its best point
+  whenever a checkpoint brings no improvement (APGD's schedule);
+* vertex jumps: at every checkpoint the gradient-sign vertex of the boxes
+  is evaluated too (the optimum of an objective that is multilinear in the
+  parameters lies at a vertex) and adopted when it is better.
+
+All restarts run as one batch: with torch (optional dependency) through
+``torch.func.vmap`` over a kernel of torch ops, so every op the graph
+lowers to is supported; without torch a numpy loop over the restarts uses
+the autodiff tape.  Results are *candidates* only: callers snap them into
+the boxes and re-evaluate them soundly or replay them on onnxruntime, as
+for every other falsifier result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from paramverify.bounds.autodiff import AutodiffKernel, Tape, Var, value_of
+from paramverify.bounds.falsify import Candidate
+from paramverify.ir import Graph
+from paramverify.options import Deadline
+from paramverify.specs import ParamBox
+
+#: (X [B, d], P {name: [B, *shape]}, want_grad) -> (values [B], grad X, grad P)
+ValueGrad = Callable[[np.ndarray, dict[str, np.ndarray], bool], tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray] | None]]
+
+
+@dataclass(frozen=True)
+class RowObjective:
+    """Rows ``C . f_p(x) - D . f_p0(x) + e`` (``[R, k]``, ``[R, k]``, ``[R]``) and groups of rows.
+
+    A group's objective is the maximum of its rows; restarts are dealt to
+    the groups in turn.
+    """
+
+    coefs: np.ndarray
+    base: np.ndarray
+    offsets: np.ndarray
+    groups: tuple[tuple[int, ...], ...]
+
+
+def change_objective(k: int, rows: Sequence[int] | None = None) -> RowObjective:
+    """Output change: rows ``+-(f_p - f_p0)_o``; one group per listed row (index ``o`` or ``k + o``) plus all rows."""
+    c = np.concatenate([np.eye(k), -np.eye(k)])
+    groups = [tuple(range(2 * k))] + [(int(r),) for r in (rows or ())]
+    return RowObjective(c, c.copy(), np.zeros(2 * k), tuple(groups))
+
+
+def label_objective(coefs: np.ndarray, offsets: np.ndarray) -> RowObjective:
+    """Label rows ``C . f_p + e`` (a row above 0 breaks the label); one group of all rows plus one per row."""
+    c = np.asarray(coefs, dtype=np.float64)
+    groups = [tuple(range(len(c)))] + [(r,) for r in range(len(c))] if len(c) > 1 else [(0,)]
+    return RowObjective(c, np.zeros_like(c), np.asarray(offsets, dtype=np.float64), tuple(groups))
+
+
+@dataclass(frozen=True)
+class PGDSettings:
+    """Restarts (all groups together, dealt in turn), steps, momentum, checkpoint period and the first step (fraction of the box width)."""
+
+    restarts: int = 20
+    steps: int = 200
+    momentum: float = 0.75
+    checkpoint: int = 10
+    step0: float = 0.25
+    min_step: float = 1e-3
+    max_batch: int = 64
+
+
+# ---------------------------------------------------------------------------
+# value-and-gradient back ends
+
+
+def _reduce(yp: np.ndarray, y0: np.ndarray, obj: RowObjective, mask: np.ndarray) -> np.ndarray:
+    vals = yp @ obj.coefs.T - y0 @ obj.base.T + obj.offsets  # [B, R]
+    return np.where(mask, vals, -np.inf).max(axis=1)
+
+
+def numpy_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.ndarray) -> ValueGrad:
+    """One autodiff tape per restart (no torch needed)."""
+
+    def run(X: np.ndarray, P: dict[str, np.ndarray], want: bool) -> tuple[np.ndarray, Any, Any]:
+        B = X.shape[0]
+        vals = np.empty(B)
+        gx = np.zeros_like(X) if want else None
+        gp = {n: np.zeros_like(v) for n, v in P.items()} if want else None
+        for b in range(B):
+            tape = Tape()
+            k = AutodiffKernel(tape)
+            xv = tape.var(graph.as_batch(X[b]))
+            pv = {n: tape.var(P[n][b]) for n in box.names}
+            yp = k.reshape(graph.run(k, xv, pv), (1, -1))
+            y0 = k.reshape(graph.run(k, xv), (1, -1))
+            rows = k.sub(k.matmul(yp, obj.coefs.T), k.matmul(y0, obj.base.T))
+            rv = value_of(rows)[0] + obj.offsets
+            rv = np.where(mask[b], rv, -np.inf)
+            r = int(np.argmax(rv))
+            vals[b] = rv[r]
+            if want:
+                o = k.take(rows, np.array([r]), axis=1)
+                if isinstance(o, Var):
+                    tape.backward(o)
+                    if xv.grad is not None:
+                        gx[b] = np.asarray(xv.grad).reshape(-1)
+                    for n in box.names:
+                        if pv[n].grad is not None:
+                            gp[n][b] = pv[n].grad
+        return vals, gx, gp
+
+    return run
+
+
+def torch_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.ndarray) -> ValueGrad | None:
+    """All restarts in one vmapped torch pass; None without torch."""
+    try:
+        import torch
+        from torch.func import vmap
+    except ImportError:
+        return None
+    from paramverify.bounds.torch_kernel import TorchKernel
+
+    kern = TorchKernel()
+    names = box.names
+    sample = graph.sample_shape
+    C = torch.as_tensor(obj.coefs.T)
+    D = torch.as_tensor(obj.base.T)
+    e = torch.as_tensor(obj.offsets)
+    M = torch.as_tensor(mask)
+
+    def fwd(x: Any, *ps: Any) -> Any:
+        y = graph.run(kern, x.reshape((1,) + tuple(sample)), dict(zip(names, ps)))
+        return y.reshape(-1)
+
+    def fwd0(x: Any) -> Any:
+        return graph.run(kern, x.reshape((1,) + tuple(sample))).reshape(-1)
+
+    bf, bf0 = vmap(fwd), vmap(fwd0)
+
+    def run(X: np.ndarray, P: dict[str, np.ndarray], want: bool) -> tuple[np.ndarray, Any, Any]:
+        B = X.shape[0]
+        m = M[:B] if M.shape[0] >= B else M
+        with torch.set_grad_enabled(want):
+            xt = torch.tensor(X, requires_grad=want)
+            pt = [torch.tensor(P[n], requires_grad=want) for n in names]
+            yp = bf(xt, *pt)
+            y0 = bf0(xt)
+            vals = yp @ C - y0 @ D + e
+            vals = torch.where(m, vals, torch.full_like(vals, -np.inf)).amax(dim=1)
+            if not want:
+                return vals.detach().numpy(), None, None
+            vals.sum().backward()
+        gx = xt.grad.numpy() if xt.grad is not None else np.zeros_like(X)
+        gp = {n: (t.grad.numpy() if t.grad is not None else np.zeros_like(P[n])) for n, t in zip(names, pt)}
+        return vals.detach().numpy(), gx, gp
+
+    try:  # a probe run: an op the torch kernel cannot vmap falls back to numpy
+        run(np.zeros((1, graph.input_size)), {n: np.asarray(box.nominal[n], dtype=np.float64)[None] for n in names}, True)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError, IndexError):
+        return None
+    return run
+
+
+# ---------------------------------------------------------------------------
+# the search
+
+
+def pgd(
+    graph: Graph,
+    box: ParamBox,
+    x_lo: np.ndarray,
+    x_hi: np.ndarray,
+    obj: RowObjective,
+    rng: np.random.Generator,
+    deadline: Deadline,
+    settings: PGDSettings = PGDSettings(),
+    time_limit: float | None = None,
+    stop_above: float = np.inf,
+    backend: str = "auto",
+) -> list[Candidate]:
+    """The best point found per group of rows (float64 values, unproved), best first.
+
+    Stops at the deadline, after ``time_limit`` seconds, or once a value
+    exceeds ``stop_above``.  ``backend``: "auto" (torch when importable),
+    "torch" or "numpy".
+    """
+    t0 = time.monotonic()
+    x_lo = np.asarray(x_lo, dtype=np.float64).reshape(-1)
+    x_hi = np.asarray(x_hi, dtype=np.float64).reshape(-1)
+    G = len(obj.groups)
+    B = min(settings.max_batch, max(G, settings.restarts))
+    group_of = np.arange(B) % G
+    mask = np.zeros((B, len(obj.offsets)), dtype=bool)
+    for b in range(B):
+        mask[b, list(obj.groups[group_of[b]])] = True
+    with _one_thread():
+        vg = None if backend == "numpy" else torch_value_grad(graph, box, obj, mask)
+        if vg is None:
+            vg = numpy_value_grad(graph, box, obj, mask)
+        return _search(vg, box, x_lo, x_hi, obj, rng, settings, group_of, G, B, t0, deadline, time_limit, stop_above)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch intra-op thread while searching (restored after): the batches are small and threads only contend."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, obj: RowObjective, rng: np.random.Generator,
+            settings: PGDSettings, group_of: np.ndarray, G: int, B: int, t0: float, deadline: Deadline,
+            time_limit: float | None, stop_above: float) -> list[Candidate]:
+    names = box.names
+    lo = {n: np.asarray(box.lo[n], dtype=np.float64) for n in names}
+    hi = {n: np.asarray(box.hi[n], dtype=np.float64) for n in names}
+    nom = {n: np.clip(np.asarray(box.nominal[n], dtype=np.float64), lo[n], hi[n]) for n in names}
+    wx = x_hi - x_lo
+    wp = {n: hi[n] - lo[n] for n in names}
+    # restarts: the first round of groups starts at the nominal point / centre, the second at a random vertex
+    restart = np.arange(B) // G
+    X = np.empty((B, x_lo.size))
+    P = {n: np.empty((B,) + lo[n].shape) for n in names}
+    for b in range(B):
+        r = restart[b]
+        if r == 0:
+            X[b] = (x_lo + x_hi) / 2
+        elif r == 1:
+            X[b] = np.where(rng.random(x_lo.size) < 0.5, x_hi, x_lo)
+        else:
+            X[b] = rng.uniform(x_lo, x_hi)
+        for n in names:
+            if r == 0:
+                P[n][b] = nom[n]
+            elif r == 1:
+                P[n][b] = np.where(rng.random(lo[n].shape) < 0.5, hi[n], lo[n])
+            else:
+                P[n][b] = rng.uniform(lo[n], hi[n])
+    best_v = np.full(B, -np.inf)
+    best_X, best_P = X.copy(), {n: v.copy() for n, v in P.items()}
+    mx = np.zeros_like(X)
+    mp = {n: np.zeros_like(v) for n, v in P.items()}
+    eta = np.full(B, settings.step0)
+    last_ck = np.full(B, -np.inf)
+
+    def take(vals: np.ndarray, Xc: np.ndarray, Pc: dict[str, np.ndarray]) -> np.ndarray:
+        better = vals > best_v
+        best_v[better] = vals[better]
+        best_X[better] = Xc[better]
+        for n in names:
+            best_P[n][better] = Pc[n][better]
+        return better
+
+    def _norm(g: np.ndarray) -> np.ndarray:
+        s = np.abs(g).reshape(B, -1).mean(axis=1) if g.size else np.zeros(B)
+        return g / np.maximum(s, 1e-300).reshape((B,) + (1,) * (g.ndim - 1))
+
+    def out_of_time() -> bool:
+        return deadline.expired() or (time_limit is not None and time.monotonic() - t0 >= time_limit)
+
+    for t in range(settings.steps):
+        vals, gx, gp = vg(X, P, True)
+        vals = np.where(np.isfinite(vals), vals, -np.inf)
+        take(vals, X, P)
+        if best_v.max() > stop_above or out_of_time():
+            break
+        gsum = sum(np.abs(g).sum() for g in gp.values()) + np.abs(gx).sum()
+        if not gsum > 0 and t > 0:
+            break
+        # momentum on normalised gradients, per restart
+        mx = settings.momentum * mx + _norm(gx)
+        for n in names:
+            mp[n] = settings.momentum * mp[n] + _norm(gp[n])
+        if t % settings.checkpoint == 0:
+            # vertex jump: the sign vertex of the current gradient (and of the momentum)
+            for dirs_x, dirs_p in ((gx, gp), (mx, mp)):
+                VX = np.where(dirs_x > 0, x_hi, np.where(dirs_x < 0, x_lo, X))
+                VP = {n: np.where(dirs_p[n] > 0, hi[n], np.where(dirs_p[n] < 0, lo[n], P[n])) for n in names}
+                vv, _, _ = vg(VX, VP, False)
+                vv = np.where(np.isfinite(vv), vv, -np.inf)
+                take(vv, VX, VP)
+            if t > 0:
+                stalled = best_v <= last_ck + 1e-12 * np.maximum(1.0, np.abs(last_ck))
+                eta = np.where(stalled, np.maximum(eta / 2, settings.min_step), eta)
+                # every restart continues from its best point (APGD)
+                X = best_X.copy()
+                P = {n: best_P[n].copy() for n in names}
+            last_ck = best_v.copy()
+        X = np.clip(X + eta[:, None] * np.sign(mx) * wx, x_lo, x_hi)
+        P = {n: np.clip(P[n] + eta.reshape((B,) + (1,) * lo[n].ndim) * np.sign(mp[n]) * wp[n], lo[n], hi[n]) for n in names}
+    out = []
+    for gi in range(G):
+        sel = np.flatnonzero(group_of == gi)
+        b = int(sel[np.argmax(best_v[sel])])
+        out.append(Candidate(best_X[b].copy(), {n: best_P[n][b].copy() for n in names}, float(best_v[b])))
+    return sorted(out, key=lambda c: -c.value)
