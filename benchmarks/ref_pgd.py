@@ -32,7 +32,7 @@ def reference_pgd(graph: Graph, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarra
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        vg = torch_value_grad(graph, box, obj, mask)
+        vg = torch_value_grad(graph, box, obj, mask, fixed_x=bool(np.all(x_lo == x_hi)))
         if vg is None:
             raise RuntimeError("the reference PGD needs the torch kernel")
         names = box.names

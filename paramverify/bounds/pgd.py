@@ -125,8 +125,8 @@ def numpy_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.nd
     return run
 
 
-def torch_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.ndarray) -> ValueGrad | None:
-    """All restarts in one vmapped torch pass; None without torch."""
+def torch_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.ndarray, fixed_x: bool = False) -> ValueGrad | None:
+    """All restarts in one vmapped torch pass; None without torch.  ``fixed_x``: every X row is the same point."""
     try:
         import torch
         from torch.func import vmap
@@ -150,15 +150,22 @@ def torch_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.nd
         return graph.run(kern, x.reshape((1,) + tuple(sample))).reshape(-1)
 
     bf, bf0 = vmap(fwd), vmap(fwd0)
+    cache: dict[str, Any] = {}
 
     def run(X: np.ndarray, P: dict[str, np.ndarray], want: bool) -> tuple[np.ndarray, Any, Any]:
         B = X.shape[0]
         m = M[:B] if M.shape[0] >= B else M
         with torch.set_grad_enabled(want):
-            xt = torch.tensor(X, requires_grad=want)
+            xt = torch.tensor(X, requires_grad=want and not fixed_x)
             pt = [torch.tensor(P[n], requires_grad=want) for n in names]
             yp = bf(xt, *pt)
-            y0 = bf0(xt)
+            if fixed_x:  # a point region: f_p0(x0) once
+                if "y0" not in cache:
+                    with torch.no_grad():
+                        cache["y0"] = bf0(xt[:1])
+                y0 = cache["y0"]
+            else:
+                y0 = bf0(xt)
             vals = yp @ C - y0 @ D + e
             vals = torch.where(m, vals, torch.full_like(vals, -np.inf)).amax(dim=1)
             if not want:
@@ -170,6 +177,7 @@ def torch_value_grad(graph: Graph, box: ParamBox, obj: RowObjective, mask: np.nd
 
     try:  # a probe run: an op the torch kernel cannot vmap falls back to numpy
         run(np.zeros((1, graph.input_size)), {n: np.asarray(box.nominal[n], dtype=np.float64)[None] for n in names}, True)
+        cache.clear()
     except (RuntimeError, TypeError, ValueError, NotImplementedError, IndexError):
         return None
     return run
@@ -208,7 +216,8 @@ def pgd(
     for b in range(B):
         mask[b, list(obj.groups[group_of[b]])] = True
     with _one_thread():
-        vg = None if backend == "numpy" else torch_value_grad(graph, box, obj, mask)
+        fixed = bool(np.all(x_lo == x_hi))
+        vg = None if backend == "numpy" else torch_value_grad(graph, box, obj, mask, fixed)
         if vg is None:
             vg = numpy_value_grad(graph, box, obj, mask)
         return _search(vg, box, x_lo, x_hi, obj, rng, settings, group_of, G, B, t0, deadline, time_limit, stop_above)
@@ -238,6 +247,7 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
     hi = {n: np.asarray(box.hi[n], dtype=np.float64) for n in names}
     nom = {n: np.clip(np.asarray(box.nominal[n], dtype=np.float64), lo[n], hi[n]) for n in names}
     wx = x_hi - x_lo
+    move_x = bool(np.any(wx > 0))
     wp = {n: hi[n] - lo[n] for n in names}
     # restarts: the first round of groups starts at the nominal point / centre, the second at a random vertex
     restart = np.arange(B) // G
@@ -273,10 +283,6 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
             best_P[n][better] = Pc[n][better]
         return better
 
-    def _norm(g: np.ndarray) -> np.ndarray:
-        s = np.abs(g).reshape(B, -1).mean(axis=1) if g.size else np.zeros(B)
-        return g / np.maximum(s, 1e-300).reshape((B,) + (1,) * (g.ndim - 1))
-
     def out_of_time() -> bool:
         return deadline.expired() or (time_limit is not None and time.monotonic() - t0 >= time_limit)
 
@@ -286,13 +292,18 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
         take(vals, X, P)
         if best_v.max() > stop_above or out_of_time():
             break
-        gsum = sum(np.abs(g).sum() for g in gp.values()) + np.abs(gx).sum()
-        if not gsum > 0 and t > 0:
-            break
-        # momentum on normalised gradients, per restart
-        mx = settings.momentum * mx + _norm(gx)
+        # momentum on gradients normalised per restart (mean |g| over all coordinates)
+        scale = np.abs(gx).sum(axis=1)
         for n in names:
-            mp[n] = settings.momentum * mp[n] + _norm(gp[n])
+            scale = scale + np.abs(gp[n]).reshape(B, -1).sum(axis=1)
+        if t > 0 and not np.any(scale > 0):
+            break
+        inv = 1.0 / np.maximum(scale, 1e-300)
+        mx *= settings.momentum
+        mx += gx * inv[:, None]
+        for n in names:
+            mp[n] *= settings.momentum
+            mp[n] += gp[n] * inv.reshape((B,) + (1,) * lo[n].ndim)
         if t % settings.checkpoint == 0:
             # vertex jump: the sign vertex of the current gradient (and of the momentum)
             for dirs_x, dirs_p in ((gx, gp), (mx, mp)):
@@ -308,8 +319,14 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
                 X = best_X.copy()
                 P = {n: best_P[n].copy() for n in names}
             last_ck = best_v.copy()
-        X = np.clip(X + eta[:, None] * np.sign(mx) * wx, x_lo, x_hi)
-        P = {n: np.clip(P[n] + eta.reshape((B,) + (1,) * lo[n].ndim) * np.sign(mp[n]) * wp[n], lo[n], hi[n]) for n in names}
+        if move_x:
+            X = np.clip(X + eta[:, None] * np.sign(mx) * wx, x_lo, x_hi)
+        for n in names:
+            step = np.sign(mp[n])
+            step *= wp[n]
+            step *= eta.reshape((B,) + (1,) * lo[n].ndim)
+            step += P[n]
+            P[n] = np.clip(step, lo[n], hi[n], out=step)
     out = []
     for gi in range(G):
         sel = np.flatnonzero(group_of == gi)

@@ -38,6 +38,8 @@ from paramverify.results import Counterexample
 ATTACK_STEPS = 12
 #: share of the time limit the batched falsifier (:func:`~paramverify.bounds.pgd.pgd`) may use
 PGD_SHARE = 0.3
+#: the batched falsifier runs when the first proved bound exceeds this multiple of the quick attacks' value
+PGD_GATE = 1.2
 
 
 def row_objective(coefs: np.ndarray) -> Objective:
@@ -125,8 +127,9 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     root = search.root_bounds()
     for r in np.argsort(-root)[:2]:
         attack(int(r), ())
-    if float(np.max(root)) - state["best"].value > options.tolerance and not _near(deadline, options):
-        # the gap is open: the batched falsifier on the largest rows (snapped and re-evaluated soundly)
+    if float(np.max(root)) > PGD_GATE * state["best"].value + options.tolerance and not _near(deadline, options):
+        # a wide first bracket: the batched falsifier on the largest rows (snapped and re-evaluated soundly);
+        # narrower ones are left to the splitting search and its attacks from the relaxation's maximisers
         stop = np.inf if verify_at is None else verify_at
         for c in _strong(problem, change_objective(k, [int(r) for r in np.argsort(-root)[:2]]), options, deadline, stop)[:2]:
             got = sound_change(problem, problem.region.lo, c.params)
