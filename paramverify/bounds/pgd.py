@@ -24,7 +24,7 @@ for every other falsifier result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +71,9 @@ def label_objective(coefs: np.ndarray, offsets: np.ndarray) -> RowObjective:
 
 @dataclass(frozen=True)
 class PGDSettings:
-    """Restarts (all groups together, dealt in turn), steps, momentum, checkpoint period and the first step (fraction of the box width)."""
+    """Restarts (all groups together, dealt in turn), steps, momentum, checkpoint period and the first step
+    (fraction of the box width); the batch holds at most ``max_elements`` parameter values (large nets get
+    fewer restarts, and then only the first groups)."""
 
     restarts: int = 20
     steps: int = 200
@@ -80,6 +82,7 @@ class PGDSettings:
     step0: float = 0.25
     min_step: float = 1e-3
     max_batch: int = 64
+    max_elements: int = 4_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -199,18 +202,23 @@ def pgd(
     time_limit: float | None = None,
     stop_above: float = np.inf,
     backend: str = "auto",
+    starts: Sequence[tuple[np.ndarray, Mapping[str, np.ndarray]]] = (),
 ) -> list[Candidate]:
     """The best point found per group of rows (float64 values, unproved), best first.
 
     Stops at the deadline, after ``time_limit`` seconds, or once a value
-    exceeds ``stop_above``.  ``backend``: "auto" (torch when importable),
+    exceeds ``stop_above``.  ``starts``: given (x, params) start points (e.g.
+    the relaxation's maximisers), used by the restarts after the nominal
+    ones, in place of random starts.  ``backend``: "auto" (torch when importable),
     "torch" or "numpy".
     """
     t0 = time.monotonic()
     x_lo = np.asarray(x_lo, dtype=np.float64).reshape(-1)
     x_hi = np.asarray(x_hi, dtype=np.float64).reshape(-1)
-    G = len(obj.groups)
-    B = min(settings.max_batch, max(G, settings.restarts))
+    # memory guard: about max_elements parameter values per batched copy (a few copies are live)
+    n_par = max(1, box.n_parameters + x_lo.size)
+    B = max(1, min(settings.max_batch, max(len(obj.groups), settings.restarts), settings.max_elements // n_par))
+    G = min(len(obj.groups), B)  # group 0 (all rows) first: kept when the batch is small
     group_of = np.arange(B) % G
     mask = np.zeros((B, len(obj.offsets)), dtype=bool)
     for b in range(B):
@@ -220,7 +228,8 @@ def pgd(
         vg = None if backend == "numpy" else torch_value_grad(graph, box, obj, mask, fixed)
         if vg is None:
             vg = numpy_value_grad(graph, box, obj, mask)
-        return _search(vg, box, x_lo, x_hi, obj, rng, settings, group_of, G, B, t0, deadline, time_limit, stop_above)
+        return _search(vg, box, x_lo, x_hi, obj, rng, settings, group_of, G, B, t0, deadline, time_limit, stop_above,
+                       list(starts))
 
 
 @contextmanager
@@ -241,7 +250,8 @@ def _one_thread() -> Iterator[None]:
 
 def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, obj: RowObjective, rng: np.random.Generator,
             settings: PGDSettings, group_of: np.ndarray, G: int, B: int, t0: float, deadline: Deadline,
-            time_limit: float | None, stop_above: float) -> list[Candidate]:
+            time_limit: float | None, stop_above: float,
+            starts: list[tuple[np.ndarray, Mapping[str, np.ndarray]]]) -> list[Candidate]:
     names = box.names
     lo = {n: np.asarray(box.lo[n], dtype=np.float64) for n in names}
     hi = {n: np.asarray(box.hi[n], dtype=np.float64) for n in names}
@@ -255,6 +265,12 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
     P = {n: np.empty((B,) + lo[n].shape) for n in names}
     for b in range(B):
         r = restart[b]
+        if G <= b < G + len(starts):
+            sx, sp = starts[b - G]
+            X[b] = np.clip(np.asarray(sx, dtype=np.float64).reshape(-1), x_lo, x_hi)
+            for n in names:
+                P[n][b] = np.clip(np.asarray(sp[n], dtype=np.float64), lo[n], hi[n])
+            continue
         if r == 0:
             X[b] = (x_lo + x_hi) / 2
         elif r == 1:
@@ -314,6 +330,8 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
                 take(vv, VX, VP)
             if t > 0:
                 stalled = best_v <= last_ck + 1e-12 * np.maximum(1.0, np.abs(last_ck))
+                if np.all(stalled & (eta <= settings.min_step)):
+                    break  # every restart is stuck at the smallest step: more steps change nothing
                 eta = np.where(stalled, np.maximum(eta / 2, settings.min_step), eta)
                 # every restart continues from its best point (APGD)
                 X = best_X.copy()

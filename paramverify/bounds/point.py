@@ -37,7 +37,9 @@ from paramverify.results import Counterexample
 #: sign-gradient steps per falsifier attack on one row
 ATTACK_STEPS = 12
 #: share of the time limit the batched falsifier (:func:`~paramverify.bounds.pgd.pgd`) may use
-PGD_SHARE = 0.3
+PGD_SHARE = 0.5
+#: the same for label certificates (the falsifier stops at the first flip; the splitting search needs the rest)
+PGD_LABEL_SHARE = 0.15
 #: the batched falsifier runs when the first proved bound exceeds this multiple of the quick attacks' value
 PGD_GATE = 1.2
 
@@ -62,12 +64,14 @@ def _attack(problem: Problem, objective: Objective, start: Mapping[str, np.ndarr
     return cand.x, dict(cand.params)
 
 
-def _strong(problem: Problem, obj: RowObjective, options: Options, deadline: Deadline, stop_above: float = np.inf) -> list:
-    """The batched falsifier over the parameter box at x0: restarts, momentum, vertex jumps (candidates only)."""
+def _strong(problem: Problem, obj: RowObjective, options: Options, deadline: Deadline, stop_above: float = np.inf,
+            starts: list[Mapping[str, np.ndarray]] = (), share: float = PGD_SHARE) -> list:
+    """The batched falsifier over the parameter box at x0: restarts (also from ``starts``), momentum,
+    vertex jumps (candidates only); at most ``share`` of the time limit."""
     x = problem.region.lo
-    limit = None if options.timeout_s is None else PGD_SHARE * options.timeout_s
+    limit = None if options.timeout_s is None else share * options.timeout_s
     return pgd(problem.graph, problem.box, x, x, obj, np.random.default_rng(options.seed), deadline, PGDSettings(),
-               time_limit=limit, stop_above=stop_above)
+               time_limit=limit, stop_above=stop_above, starts=[(x, p) for p in starts])
 
 
 def _near(deadline: Deadline, options: Options) -> bool:
@@ -131,7 +135,9 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
         # a wide first bracket: the batched falsifier on the largest rows (snapped and re-evaluated soundly);
         # narrower ones are left to the splitting search and its attacks from the relaxation's maximisers
         stop = np.inf if verify_at is None else verify_at
-        for c in _strong(problem, change_objective(k, [int(r) for r in np.argsort(-root)[:2]]), options, deadline, stop)[:2]:
+        top = [int(r) for r in np.argsort(-root)[:2]]
+        starts = [search.candidate(r) for r in top]
+        for c in _strong(problem, change_objective(k, top), options, deadline, stop, starts)[:2]:
             got = sound_change(problem, problem.region.lo, c.params)
             if got.value > state["best"].value:
                 state["best"] = got
@@ -213,7 +219,8 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
             attack(int(r), ())
         if not _near(deadline, options):
             # the batched falsifier on every label row (each candidate replayed on onnxruntime)
-            for c in _strong(sp, label_objective(rows.coefs, rows.offsets), options, deadline, stop_above=0.0)[:3]:
+            starts = [search.candidate(int(r)) for r in np.argsort(-root)[:3]]
+            for c in _strong(sp, label_objective(rows.coefs, rows.offsets), options, deadline, 0.0, starts, PGD_LABEL_SHARE)[:3]:
                 if c.value >= 0:
                     ce = confirm_in_box(sp, prop, sp.region.lo, c.params)
                     if ce is not None:
