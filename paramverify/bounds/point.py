@@ -40,8 +40,10 @@ ATTACK_STEPS = 12
 PGD_SHARE = 0.5
 #: the same for label certificates (the falsifier stops at the first flip; the splitting search needs the rest)
 PGD_LABEL_SHARE = 0.15
-#: the batched falsifier runs when the first proved bound exceeds this multiple of the quick attacks' value
+#: the batched falsifier gets PGD_SHARE when the first proved bound exceeds this multiple of the quick
+#: attacks' value (a wide bracket), else PGD_NARROW_SHARE
 PGD_GATE = 1.2
+PGD_NARROW_SHARE = 0.1
 
 
 def row_objective(coefs: np.ndarray) -> Objective:
@@ -131,13 +133,17 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     root = search.root_bounds()
     for r in np.argsort(-root)[:2]:
         attack(int(r), ())
-    if float(np.max(root)) > PGD_GATE * state["best"].value + options.tolerance and not _near(deadline, options):
-        # a wide first bracket: the batched falsifier on the largest rows (snapped and re-evaluated soundly);
-        # narrower ones are left to the splitting search and its attacks from the relaxation's maximisers
+    gap_open = float(np.max(root)) - state["best"].value > options.tolerance
+    if gap_open and not _near(deadline, options):
+        # the batched falsifier on the largest rows (snapped and re-evaluated soundly): half the budget when the
+        # first bracket is wide, a short run when it is narrow (the splitting search and its attacks from the
+        # relaxation's maximisers need the time there)
+        wide = float(np.max(root)) > PGD_GATE * state["best"].value
         stop = np.inf if verify_at is None else verify_at
         top = [int(r) for r in np.argsort(-root)[:2]]
         starts = [search.candidate(r) for r in top]
-        for c in _strong(problem, change_objective(k, top), options, deadline, stop, starts)[:2]:
+        share = PGD_SHARE if wide else PGD_NARROW_SHARE
+        for c in _strong(problem, change_objective(k, top), options, deadline, stop, starts, share)[:2]:
             got = sound_change(problem, problem.region.lo, c.params)
             if got.value > state["best"].value:
                 state["best"] = got
