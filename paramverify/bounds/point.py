@@ -1,9 +1,12 @@
 """Point-region queries of the bound engine: output change, labels, and the largest delta.
 
 Proof side: :class:`~paramverify.bounds.local.SplitSearch` (CROWN with
-perturbed weights + neuron splits).  Concrete side: projected sign-gradient
-ascent over the parameter box (:func:`~paramverify.bounds.falsify.ascend`)
-aimed at the rows with the largest bounds; every candidate is snapped into
+perturbed weights + neuron splits).  Concrete side: the batched falsifier
+(:func:`~paramverify.bounds.pgd.pgd`: restarts, momentum, vertex jumps) on
+the rows with the largest bounds, then projected sign-gradient ascent over
+the parameter box (:func:`~paramverify.bounds.falsify.ascend`) from the
+relaxation's maximiser of each domain that becomes the largest during the
+search; every candidate is snapped into
 the box and re-evaluated soundly (:func:`~paramverify.bounds.searches.sound_change`)
 or replayed on onnxruntime (:func:`~paramverify.replay.confirm`) before it
 counts.
