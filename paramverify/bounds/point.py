@@ -146,7 +146,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
         top = [int(r) for r in np.argsort(-root)[:2]]
         starts = [search.candidate(r) for r in top]
         share = PGD_SHARE if wide else PGD_NARROW_SHARE
-        for c in _strong(problem, change_objective(k, top), options, deadline, stop, starts, share)[:2]:
+        for c in _strong(problem, change_objective(k), options, deadline, stop, starts, share)[:1]:
             got = sound_change(problem, problem.region.lo, c.params)
             if got.value > state["best"].value:
                 state["best"] = got
