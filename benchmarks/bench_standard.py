@@ -27,6 +27,7 @@ times include waiting for a core.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import sys
 import time
@@ -43,14 +44,14 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import RatioClock, machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
-from ref_pgd import reference_pgd  # noqa: E402  (benchmarks/ref_pgd.py)
+from bench_common import RatioClock, machine_info, write_results
+from ref_pgd import reference_pgd
 
-from paramverify import api  # noqa: E402
-from paramverify.bounds.local import label_rows  # noqa: E402
-from paramverify.bounds.pgd import change_objective, label_objective  # noqa: E402
-from paramverify.ir import load_model  # noqa: E402
-from paramverify.options import Options  # noqa: E402
+from paramverify import api
+from paramverify.bounds.local import label_rows
+from paramverify.bounds.pgd import change_objective, label_objective
+from paramverify.ir import load_model
+from paramverify.options import Options
 
 ANCHORS = {
     "random": "auto_LiRPA 0.7.1 on a random 784-64-64-1 MLP of the same recipe (He init, input uniform in [0,1], "
@@ -67,7 +68,7 @@ def random_mlp_model(seed: int = SEED) -> onnx.ModelProto:
     """784-64-64-1 ReLU MLP, weights N(0, 2/fan_in) (He), biases 0, float32."""
     rng = np.random.default_rng(seed)
     nodes, inits, cur = [], [], "x"
-    for i, (fi, fo) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for i, (fi, fo) in enumerate(itertools.pairwise(SIZES)):
         w = (rng.standard_normal((fo, fi)) * np.sqrt(2.0 / fi)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(np.zeros(fo, np.float32), f"b{i}")]
         out = f"h{i}" if i < len(SIZES) - 2 else "y"

@@ -30,7 +30,7 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from train_mnist_mlp import load_mnist_5k, split  # noqa: E402  (benchmarks/train_mnist_mlp.py)
+from train_mnist_mlp import load_mnist_5k, split
 
 MODEL_PATH = HERE / "models" / ".cache" / "mnist_cnn_std.onnx"
 

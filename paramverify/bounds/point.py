@@ -23,7 +23,6 @@ import numpy as np
 from paramverify.bounds.autodiff import AutodiffKernel
 from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
-from paramverify.bounds.pgd import PGDSettings, RowObjective, change_objective, label_objective, pgd
 from paramverify.bounds.local import (
     Rows,
     SplitSearch,
@@ -31,6 +30,13 @@ from paramverify.bounds.local import (
     holds,
     label_rows,
     nominal_enclosure,
+)
+from paramverify.bounds.pgd import (
+    PGDSettings,
+    RowObjective,
+    change_objective,
+    label_objective,
+    pgd,
 )
 from paramverify.bounds.searches import confirm_in_box, nominal_params, sound_change
 from paramverify.options import Deadline, Options

@@ -25,7 +25,7 @@ _BENCH = str(Path(__file__).resolve().parents[2] / "benchmarks")
 if _BENCH not in sys.path:
     sys.path.insert(0, _BENCH)
 
-from ref_pgd import reference_pgd  # benchmarks/ref_pgd.py  # noqa: E402
+from ref_pgd import reference_pgd  # benchmarks/ref_pgd.py
 
 
 def _change(graph, x, params) -> float:
