@@ -8,6 +8,7 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,8 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search",
-         "standard")
+NAMES = ("casestudies", "scaling", "mnist", "large", "soundness", "smoothing", "smoothing_incremental_N20000", "search")
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
@@ -107,9 +107,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_smoothing.py` | randomized smoothing: throughput, incremental certification of an int8 copy | `--device`, `--n`, `--batches`, `--inc-images`, `--inc-n`, `--inc-nq` |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
-| `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |
-| `bench_standard.py` | networks not trained for the verifier: a random He-initialised 784-64-64-1 MLP and a standard-trained MNIST CNN (Conv weights in the box), each row beside the reference 20 x 200 PGD (`ref_pgd.py`) | `--models random,cnn`, `--inputs N`, `--cnn-images N`, `--cnn-eps-images N`, `--timeout S` |
-| `train_std_cnn.py` | trains the standard (cross-entropy only) CNN of `bench_standard.py` into `models/.cache/` | `--epochs`, `--seed`, `--out` |"""
+| `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
 
 
 def intro(R: dict) -> str:
@@ -557,52 +555,6 @@ Target: {t.get('statement', 'not recorded')}: **{t.get('result', 'n/a')}** (DDPG
     return "\n".join(parts)
 
 
-# ----------------------------------------------------------------------------- f. networks not trained for us
-def _eps_table(rows: list[dict], key: str) -> str:
-    return table([key, "bracket [lower, upper]", "upper / lower", "wall s", "CPU s", "reached 1.2x after s",
-                  "reference PGD (20 x 200)", "lower - reference", "target"],
-                 [[r.get(key), f"[{num(r.get('lower'), '.4f')}, {num(r.get('upper'), '.4f')}]", num(r.get("ratio"), ".3f"),
-                   num(r.get("time_s"), ".1f"), num(r.get("cpu_s"), ".1f"), num(r.get("time_to_target_ratio_s"), ".1f", "-"),
-                   num(r.get("reference_pgd"), ".4f"), num(r.get("lower_vs_reference"), ".2e"),
-                   "PASS" if r.get("pass") else "FAIL"] for r in rows])
-
-
-def standard(d: dict) -> str:
-    parts = [f"""Networks nobody trained for the verifier (`benchmarks/bench_standard.py`). The lower end of
-every bracket is a witness found by the engine's falsifier, snapped into the box and
-re-evaluated soundly; "reference PGD" is a plain 20-restart, 200-step projected sign-gradient
-attack from random points of the box (`benchmarks/ref_pgd.py`), which the falsifier must
-never lose to. Peak memory {num(d.get('peak_rss_mb'), '.0f')} MB ({d.get('peak_memory', 'not recorded')}); {d.get('run', '')}.
-"""]
-    r = d.get("random")
-    if r:
-        parts.append(f"""Random {r.get('model')}; {r.get('perturbation')}; budget {num(r.get('timeout_s'), 'g')} s per input.
-Target: {r.get('target')}: {verdict(r.get('pass'))}. Falsifier never below the reference:
-{verdict(r.get('never_below_reference'))}. ANCHORS: {r.get('anchor')}.
-
-{_eps_table(r.get('rows', []), 'input')}
-""")
-    c = d.get("cnn")
-    if c:
-        lab = c.get("labels", {})
-        ref_flips = sum(bool(x.get("reference_pgd_flips")) for x in c.get("label_rows", []))
-        parts.append(f"""Standard-trained CNN `{c.get('model')}` (`benchmarks/train_std_cnn.py`); {c.get('perturbation')};
-budget {num(c.get('timeout_s'), 'g')} s per query. ANCHORS: {c.get('anchor')}.
-
-Largest output change at an image: target {c.get('eps_target')}: {verdict(c.get('eps_pass'))}.
-
-{_eps_table(c.get('eps_rows', []), 'image')}
-
-Label verdicts at {len(c.get('label_rows', []))} held-out images: {lab.get('verified', 0)} verified,
-{lab.get('falsified', 0)} falsified (replayed on onnxruntime), {lab.get('unknown', 0)} unknown; decided
-{num(100 * (c.get('label_decided_fraction') or 0), '.0f')}% (target: {c.get('label_target')}): {verdict(c.get('label_pass'))}.
-Wall {span(x.get('time_s') for x in c.get('label_rows', []))} s, CPU {span(x.get('cpu_s') for x in c.get('label_rows', []))} s
-per image. The reference PGD flips {ref_flips} of these labels; the engine falsified
-{lab.get('falsified', 0)}.
-""")
-    return "\n".join(parts)
-
-
 REPRODUCING = """## Reproducing
 
 ```
@@ -616,7 +568,6 @@ python benchmarks/bench_soundness.py            # --quick for a short run
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
 python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
-python benchmarks/bench_standard.py             # trains models/.cache/mnist_cnn_std.onnx when absent
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
@@ -636,7 +587,7 @@ def render() -> str:
         "## e. Soundness corpus (`results/soundness.json`)\n", guarded("soundness", soundness, R["soundness"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
-        "## f. Networks not trained for the verifier (`results/standard.json`)\n", guarded("standard", standard, R["standard"]),
+        "## f. Networks not trained for the verifier (`results/standard.json`)\n", guarded("standard", runpy.run_path(str(Path(__file__).with_name("gen_standard.py")))["render"], load("standard")),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)
