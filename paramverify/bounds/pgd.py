@@ -8,7 +8,8 @@ over the parameter box and the input region with many restarts at once:
 * sign-gradient steps with momentum (normalised gradients accumulated with
   decay ``mu``), projected onto the boxes; the step (a fraction of each
   coordinate's width) halves and the iterate returns to its best point
-  whenever a checkpoint brings no improvement (APGD's schedule);
+  whenever a checkpoint brings no improvement (APGD's schedule); a restart
+  stuck at the smallest step starts afresh at a uniform random point;
 * vertex jumps: at every checkpoint the gradient-sign vertex of the boxes
   is evaluated too (the optimum of an objective that is multilinear in the
   parameters lies at a vertex) and adopted when it is better.
@@ -80,7 +81,7 @@ class PGDSettings:
     momentum: float = 0.75
     checkpoint: int = 10
     step0: float = 0.25
-    min_step: float = 1e-3
+    min_step: float = 0.25 / 64
     max_batch: int = 64
     max_elements: int = 4_000_000
 
@@ -284,6 +285,9 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
                 P[n][b] = np.where(rng.random(lo[n].shape) < 0.5, hi[n], lo[n])
             else:
                 P[n][b] = rng.uniform(lo[n], hi[n])
+    # per slot: the best point of its current run (APGD returns there) and the best point ever (the output)
+    cur_v = np.full(B, -np.inf)
+    cur_X, cur_P = X.copy(), {n: v.copy() for n, v in P.items()}
     best_v = np.full(B, -np.inf)
     best_X, best_P = X.copy(), {n: v.copy() for n, v in P.items()}
     mx = np.zeros_like(X)
@@ -291,13 +295,13 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
     eta = np.full(B, settings.step0)
     last_ck = np.full(B, -np.inf)
 
-    def take(vals: np.ndarray, Xc: np.ndarray, Pc: dict[str, np.ndarray]) -> np.ndarray:
-        better = vals > best_v
-        best_v[better] = vals[better]
-        best_X[better] = Xc[better]
-        for n in names:
-            best_P[n][better] = Pc[n][better]
-        return better
+    def take(vals: np.ndarray, Xc: np.ndarray, Pc: dict[str, np.ndarray]) -> None:
+        for v, bx, bp in ((cur_v, cur_X, cur_P), (best_v, best_X, best_P)):
+            better = vals > v
+            v[better] = vals[better]
+            bx[better] = Xc[better]
+            for n in names:
+                bp[n][better] = Pc[n][better]
 
     def out_of_time() -> bool:
         return deadline.expired() or (time_limit is not None and time.monotonic() - t0 >= time_limit)
@@ -329,14 +333,22 @@ def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, ob
                 vv = np.where(np.isfinite(vv), vv, -np.inf)
                 take(vv, VX, VP)
             if t > 0:
-                stalled = best_v <= last_ck + 1e-12 * np.maximum(1.0, np.abs(last_ck))
-                if np.all(stalled & (eta <= settings.min_step)):
-                    break  # every restart is stuck at the smallest step: more steps change nothing
+                fin = np.isfinite(last_ck)
+                stalled = fin & (cur_v <= np.where(fin, last_ck + 1e-12 * np.maximum(1.0, np.abs(np.where(fin, last_ck, 0.0))), 0.0))
+                stuck = stalled & (eta <= settings.min_step)
                 eta = np.where(stalled, np.maximum(eta / 2, settings.min_step), eta)
-                # every restart continues from its best point (APGD)
-                X = best_X.copy()
-                P = {n: best_P[n].copy() for n in names}
-            last_ck = best_v.copy()
+                # every restart continues from its best point (APGD) ...
+                X = cur_X.copy()
+                P = {n: cur_P[n].copy() for n in names}
+                # ... and one stuck at the smallest step starts afresh at a uniform random point
+                for b in np.flatnonzero(stuck):
+                    X[b] = rng.uniform(x_lo, x_hi)
+                    for n in names:
+                        P[n][b] = rng.uniform(lo[n], hi[n])
+                    cur_v[b], eta[b], mx[b] = -np.inf, settings.step0, 0.0
+                    for n in names:
+                        mp[n][b] = 0.0
+            last_ck = cur_v.copy()
         if move_x:
             X = np.clip(X + eta[:, None] * np.sign(mx) * wx, x_lo, x_hi)
         for n in names:
