@@ -7,87 +7,21 @@ field renders as a "not measured" line.  tests/test_docs.py fails when the page 
 
 from __future__ import annotations
 
-import importlib.util  # the CNN section is docs/gen_benchmarks_cnn.py (this file stays under 600 lines)
-import json
-import runpy
 import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the page's sections live beside this file
+
+import gen_benchmarks_cnn as CNN  # noqa: E402
+import gen_benchmarks_int8  # noqa: E402
+import gen_benchmarks_sq  # noqa: E402
+import gen_standard  # noqa: E402
+from benchfmt import ERRORS, RESULTS, ROOT, SCRIPT, get, guarded, isnum, load, num, pair, span, table, verdict  # noqa: E402,F401
+
 NAMES = ("casestudies", "scaling", "mnist", "large", "cnn", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
          "search", "sq", "ray", "int8")
-SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
-          "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme"}
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
-#: what a malformed JSON file raises in a section; it renders as a "not measured" line instead
-ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
-(_spec := importlib.util.spec_from_file_location("cnn", Path(__file__).with_name("gen_benchmarks_cnn.py"))).loader.exec_module(CNN := importlib.util.module_from_spec(_spec))
-
-
-# ----------------------------------------------------------------------------- helpers
-def load(name: str) -> Any:
-    try:
-        return json.loads((RESULTS / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def get(d: Any, *keys: Any, default: Any = None) -> Any:
-    for k in keys:
-        if (isinstance(d, dict) and k in d) or (isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d)):
-            d = d[k]
-        else:
-            return default
-    return default if d is None else d
-
-
-def isnum(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def num(x: Any, fmt: str = ".3g", none: str = "n/a") -> str:
-    return format(x, fmt) if isnum(x) else none
-
-
-def span(values: Iterable[Any], fmt: str = ".2f") -> str:
-    vals = [v for v in values if isnum(v)]
-    if not vals:
-        return "n/a"
-    lo, hi = format(min(vals), fmt), format(max(vals), fmt)
-    return lo if lo == hi else f"{lo}-{hi}"
-
-
-def verdict(ok: Any) -> str:
-    return "n/a" if ok is None else ("**PASS**" if ok else "FAIL")
-
-
-def pair(a: Any, b: Any, fmt: str = ".2f") -> str:
-    return f"{num(a, fmt)} / {num(b, fmt)}"
-
-
-def cell(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def table(header: list[str], rows: Iterable[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def guarded(name: str, fn: Callable[[Any], str], data: Any) -> str:
-    """One section from one JSON file, or a "not measured" line when the file or a field is missing."""
-    if data is None:
-        script = SCRIPT.get(name, f"python benchmarks/bench_{name}.py")
-        return f"Not measured: `benchmarks/results/{name}.json` has not been produced; run `{script}`."
-    try:
-        return fn(data)
-    except ERRORS as exc:
-        return f"Not measured: `benchmarks/results/{name}.json` lacks a field this page needs ({type(exc).__name__}: {exc})."
 
 
 def large_models(d: dict) -> list[dict]:
@@ -637,9 +571,10 @@ def render() -> str:
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
-        guarded("sq", runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_sq.py")))["sq"], R["sq"]),
+        guarded("sq", gen_benchmarks_sq.sq, R["sq"]),
         "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),
-        "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", lambda d: runpy.run_path(str(Path(__file__).with_name("gen_benchmarks_int8.py")))["section"](d), R["int8"]),
+        "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", gen_benchmarks_int8.section, R["int8"]),
+        "## f. Networks not trained for the verifier (`results/standard.json`)\n", guarded("standard", gen_standard.render, load("standard")),
         REPRODUCING,
     ]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)

@@ -1,6 +1,6 @@
 """The "Stochastic quantization" section of docs/benchmarks.md, from benchmarks/results/sq.json.
 
-Run through docs/gen_benchmarks.py (``runpy``); ``sq(data)`` returns the section's body.
+Imported by docs/gen_benchmarks.py; ``sq(data)`` returns the section's body.
 Self-contained: gen_benchmarks.py is at its module-size limit.
 """
 

@@ -1,9 +1,12 @@
 """Point-region queries of the bound engine: output change, labels, and the largest delta.
 
 Proof side: :class:`~paramverify.bounds.local.SplitSearch` (CROWN with
-perturbed weights + neuron splits).  Concrete side: projected sign-gradient
-ascent over the parameter box (:func:`~paramverify.bounds.falsify.ascend`)
-aimed at the rows with the largest bounds; every candidate is snapped into
+perturbed weights + neuron splits).  Concrete side: the batched falsifier
+(:func:`~paramverify.bounds.pgd.pgd`: restarts, momentum, vertex jumps) on
+the rows with the largest bounds, then projected sign-gradient ascent over
+the parameter box (:func:`~paramverify.bounds.falsify.ascend`) from the
+relaxation's maximiser of each domain that becomes the largest during the
+search; every candidate is snapped into
 the box and re-evaluated soundly (:func:`~paramverify.bounds.searches.sound_change`)
 or replayed on onnxruntime (:func:`~paramverify.replay.confirm`) before it
 counts.
@@ -28,6 +31,13 @@ from paramverify.bounds.local import (
     label_rows,
     nominal_enclosure,
 )
+from paramverify.bounds.pgd import (
+    PGDSettings,
+    RowObjective,
+    change_objective,
+    label_objective,
+    pgd,
+)
 from paramverify.bounds.searches import confirm_in_box, nominal_params, sound_change
 from paramverify.options import Deadline, Options
 from paramverify.properties import Problem, Property
@@ -35,6 +45,14 @@ from paramverify.results import Counterexample
 
 #: sign-gradient steps per falsifier attack on one row
 ATTACK_STEPS = 12
+#: share of the time limit the batched falsifier (:func:`~paramverify.bounds.pgd.pgd`) may use
+PGD_SHARE = 0.5
+#: the same for label certificates (the falsifier stops at the first flip; the splitting search needs the rest)
+PGD_LABEL_SHARE = 0.15
+#: the batched falsifier gets PGD_SHARE when the first proved bound exceeds this multiple of the quick
+#: attacks' value (a wide bracket), else PGD_NARROW_SHARE
+PGD_GATE = 1.2
+PGD_NARROW_SHARE = 0.1
 
 
 def row_objective(coefs: np.ndarray) -> Objective:
@@ -55,6 +73,16 @@ def _attack(problem: Problem, objective: Objective, start: Mapping[str, np.ndarr
     p0 = nominal_params(problem.box) if start is None else dict(start)
     cand = ascend(problem.graph, problem.box, x, x, x, p0, objective, steps)
     return cand.x, dict(cand.params)
+
+
+def _strong(problem: Problem, obj: RowObjective, options: Options, deadline: Deadline, stop_above: float = np.inf,
+            starts: list[Mapping[str, np.ndarray]] = (), share: float = PGD_SHARE) -> list:
+    """The batched falsifier over the parameter box at x0: restarts (also from ``starts``), momentum,
+    vertex jumps (candidates only); at most ``share`` of the time limit."""
+    x = problem.region.lo
+    limit = None if options.timeout_s is None else share * options.timeout_s
+    return pgd(problem.graph, problem.box, x, x, obj, np.random.default_rng(options.seed), deadline, PGDSettings(),
+               time_limit=limit, stop_above=stop_above, starts=[(x, p) for p in starts])
 
 
 def _near(deadline: Deadline, options: Options) -> bool:
@@ -114,6 +142,20 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     root = search.root_bounds()
     for r in np.argsort(-root)[:2]:
         attack(int(r), ())
+    gap_open = float(np.max(root)) - state["best"].value > options.tolerance
+    if gap_open and not _near(deadline, options):
+        # the batched falsifier on the largest rows (snapped and re-evaluated soundly): half the budget when the
+        # first bracket is wide, a short run when it is narrow (the splitting search and its attacks from the
+        # relaxation's maximisers need the time there)
+        wide = float(np.max(root)) > PGD_GATE * state["best"].value
+        stop = np.inf if verify_at is None else verify_at
+        top = [int(r) for r in np.argsort(-root)[:2]]
+        starts = [search.candidate(r) for r in top]
+        share = PGD_SHARE if wide else PGD_NARROW_SHARE
+        for c in _strong(problem, change_objective(k), options, deadline, stop, starts, share)[:1]:
+            got = sound_change(problem, problem.region.lo, c.params)
+            if got.value > state["best"].value:
+                state["best"] = got
     if verify_at is not None:
         shifted = Rows(rows.coefs, rows.offsets - verify_at, np.zeros(len(rows), bool), rows.names)
         search.rows = shifted
@@ -194,6 +236,15 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
     try:
         for r in np.argsort(-root)[:1]:
             attack(int(r), ())
+        if not _near(deadline, options):
+            # the batched falsifier on every label row (each candidate replayed on onnxruntime)
+            starts = [search.candidate(int(r)) for r in np.argsort(-root)[:3]]
+            for c in _strong(sp, label_objective(rows.coefs, rows.offsets), options, deadline, 0.0, starts, PGD_LABEL_SHARE)[:3]:
+                if c.value >= 0:
+                    ce = confirm_in_box(sp, prop, sp.region.lo, c.params)
+                    if ce is not None:
+                        found["ce"] = ce
+                        raise _Refuted
         out = search.run(options, deadline, mode="verify", on_top=attack, label="labels: ")
     except _Refuted:
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")
