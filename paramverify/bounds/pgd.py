@@ -237,16 +237,12 @@ def pgd(
 def _one_thread() -> Iterator[None]:
     """One torch intra-op thread while searching (restored after): the batches are small and threads only contend."""
     try:
-        import torch
-    except ImportError:
+        from paramverify.smoothing.core import one_torch_thread
+    except ImportError:  # no torch: the numpy fallback has no threads to restrict
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _search(vg: ValueGrad, box: ParamBox, x_lo: np.ndarray, x_hi: np.ndarray, obj: RowObjective, rng: np.random.Generator,
