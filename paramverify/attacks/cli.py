@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError as exc:
         raise BackendUnavailableError("attacks need torch: pip install 'paramverify[smooth]'") from exc
-    from paramverify.attacks.io import save_npy, write_json
+    from paramverify.attacks.io import save_npy
+    from paramverify.fileio import write_json
     from paramverify.options import Options
     from paramverify.smoothing.onnx_torch import load_onnx
     from paramverify.sq.model import SQNet
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         for p in points:
             c = p.result.config
             save_npy(p.result.x_adv, args.out / f"adv_{c.kind}_{c.norm}_{c.eps:g}.npy")
-        write_json(out, args.out / "attack.json")
+        write_json(args.out / "attack.json", out, indent=1)
     print_result(out, args.json)
     return 130 if out["interrupted"] else 0
 

@@ -154,7 +154,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from paramverify.attacks.cli import configs, load_data, print_result
-    from paramverify.attacks.io import save_npy, write_json
+    from paramverify.attacks.io import save_npy
+    from paramverify.fileio import write_json
     from paramverify.options import Options
     from paramverify.sq.detect import Detection, plot_aip, plot_roc
     from paramverify.sq.model import load_checkpoint
@@ -202,7 +203,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         for p in points:
             c = p.result.config
             save_npy(p.result.x_adv, args.out / f"adv_{c.kind}_{c.norm}_{c.eps:g}.npy")
-        write_json(out, args.out / f"sq_{command}.json")
+        write_json(args.out / f"sq_{command}.json", out, indent=1)
     print_result(out, args.json)
     return 130 if out["interrupted"] else 0
 

@@ -103,7 +103,7 @@ def plot_aip(lines: dict[str, list[tuple[float, float, float]]], path: str | Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paramverify.attacks.io import atomic_path
+    from paramverify.fileio import atomic_path
 
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, pts in lines.items():
@@ -133,7 +133,7 @@ def plot_roc(curves: dict[str, Detection], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paramverify.attacks.io import atomic_path
+    from paramverify.fileio import atomic_path
 
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     for name, d in curves.items():
