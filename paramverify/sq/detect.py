@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,8 +104,6 @@ def plot_aip(lines: dict[str, list[tuple[float, float, float]]], path: str | Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paramverify.fileio import atomic_path
-
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, pts in lines.items():
         pts = sorted(pts)
@@ -118,6 +117,15 @@ def plot_aip(lines: dict[str, list[tuple[float, float, float]]], path: str | Pat
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from paramverify.fileio import atomic_path
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -133,8 +141,6 @@ def plot_roc(curves: dict[str, Detection], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paramverify.fileio import atomic_path
-
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     for name, d in curves.items():
         ax.plot(d.fpr_curve, d.tpr_curve, label=f"{name} (AUC {d.auc:.3f})")
@@ -143,9 +149,4 @@ def plot_roc(curves: dict[str, Detection], path: str | Path) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title("MI detector ROC")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
