@@ -137,9 +137,21 @@ class ParamBox:
         )
 
     def scaled(self, t: float) -> ParamBox:
-        """The box with every deviation from the nominal values multiplied by ``t``."""
-        lo = {n: self.nominal[n] + t * (self.lo[n] - self.nominal[n]) for n in self.names}
-        hi = {n: self.nominal[n] + t * (self.hi[n] - self.nominal[n]) for n in self.names}
+        """The box with every deviation from the nominal values multiplied by ``t`` (t >= 0).
+
+        Rounded outward: the float box covers the real-number box
+        ``nominal + t * (end - nominal)``, so a proof about the scaled box holds
+        for the real scale ``t`` (``t`` = 1 is this box itself, ``t`` = 0 the
+        nominal point)."""
+        if t < 0 or not np.isfinite(t):
+            raise SpecError("scale", f"a box scale must be a finite number >= 0, got {t!r}", "use t >= 0")
+        if t == 1.0:
+            return self
+        if t == 0.0:
+            return ParamBox(self.nominal, MappingProxyType(dict(self.nominal)), MappingProxyType(dict(self.nominal)),
+                            f"{self.description} x 0")
+        lo = {n: _scaled_end(self.nominal[n], self.lo[n], t, -np.inf) for n in self.names}
+        hi = {n: _scaled_end(self.nominal[n], self.hi[n], t, np.inf) for n in self.names}
         return ParamBox(self.nominal, MappingProxyType(lo), MappingProxyType(hi), f"{self.description} x {t:g}")
 
     def contains(self, params: Mapping[str, np.ndarray]) -> bool:
@@ -150,6 +162,23 @@ class ParamBox:
 
     def to_json(self) -> dict[str, Any]:
         return {"description": self.description, "parameters": list(self.names), "n_parameters": self.n_parameters}
+
+
+def _scaled_end(nominal: np.ndarray, end: np.ndarray, t: float, direction: float) -> np.ndarray:
+    """``nominal + t * (end - nominal)`` rounded toward ``direction`` (-inf for a lower end).
+
+    Each of the three round-to-nearest steps is off by at most half an ulp, so one
+    ``nextafter`` toward ``direction`` after each keeps the result on the outer side
+    of the real value (``t >= 0`` keeps the product monotone in the widened difference);
+    where ``end == nominal`` the result is exactly ``nominal``."""
+    nominal = np.asarray(nominal, dtype=np.float64)
+    end = np.asarray(end, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.nextafter(end - nominal, direction)
+        s = np.nextafter(t * d, direction)
+        out = np.nextafter(nominal + s, direction)
+    out = np.where(end == nominal, nominal, out)
+    return np.minimum(out, nominal) if direction < 0 else np.maximum(out, nominal)
 
 
 def _box(graph: Graph, names: tuple[str, ...], radius: Mapping[str, np.ndarray], description: str,
