@@ -147,6 +147,9 @@ class Graph:
 
 
 
+LEGACY_SOFTMAX_OPSET = 13  # Softmax/LogSoftmax normalise along one axis from this opset on
+
+
 def load_model(
     model: str | os.PathLike[str] | onnx.ModelProto,
     registry: OpRegistry | None = None,
@@ -202,6 +205,8 @@ def load_model(
         else:
             ints[init.name] = arr
     consumed = {i for _, n in order for i in n.input} | {o.name for o in g.output}
+    opset = next((o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS), LEGACY_SOFTMAX_OPSET)
+    legacy_softmax: set[str] = set()
     nodes: list[Node] = []
     roles: dict[str, str] = {}
     channel_axes: dict[str, int] = {}
@@ -213,6 +218,10 @@ def load_model(
         except ModelError as exc:
             problems.append(str(exc))
             continue
+        if opset < LEGACY_SOFTMAX_OPSET and n.op_type in ("Softmax", "LogSoftmax") and n.domain in STANDARD_DOMAINS:
+            legacy_softmax.add(name)  # opset < 13: axis 1 by default, and the trailing axes are flattened
+            if not any(a.name == "axis" for a in n.attribute):
+                op = dataclasses.replace(op, axis=1)  # type: ignore[call-arg]
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in _FLOAT_TYPES:
                 check_float_values(tensor_array(a.t, f"node '{name}'"), f"node '{name}' ({n.op_type}) attribute '{a.name}'")
@@ -264,7 +273,7 @@ def load_model(
         note=selection.note if output is None else f"property stated on the tensor '{selection.output}' (--output)",
     )
     try:
-        _check_shapes(graph)
+        _check_shapes(graph, legacy_softmax)
         if dims[0].HasField("dim_value") and dims[0].dim_value == 1:
             graph = _batch_free(graph)
     except ModelError:
@@ -325,7 +334,7 @@ def _unsupported_hint(g: onnx.GraphProto, registry: OpRegistry) -> str:
     return "; ".join(tips)
 
 
-def _check_shapes(graph: Graph) -> None:
+def _check_shapes(graph: Graph, legacy_softmax: set[str] | frozenset[str] = frozenset()) -> None:
     """Evaluate once at zero input and check the shape rules numpy is laxer about than ONNX.
 
     Gemm takes 2-D ``A`` and ``B`` and a ``C`` that broadcasts to the ``(M, N)``
@@ -338,6 +347,15 @@ def _check_shapes(graph: Graph) -> None:
         ins = [env[i] for i in node.inputs]
         if node.inputs and node.inputs[-1] == "":
             ins = ins[:-1]
+        if node.name in legacy_softmax:
+            rank = np.ndim(ins[0])
+            axis = getattr(node.op, "axis", -1)
+            if rank and axis % rank != rank - 1:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op.op_type}): under opset < {LEGACY_SOFTMAX_OPSET} it normalises over "
+                    f"the axes {axis % rank}..{rank - 1} of its rank-{rank} input taken together, which is not lowered "
+                    f"(only the last axis is); re-export with opset >= {LEGACY_SOFTMAX_OPSET}, or state the property on "
+                    "the tensor before it with --output NAME")
         if node.op.op_type == "Gemm":
             a, b = np.shape(ins[0]), np.shape(ins[1])
             if len(a) != 2 or len(b) != 2:
