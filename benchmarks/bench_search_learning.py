@@ -100,7 +100,7 @@ def _mcnemar(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparison(budget: float, race: int, seeds: list[int], rows: dict[int, dict[str, dict[str, Any]]],
-                tests: dict[str, Any], keys: dict[int, dict[str, str]]) -> dict[str, Any]:
+                tests: dict[str, Any], keys: dict[int, dict[str, str]], uniform: dict[str, Any]) -> dict[str, Any]:
     mean = {m: float(np.mean([rows[s][m]["test"][KEY] for s in seeds])) for m in METHODS}
     final = {m: float(np.mean([rows[s][m]["final_reward"] if rows[s][m]["final_reward"] is not None
                                else rows[s][m]["search_reward"] for s in seeds])) for m in METHODS}
@@ -122,7 +122,11 @@ def _comparison(budget: float, race: int, seeds: list[int], rows: dict[int, dict
         "ddpg_beats": beats,
         "ddpg_beats_on_final_reward": {m: final["ddpg"] > final[m] + 1e-12 for m in METHODS if m != "ddpg"},
         "result": "PASS" if all(beats.values()) else "FAIL",
-        "verdict": "; ".join(words(m) for m in beats) + ".",
+        "verdict": "; ".join(words(m) for m in beats) + (
+            f"; the uniform {uniform['bits'][0]}-bit reference (one certification, no search) certifies "
+            f"{uniform[KEY]:.3f}, {'below' if uniform[KEY] < mean['ddpg'] - 1e-12 else 'at least'} DDPG's mean") + ".",
+        "uniform_reference": {"bits": uniform["bits"], KEY: uniform[KEY],
+                              "ddpg_mean_above_uniform": mean["ddpg"] > uniform[KEY] + 1e-12},
         f"paired@{RADIUS:g}": pairs,
         "paired_note": ("per seed: only_ddpg / only_other = test images certified at radius 0.25 by DDPG's pick only / "
                         "by the other method's pick only (same images, same noise); mcnemar_exact_p: two-sided exact "
@@ -182,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     plot.parent.mkdir(parents=True, exist_ok=True)
     curves_plot(cur, plot, f"DDPG vs random search and greedy at {args.budget:g} of the float BitOps, equal "
                            f"certification counts ({len(seeds)} seeds)")
-    comparison = _comparison(args.budget, args.race, seeds, rows, tests, keys)
+    uniform_row = {"bits": [uniform_bits] * len(session.layers), "bitops_fraction": budget.fraction_of(uniform_policy),
+                   **uniform_test["metrics"]}
+    comparison = _comparison(args.budget, args.race, seeds, rows, tests, keys, uniform_row)
     max_r = float(settings.sigma * norm.ppf(settings.alpha ** (1.0 / settings.test_n)))
     result: dict[str, Any] = {
         "benchmark": "mixed-precision search at equal certification counts: does DDPG learn? (issue 16, part 2)",
@@ -204,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"exactly {args.race} policies with n = {settings.final_samples}"),
         "equal_counts": equal_counts(runs),
         "float_test": float_test["metrics"],
-        "uniform_test": {"bits": [uniform_bits] * len(session.layers),
-                         "bitops_fraction": budget.fraction_of(uniform_policy), **uniform_test["metrics"]},
+        "uniform_test": uniform_row,
         "max_certifiable_radius_test": max_r,
         "runs": [rows[s][m] for s in seeds for m in METHODS],
         "comparison": comparison,
