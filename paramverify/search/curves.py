@@ -52,8 +52,8 @@ def _stats(columns: Sequence[Sequence[float | None]], length: int) -> dict[str, 
     for c in range(length):
         vals = [col[c] for col in columns if col[c] is not None]
         if not vals:
-            for k in out:
-                out[k].append(None)
+            for values in out.values():
+                values.append(None)
             continue
         arr = np.array(vals, dtype=float)
         out["mean"].append(float(arr.mean()))

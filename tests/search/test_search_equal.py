@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 pytest.importorskip("torch")
@@ -143,7 +145,7 @@ def test_curves_have_the_documented_shape():
         assert all(x is not None for x in best["mean"])
         for s in ("0", "1", "2"):
             ys = c["methods"][m]["per_seed"][s]["best"]
-            assert all(a <= b for a, b in zip(ys, ys[1:]))
+            assert all(a <= b for a, b in itertools.pairwise(ys))
         assert all(lo <= mu <= hi for lo, mu, hi in zip(best["min"], best["mean"], best["max"]))
 
 
