@@ -181,3 +181,9 @@ def test_policy_keys_in_the_ledger_are_the_cache_keys():
     ledger = eq.Ledger(shared(), b)
     ledger.evaluate(p)
     assert ledger.log[0].key == p.key and ledger.seen(p) and not ledger.seen(p, n=64)
+
+
+def test_ddpg_stops_at_its_certification_cap_as_a_complete_run():
+    run = eq.run_ddpg(budget(0.02), shared(), SMALL, 40, seed=2, max_certifications=5, race=0)
+    assert run.search_certifications == 5 and run.result.complete
+    assert run.extra["episodes"] < 40 and len(run.result.trace) == run.extra["episodes"]
