@@ -60,7 +60,8 @@ Certification counts equal for every seed: **{'yes' if c.get('equal') else 'NO'}
                      _origin(r.get("pick", {}))])
     ft, ut = d.get("float_test", {}), d.get("uniform_test", {})
     rows.append(["-", "float32", 32, 100, "-", "-", num(ft.get(key), ".3f"), num(ft.get("acr"), ".3f"), "-", "-"])
-    rows.append(["-", "uniform (reference)", ut.get("bits"), num(100 * ut.get("bitops_fraction", float("nan")), ".3f"),
+    uf = ut.get("bitops_fraction")
+    rows.append(["-", "uniform (reference)", ut.get("bits"), num(100 * uf, ".3f") if isnum(uf) else "n/a",
                  "-", "-", num(ut.get(key), ".3f"), num(ut.get("acr"), ".3f"), "-", "-"])
     parts.append(table(["seed", "method", "bits", "BitOps %", "search reward", "race reward", "test CA@0.25 [95%]",
                         "test ACR", "certifications (search + race)", "pick first made at"], rows) + "\n")
