@@ -14,12 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the page's sections 
 
 import gen_benchmarks_cnn as CNN  # noqa: E402
 import gen_benchmarks_int8  # noqa: E402
+import gen_benchmarks_search_learning as SL  # noqa: E402
 import gen_benchmarks_sq  # noqa: E402
 import gen_standard  # noqa: E402
 from benchfmt import ERRORS, RESULTS, ROOT, SCRIPT, get, guarded, isnum, load, num, pair, span, table, verdict  # noqa: E402,F401
 
 NAMES = ("casestudies", "scaling", "mnist", "large", "cnn", "soundness", "soundness_extreme", "smoothing", "smoothing_incremental_N20000",
-         "search", "sq", "ray", "int8")
+         "search", "search_learning", "sq", "ray", "int8")
 #: the scaling sweep varies one factor at a time around this base (benchmarks/bench_scaling.py BASE)
 BASE_D, BASE_WIDTH = 16, 64
 
@@ -44,6 +45,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_soundness.py` | the soundness corpus: random small networks checked against z3 and exact sampling; `--tier extreme`: networks at magnitudes up to 1e6 (inputs, weights) and 1e8 (pre-activations), every kernel against a 50-digit reference | `--quick`, `--n N`, `--start S`, `--jobs J`, `--z3-timeout`, `--bounds-timeout`, `--tier` |
 | `bench_smoothing.py` | randomized smoothing: throughput, incremental certification of an int8 copy | `--device`, `--n`, `--batches`, `--inc-images`, `--inc-n`, `--inc-nq` |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
+""" + SL.SCRIPT_ROW + """
 | `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and one branch-and-bound query, task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
 | `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
@@ -515,6 +517,7 @@ python benchmarks/bench_soundness.py --tier extreme
 python benchmarks/bench_smoothing.py
 python benchmarks/bench_search.py
 python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T500.json
+python benchmarks/bench_search_learning.py     # about 40-60 min on 2 idle cores
 python benchmarks/train_int8_cnn.py && nice python benchmarks/bench_int8.py   # int8 vs float
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
@@ -570,6 +573,7 @@ def render() -> str:
         guarded("soundness_extreme", lambda d: soundness(d, extreme=True), R["soundness_extreme"]),
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
+        SL.TITLE, guarded("search_learning", SL.section, R["search_learning"]),
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
         guarded("sq", gen_benchmarks_sq.sq, R["sq"]),
         "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),

@@ -20,6 +20,9 @@ builds that search on :mod:`paramverify.smoothing`:
 * :mod:`.export`    the policy as a QDQ ONNX model (QuantizeLinear/DequantizeLinear);
 * :mod:`.report`    final certification on held-out images, Pareto plot, table;
 * :mod:`.pipeline`  everything above for one model and budget (CLI, benchmark);
+* :mod:`.equal`     DDPG, greedy and random search at equal certification counts,
+  and where each final pick came from (warm-up or agent);
+* :mod:`.curves`    reward curves over certifications, learning summary, plot;
 * :mod:`.cli`       ``paramverify search MODEL.onnx --budget F ...``.
 
 What is guaranteed: rewards and reported certified accuracies are randomized

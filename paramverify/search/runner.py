@@ -95,8 +95,13 @@ class DDPGSearch:
         deadline: Deadline | None = None,
         progress: Progress | None = None,
         on_episode: Callable[[], None] | None = None,
+        stop: Callable[[int], bool] | None = None,
     ) -> MethodResult:
-        """Run the remaining episodes; ``on_episode`` is called after each (to checkpoint)."""
+        """Run the remaining episodes; ``on_episode`` is called after each (to checkpoint).
+
+        ``stop(episode)`` is asked before each episode (with its index); ``True`` ends the run there, as
+        complete (the equal-count comparison of :mod:`.equal` stops at a number of certifications).
+        """
         note = ""
         complete = True
         ev = self.env.evaluator
@@ -107,6 +112,8 @@ class DDPGSearch:
                                              else f"stopped at the time limit after {len(self.history)} episodes")
                     break
                 ep = len(self.history)
+                if stop is not None and stop(ep):
+                    break
                 t0 = time.perf_counter()
                 r0, c0, s0 = ev.requests, ev.computed, ev.samples
                 result = self._episode(ep)
