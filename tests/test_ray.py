@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def last_json(out):
 def strip_times(obj):
     """Results without wall-clock fields (the only thing a worker count may change)."""
     if isinstance(obj, dict):
-        return {k: strip_times(v) for k, v in obj.items() if k not in ("time_s", "workers")}
+        return {k: strip_times(v) for k, v in obj.items() if k not in ("time_s", "time", "workers")}
     if isinstance(obj, list):
         return [strip_times(v) for v in obj]
     return obj
@@ -326,3 +327,54 @@ def test_unreachable_cluster_is_one_line_exit_2(files, capsys):
                              "--ray-address", "127.0.0.1:1", "--quiet")
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "cannot reach the Ray cluster at 127.0.0.1:1" in err
+
+
+# ----------------------------------------------------------- smooth certify
+def test_smooth_certify_identical_without_ray_1_and_2_workers(files, capsys, monkeypatch, ray_up):
+    pytest.importorskip("torch")
+    from paramverify.smoothing import cli as smooth_cli
+    from paramverify.smoothing.data import MNIST_CNN_ONNX, load_test_samples
+
+    x, y = load_test_samples("mnist")
+    np.save(files["dir"] / "sx.npy", x[:4])
+    np.save(files["dir"] / "sy.npy", y[:4])
+    argv = ["smooth", "certify", str(MNIST_CNN_ONNX), "--sigma", "0.25", "--n", "300", "--n0", "20", "--alpha", "0.01",
+            "--inputs", str(files["dir"] / "sx.npy"), "--labels", str(files["dir"] / "sy.npy"), "--seed", "5", "--json", "--quiet"]
+    real = smooth_cli.parallel_config
+    # the shared test instance has 2 CPUs: one worker is emulated by tasks that reserve both
+    monkeypatch.setattr(smooth_cli, "parallel_config",
+                        lambda args: replace(real(args), cpus_per_task=2.0) if args.workers == 1 else real(args))
+    runs = []
+    for extra in ([], ["--workers", "1"], ["--workers", "2"]):
+        code, out, _ = run_cli(capsys, *argv, *extra)
+        assert code == 0
+        runs.append(last_json(out))
+    assert [r["idx"] for r in runs[0]["results"]] == [0, 1, 2, 3] and runs[2]["workers"] == 2
+    assert strip_times(runs[0]) == strip_times(runs[1]) == strip_times(runs[2])
+
+
+def test_smooth_workers_without_ray_is_one_line_exit_2(files, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from paramverify.smoothing.data import MNIST_CNN_ONNX, load_test_samples
+
+    np.save(files["dir"] / "s1.npy", load_test_samples("mnist")[0][:2])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when Ray is not installed
+    code, out, err = run_cli(capsys, "smooth", "certify", str(MNIST_CNN_ONNX), "--sigma", "0.25", "--n", "20", "--n0", "5",
+                             "--inputs", str(files["dir"] / "s1.npy"), "--workers", "2", "--quiet")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0 and 'pip install -e ".[ray]"' in err
+
+
+def test_smooth_inputs_do_not_depend_on_each_other():
+    """Each input's noise comes from (seed, index) alone: certifying input 2 alone, or the
+    inputs in reverse order, gives what the whole run gives (what makes workers not matter)."""
+    torch = pytest.importorskip("torch")
+    from paramverify.smoothing.core import SmoothOptions, input_seed
+    from paramverify.smoothing.jobs import InputJob
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    xs = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    job = InputJob("certify", model, None, 3, SmoothOptions(sigma=0.5), 9, 200, 0.01, 20)
+    forward = [job((i, xs[i]))[0] for i in range(4)]
+    backward = [job((i, xs[i]))[0] for i in reversed(range(4))][::-1]
+    assert strip_times(forward) == strip_times(backward)
+    assert len({input_seed(9, i) for i in range(1000)}) == 1000 and input_seed(9, 0) != input_seed(10, 0)
