@@ -378,3 +378,34 @@ def test_smooth_inputs_do_not_depend_on_each_other():
     backward = [job((i, xs[i]))[0] for i in reversed(range(4))][::-1]
     assert strip_times(forward) == strip_times(backward)
     assert len({input_seed(9, i) for i in range(1000)}) == 1000 and input_seed(9, 0) != input_seed(10, 0)
+
+
+# ------------------------------------------------------------------ compare
+def test_compare_identical_without_ray_1_and_2_workers(files, capsys, monkeypatch, ray_up):
+    from paramverify import compare
+
+    models = []
+    for seed in (1, 3):
+        models.append(str(files["dir"] / f"relu{seed}.onnx"))
+        onnx.save(random_mlp(seed, [2, 3, 2], "relu"), models[-1])
+    argv = ["compare", "--models", *models, "--domain=-1:1", "--max-points", "4", "--map-points", "10", "--deltas", "0.01,0.03",
+            "--bits", "8", "--timeout", "120", "--tolerance", "0.05", "--json", "--quiet"]
+    real = compare.parallel_config
+    monkeypatch.setattr(compare, "parallel_config",  # one worker on the shared 2-CPU instance: tasks reserve both CPUs
+                        lambda args: replace(real(args), cpus_per_task=2.0) if args.workers == 1 else real(args))
+    on_pool, tasks = compare._run_on_pool, []
+
+    def spy(pool, *a):
+        got = on_pool(pool, *a)
+        tasks.append(pool.stats["tasks"])
+        return got
+
+    monkeypatch.setattr(compare, "_run_on_pool", spy)
+    runs = []
+    for extra in ([], ["--workers", "1"], ["--workers", "2"]):
+        code, out, _ = run_cli(capsys, *argv, "--out", str(files["dir"] / f"cmp{len(runs)}"), *extra)
+        assert code == 0
+        runs.append(last_json(out))
+    assert runs[0]["complete"] and not runs[0]["incomplete"]  # no query stopped at its time limit
+    assert [m["name"] for m in runs[2]["models"]] == ["relu1", "relu3"] and tasks == [2, 2]  # one task per model
+    assert strip_times(runs[0]) == strip_times(runs[1]) == strip_times(runs[2])
