@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramverify import __version__
-from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int, probability
+from paramverify.argtypes import (
+    finite_float,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    probability,
+)
 from paramverify.compare_points import (
     DEFAULT_DELTAS,
     Settings,
@@ -52,7 +58,11 @@ from paramverify.compare_points import (
     max_delta,
     representable,
 )
-from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
+from paramverify.distributed.runtime import (
+    add_parallel_args,
+    open_pool,
+    parallel_config,
+)
 from paramverify.errors import SpecError
 from paramverify.fileio import check_output_folder, check_output_path, write_json
 from paramverify.interrupt import StopSignal, finishing

@@ -117,6 +117,38 @@ def test_packing_keeps_read_only_mappings(files):
     assert np.array_equal(back.graph.evaluate(problem.region.lo), problem.graph.evaluate(problem.region.lo))
 
 
+def test_branch_and_bound_step_is_one_round_trip_of_fixed_chunks(files):
+    """Each search step hands its whole bound work (interval bound, cap, CROWN on the boxes
+    it cannot discard) to the pool once: one round trip per step, not one per pass."""
+
+    class Chunks:  # what RayPool.spread does, here: rows in chunks of 4, scalars whole
+        def __init__(self):
+            self.calls, self.sizes = 0, []
+
+        def spread(self, fn):
+            def run(*args):
+                self.calls += 1
+                n = len(args[0])
+                rows = [isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == n for a in args]
+                self.sizes += [min(4, n - s) for s in range(0, n, 4)]
+                return np.concatenate([fn(*[a[s:s + 4] if r else a for a, r in zip(args, rows)]) for s in range(0, n, 4)], axis=-1)
+            return run
+
+    class Count:
+        updates = 0
+
+        def update(self, message, lower=None, upper=None):
+            Count.updates += 1
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = Chunks()
+    got = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400, pool=pool, progress=Count()))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400))
+    assert pool.calls > 3 and pool.calls <= Count.updates  # the root, then at most one per loop iteration
+    assert max(pool.sizes) == 4
+    assert got.lower <= ref.upper + 1e-9 and ref.lower <= got.upper + 1e-9
+
+
 # ------------------------------------------------------------- with Ray
 def test_dataset_identical_with_and_without_workers(files, capsys, ray_up):
     argv = ["bound", files["model"], "--property", "eps", "--bits", "6", "--x0", files["rows"], "--json", "--quiet", "--timeout", "30"]

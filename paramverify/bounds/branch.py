@@ -50,6 +50,32 @@ ProbeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, float], "Probe | None"]
 
 
 @dataclass(frozen=True, eq=False)
+class BoundStep:
+    """The bound work of one search step on N child boxes, as one function of row-wise
+    arrays (so that ``Options.pool`` can evaluate it in chunks of boxes, one task per
+    chunk, with one round trip per step).
+
+    ``self(lo, hi, cap, keep_ub, use_tighten)`` returns ``[2, N]``: row 0 is ``bound``
+    capped by the parents' bounds ``cap``; row 1 is that, lowered by ``tighten`` on the
+    boxes whose row-0 bound exceeds ``keep_ub`` when ``use_tighten`` (else row 0).
+    Row by row, so a chunk of the rows gives those rows of the whole.
+    """
+
+    bound: BoundFn
+    tighten: TightenFn | None = None
+
+    def __call__(self, lo: np.ndarray, hi: np.ndarray, cap: np.ndarray, keep_ub: float, use_tighten: bool) -> np.ndarray:
+        ub = np.minimum(self.bound(lo, hi), cap)
+        final = ub
+        if use_tighten and self.tighten is not None:
+            live = np.flatnonzero(ub > keep_ub)
+            if live.size:
+                final = ub.copy()
+                final[live] = np.minimum(ub[live], self.tighten(lo[live], hi[live], ub[live]))
+        return np.stack([ub, final])
+
+
+@dataclass(frozen=True, eq=False)
 class SearchResult:
     """Outcome of :func:`branch_and_bound`; ``lower <= sup <= upper`` always holds."""
 
@@ -90,6 +116,9 @@ def branch_and_bound(
     """
     lo = np.asarray(lo, dtype=np.float64).reshape(-1)
     hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    step: Callable[..., np.ndarray] = BoundStep(bound, tighten)
+    if options.pool is not None:  # --workers/--ray-address: the bound work as tasks; the queue and bracket stay here
+        step = options.pool.spread(step)
     scale = np.where(hi > lo, hi - lo, 1.0)
     best = initial if initial is not None else Probe(floor, None)
     if best.value < floor:
@@ -144,17 +173,18 @@ def branch_and_bound(
         Skipping it never loosens a bound: the parent's (possibly tightened)
         bound caps every child either way.
         """
-        raw = bound(blo, bhi)
-        ub = np.minimum(raw, cap)
-        if tighten is None:
-            return ub
-        gate["calls"] += 1
-        if gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8:
-            return ub
+        use = tighten is not None
+        if use:
+            gate["calls"] += 1
+            use = not (gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8)
         keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
+        both = step(blo, bhi, cap, keep_ub, use)
+        ub = both[0]
+        if not use:
+            return ub
         live = np.flatnonzero(ub > keep_ub)
         if live.size:
-            tight = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
+            tight = both[1][live]
             span = ub[live] - keep_ub if np.isfinite(keep_ub) else np.abs(ub[live]) + 1e-300
             with np.errstate(invalid="ignore"):
                 gained = ub[live] - tight

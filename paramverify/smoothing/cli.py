@@ -25,8 +25,17 @@ from typing import Any
 import numpy as np
 
 from paramverify.argtypes import positive_float, positive_int, probability
-from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
-from paramverify.errors import BackendUnavailableError, ClusterError, ParamVerifyError, SpecError
+from paramverify.distributed.runtime import (
+    add_parallel_args,
+    open_pool,
+    parallel_config,
+)
+from paramverify.errors import (
+    BackendUnavailableError,
+    ClusterError,
+    ParamVerifyError,
+    SpecError,
+)
 from paramverify.fileio import check_output_path
 from paramverify.interrupt import KeepFinished, finishing
 from paramverify.results import SCHEMA_VERSION
