@@ -21,8 +21,9 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
     overlapping" (and whether the distributed one is at least as tight), while
     1 and 2 workers compute identical numbers (tests/test_ray.py checks that).
     Besides the wall times the JSON splits the time: the driver's serial work
-    (falsifier start, probes, queue) against the time it waits for tasks, the
-    workers' compute time (wall and CPU), and the idle/overhead per task; and
+    while no task runs (falsifier start, queue), its work while tasks run (the
+    previous step's probe), the time it waits for tasks, the workers' compute
+    time (wall and CPU), and the idle/overhead per task; and
     ``one_process_cores``, the CPU time / wall time of the one-process run
     (numpy's BLAS runs on every core in one process, so on 2 cores a value
     near 2 means the one-process baseline already used both cores for its
@@ -129,7 +130,7 @@ def bnb_speedup(pool: RayPool, g: Any, x0: np.ndarray, radius: float, splits: in
     tasks = int(st["tasks"])
     boxes = int(b1.method.split("(")[1].split(" boxes")[0]) if " boxes)" in b1.method else splits
     serial = max(0.0, t1 - timed.seconds)  # the driver's own work: falsifier start, probes, queue, splitting
-    ray_serial = max(0.0, t2 - st["spread_s"])  # the same work in the distributed run (the workers idle meanwhile)
+    ray_serial = max(0.0, t2 - st["inflight_s"])  # the driver's work while no task is under way (the workers idle)
     w = pool.size
     k = pool.config.boxes_per_task
     return {"radius": radius, "max_splits": splits, "boxes": boxes, "one_process_s": t1, "ray_s": t2, "speedup": t1 / t2,
@@ -139,10 +140,11 @@ def bnb_speedup(pool: RayPool, g: Any, x0: np.ndarray, radius: float, splits: in
             "one_process_cores": cpu1 / t1, "ray_driver_cpu_s": cpu2,
             "bound_s": timed.seconds, "bound_box_evaluations": timed.boxes, "steps": timed.steps,
             "per_box_bound_s": timed.seconds / max(1, boxes), "serial_driver_s": serial, "serial_fraction": serial / t1,
-            "split": {"driver_serial_s": ray_serial, "driver_waiting_s": st["spread_s"], "round_trips": int(st["spread_calls"]),
+            "split": {"driver_serial_s": ray_serial, "driver_overlapped_s": st["inflight_s"] - st["spread_s"],
+                      "driver_waiting_s": st["spread_s"], "round_trips": int(st["spread_calls"]),
                       "worker_run_s": st["worker_run_s"], "worker_cpu_s": st["worker_cpu_s"], "worker_unpack_s": st["worker_unpack_s"],
                       "worker_busy_fraction": st["worker_run_s"] / max(1e-9, w * t2),
-                      "idle_or_overhead_per_task_s": (w * st["spread_s"] - st["worker_run_s"] - st["worker_unpack_s"]) / max(1, tasks)},
+                      "idle_or_overhead_per_task_s": (w * st["inflight_s"] - st["worker_run_s"] - st["worker_unpack_s"]) / max(1, tasks)},
             "batches": timed.steps, "boxes_per_task": k,
             "bytes_per_task": k * lo.size * 8 * 2 + k * 8 + 16 * 8,
             "shipped_once_bytes": len(pack(BoundStep(searches.change_bound(problem), searches.change_tighten(problem))))}
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.workers} workers {bnb['ray_s']:.1f} s, speedup {bnb['speedup']:.2f}x; brackets {bnb['one_process']} / {bnb['ray']}",
               flush=True)
         sp = bnb["split"]
-        print(f"    driver serial {sp['driver_serial_s']:.1f} s, waiting {sp['driver_waiting_s']:.1f} s ({sp['round_trips']} round trips, "
+        print(f"    driver serial {sp['driver_serial_s']:.1f} s, working while tasks run {sp['driver_overlapped_s']:.1f} s, "
+              f"waiting {sp['driver_waiting_s']:.1f} s ({sp['round_trips']} round trips, "
               f"{bnb['tasks']} tasks); workers computing {sp['worker_run_s']:.1f} s wall / {sp['worker_cpu_s']:.1f} s CPU "
               f"(busy {sp['worker_busy_fraction']:.0%}); idle or overhead per task {sp['idle_or_overhead_per_task_s'] * 1e3:.1f} ms",
               flush=True)

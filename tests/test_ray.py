@@ -149,6 +149,42 @@ def test_branch_and_bound_step_is_one_round_trip_of_fixed_chunks(files):
     assert got.lower <= ref.upper + 1e-9 and ref.lower <= got.upper + 1e-9
 
 
+def test_branch_and_bound_probes_while_the_next_step_is_computed(files, monkeypatch):
+    """With a pool that sends a batch without waiting (RayPool.start), the driver's probe of
+    step t runs after step t+1's tasks are sent and before it waits for them."""
+    from paramverify.bounds import searches
+
+    events = []
+
+    class Async:
+        def start(self, fn):
+            def begin(*args):
+                k = len(events)
+                events.append(("send", k))
+                out = fn(*args)
+                return lambda: events.append(("wait", k)) or out
+            return begin
+
+    real = searches.change_probe
+
+    def recording(problem, *a):
+        inner = real(problem, *a)
+
+        def probe(*args):
+            events.append(("probe", None))
+            return inner(*args)
+        return probe
+
+    monkeypatch.setattr(searches, "change_probe", recording)
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    got = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400, pool=Async()))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400))
+    kinds = [e[0] for e in events]
+    overlapped = [i for i in range(len(kinds) - 2) if kinds[i:i + 3] == ["send", "probe", "wait"]]
+    assert len(overlapped) >= 3 and kinds.count("probe") >= kinds.count("send") - 1
+    assert got.lower <= ref.upper + 1e-9 and ref.lower <= got.upper + 1e-9 and got.lower <= got.upper
+
+
 # ------------------------------------------------------------- with Ray
 def test_dataset_identical_with_and_without_workers(files, capsys, ray_up):
     argv = ["bound", files["model"], "--property", "eps", "--bits", "6", "--x0", files["rows"], "--json", "--quiet", "--timeout", "30"]

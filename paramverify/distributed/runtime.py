@@ -140,8 +140,8 @@ class RayPool:
     config: ParallelConfig
     ray: Any
     stats: dict[str, float] = field(default_factory=lambda: {"tasks": 0, "bytes": 0, "fallback_batches": 0, "spread_calls": 0,
-                                                               "spread_s": 0.0, "worker_unpack_s": 0.0, "worker_run_s": 0.0,
-                                                               "worker_cpu_s": 0.0})
+                                                               "spread_s": 0.0, "inflight_s": 0.0, "worker_unpack_s": 0.0,
+                                                               "worker_run_s": 0.0, "worker_cpu_s": 0.0})
 
     def __post_init__(self) -> None:
         opts = {"max_retries": self.config.max_retries, "num_cpus": self.config.cpus_per_task}
@@ -218,7 +218,14 @@ class RayPool:
 
     def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         """A batch function ``fn(a, b, ..., *scalars) -> [..., N]`` evaluated in chunks of
-        ``boxes_per_task`` rows, one Ray task per chunk, joined along the last axis in order.
+        ``boxes_per_task`` rows, one Ray task per chunk, joined along the last axis in order
+        (:meth:`start`, waited for at once)."""
+        begin = self.start(fn)
+        return lambda *args: begin(*args)()
+
+    def start(self, fn: Callable[..., np.ndarray]) -> Callable[..., Pending]:
+        """Like :meth:`spread`, but calling the result only sends the tasks and returns a
+        :class:`Pending`; calling that waits for the batch.  The driver can work meanwhile.
 
         The leading array arguments (``[N, ...]``) are cut into chunks; later arguments
         that are not arrays of N rows (scalars) go to every chunk whole.  ``fn`` is
@@ -226,15 +233,15 @@ class RayPool:
         depend on the number of workers.  If the cluster is lost the remaining chunks
         are evaluated here, on the driver (the same function, so the numbers stay
         sound); ``stats["fallback_batches"]`` counts those batches.  ``stats`` also
-        splits the time: ``spread_s`` (the driver waiting for a batch), ``worker_run_s``
-        / ``worker_cpu_s`` (the tasks computing: wall / CPU), ``worker_unpack_s``.
+        splits the time: ``spread_s`` (the driver waiting for a batch), ``inflight_s``
+        (from sending a batch to having it back), ``worker_run_s`` / ``worker_cpu_s``
+        (the tasks computing: wall / CPU), ``worker_unpack_s``.
         """
         ray = self.ray
-        local_fn = fn
         holder: dict[str, Any] = {}
         per = self.config.boxes_per_task
 
-        def run(*args: Any) -> np.ndarray:
+        def begin(*args: Any) -> Pending:
             n = len(args[0])
             rows = [isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == n for a in args]
             cuts = [(s, min(s + per, n)) for s in range(0, n, per)]
@@ -244,34 +251,55 @@ class RayPool:
 
             def here() -> np.ndarray:
                 self.stats["fallback_batches"] += 1
-                return np.concatenate([np.asarray(local_fn(*chunk(s, e)), dtype=np.float64) for s, e in cuts], axis=-1)
+                return np.concatenate([np.asarray(fn(*chunk(s, e)), dtype=np.float64) for s, e in cuts], axis=-1)
 
             if self._lost:
-                return here()
+                return Pending(here)
             refs: list[Any] = []
-            t0 = time.perf_counter()
+            sent = time.perf_counter()
             try:
                 if "blob" not in holder:
                     holder["blob"] = ray.put(pack(fn))
                 refs = [self._submit(holder["blob"], *chunk(s, e), timed=True) for s, e in cuts]
-                timed = ray.get(refs)
-            except self._errors() as exc:
-                own = self._unwrap(exc)
-                if own is not None:
-                    raise own from None
+            except self._errors():
                 self._lost = True
-                return here()
-            except KeyboardInterrupt:
-                self._cancel(refs)
-                raise
-            self.stats["spread_calls"] += 1
-            self.stats["spread_s"] += time.perf_counter() - t0
-            self.stats["worker_unpack_s"] += sum(t[1] for t in timed)
-            self.stats["worker_run_s"] += sum(t[2] for t in timed)
-            self.stats["worker_cpu_s"] += sum(t[3] for t in timed)
-            return np.concatenate([np.asarray(t[0], dtype=np.float64) for t in timed], axis=-1)
+                return Pending(here)
 
-        return run
+            def wait() -> np.ndarray:
+                t0 = time.perf_counter()
+                try:
+                    timed = ray.get(refs)
+                except self._errors() as exc:
+                    own = self._unwrap(exc)
+                    if own is not None:
+                        raise own from None
+                    self._lost = True
+                    return here()
+                except KeyboardInterrupt:
+                    self._cancel(refs)
+                    raise
+                self.stats["spread_calls"] += 1
+                self.stats["spread_s"] += time.perf_counter() - t0
+                self.stats["inflight_s"] += time.perf_counter() - sent
+                self.stats["worker_unpack_s"] += sum(t[1] for t in timed)
+                self.stats["worker_run_s"] += sum(t[2] for t in timed)
+                self.stats["worker_cpu_s"] += sum(t[3] for t in timed)
+                return np.concatenate([np.asarray(t[0], dtype=np.float64) for t in timed], axis=-1)
+
+            return Pending(wait, lambda: self._cancel(refs))
+
+        return begin
+
+
+@dataclass(frozen=True, eq=False)
+class Pending:
+    """A batch under way (:meth:`RayPool.start`): call it to wait for the result, or cancel it."""
+
+    wait: Callable[[], np.ndarray]
+    cancel: Callable[[], None] = lambda: None
+
+    def __call__(self) -> np.ndarray:
+        return self.wait()
 
 
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
