@@ -12,12 +12,25 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
 (b) one branch-and-bound query: the largest output change (MaxEpsilon) over an
     L-inf box of radius ``--bnb-radius`` around image 0, 8-bit box, stopped at
     ``--bnb-splits`` boxes (a fixed amount of work; no deadline, so the run is
-    deterministic).  The default makes one process take >= 60 s on an idle
-    2-core machine.  The distributed run ships the bound batches in chunks of
-    ``boxes_per_task``; chunking changes the last bits of the batched
-    enclosures, so the comparison with one process is "both brackets sound and
-    overlapping", while 1 and 2 workers compute identical numbers
-    (tests/test_ray.py checks that).
+    deterministic).  The default (25,000 boxes) should make one process take
+    >= 60 s on an idle 2-core machine: 2,500 boxes took 18 s there, and later
+    boxes are cheaper (most likely the gate that stops the CROWN pass once it
+    no longer pays), so 10,000 boxes took only twice the CPU time of 2,559 (44 s
+    against 22 s, one BLAS thread, loaded machine); about 70 s is expected.  The distributed run
+    ships each step's bound work (the interval bound and CROWN on the boxes it
+    cannot discard: one task per chunk of ``boxes_per_task`` boxes, one round
+    trip per step); chunking changes the last bits of the batched enclosures,
+    so the comparison with one process is "both brackets sound and
+    overlapping" (and whether the distributed one is at least as tight), while
+    1 and 2 workers compute identical numbers (tests/test_ray.py checks that).
+    Besides the wall times the JSON splits the time: the driver's serial work
+    while no task runs (falsifier start, queue), its work while tasks run (the
+    previous step's probe), the time it waits for tasks, the workers' compute
+    time (wall and CPU), and the idle/overhead per task; and
+    ``one_process_cores``, the CPU time / wall time of the one-process run
+    (numpy's BLAS runs on every core in one process, so on 2 cores a value
+    near 2 means the one-process baseline already used both cores for its
+    matrix products, which caps what 2 workers can add).
 (c) overhead: per-task round trip of empty tasks, bytes shipped per task, the
     per-box bound cost, fitted into the model of docs/scaling.md.
 
@@ -48,6 +61,7 @@ from train_mnist_mlp import MODEL_PATH, held_out  # benchmarks/train_mnist_mlp.p
 
 from paramverify import api
 from paramverify.bounds import searches
+from paramverify.bounds.branch import BoundStep
 from paramverify.distributed.dataset import RowJob, portable, run_rows
 from paramverify.distributed.runtime import ParallelConfig, RayPool, pack
 from paramverify.ir import load_model
@@ -82,18 +96,20 @@ def dataset_speedup(pool: RayPool, g: Any, x: np.ndarray, bits: int, timeout: fl
 
 
 class TimedLocal:
-    """A pool that evaluates every batch here, whole (exactly the one-process run), and times the bound calls."""
+    """A pool that evaluates every batch here, whole (exactly the one-process run), and times the bound steps."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.boxes = 0
+        self.steps = 0
 
     def spread(self, fn: Any) -> Any:
-        def run(*arrays: np.ndarray) -> np.ndarray:
+        def run(*args: Any) -> np.ndarray:
             t0 = time.perf_counter()
-            out = fn(*arrays)
+            out = fn(*args)
             self.seconds += time.perf_counter() - t0
-            self.boxes += len(arrays[0])
+            self.boxes += len(args[0])
+            self.steps += 1
             return out
 
         return run
@@ -103,27 +119,38 @@ def bnb_speedup(pool: RayPool, g: Any, x0: np.ndarray, radius: float, splits: in
     lo, hi = np.clip(x0 - radius, 0.0, 1.0), np.clip(x0 + radius, 0.0, 1.0)
     problem = api.make_problem(g, bits=8, domain=list(zip(lo, hi)))
 
-    def run(p: Any) -> tuple[Any, float]:
-        t0 = time.perf_counter()
+    def run(p: Any) -> tuple[Any, float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
         b = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, max_splits=splits, pool=p))
-        return b, time.perf_counter() - t0
+        return b, time.perf_counter() - t0, time.process_time() - c0
 
-    tasks0 = pool.stats["tasks"]
+    api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, max_splits=64, pool=pool))  # warm: imports on workers
+    before = dict(pool.stats)
     timed = TimedLocal()
-    b1, t1 = run(timed)
-    b2, t2 = run(pool)
-    tasks = pool.stats["tasks"] - tasks0
+    b1, t1, cpu1 = run(timed)
+    b2, t2, cpu2 = run(pool)
+    st = {k: pool.stats[k] - before.get(k, 0) for k in pool.stats}
+    tasks = int(st["tasks"])
     boxes = int(b1.method.split("(")[1].split(" boxes")[0]) if " boxes)" in b1.method else splits
     serial = max(0.0, t1 - timed.seconds)  # the driver's own work: falsifier start, probes, queue, splitting
-    batches = max(1, math.ceil(boxes / BNB_BATCH))
+    ray_serial = max(0.0, t2 - st["inflight_s"])  # the driver's work while no task is under way (the workers idle)
+    w = pool.size
+    k = pool.config.boxes_per_task
     return {"radius": radius, "max_splits": splits, "boxes": boxes, "one_process_s": t1, "ray_s": t2, "speedup": t1 / t2,
             "one_process": [b1.lower, b1.upper], "ray": [b2.lower, b2.upper],
-            "sound_overlap": bool(b1.lower <= b2.upper and b2.lower <= b1.upper), "tasks": tasks,
-            "bound_s": timed.seconds, "bound_box_evaluations": timed.boxes,
+            "sound_overlap": bool(b1.lower <= b2.upper and b2.lower <= b1.upper),
+            "ray_at_least_as_tight": bool(b2.lower >= b1.lower and b2.upper <= b1.upper), "tasks": tasks,
+            "one_process_cores": cpu1 / t1, "ray_driver_cpu_s": cpu2,
+            "bound_s": timed.seconds, "bound_box_evaluations": timed.boxes, "steps": timed.steps,
             "per_box_bound_s": timed.seconds / max(1, boxes), "serial_driver_s": serial, "serial_fraction": serial / t1,
-            "batches": batches, "boxes_per_task": pool.config.boxes_per_task,
-            "bytes_per_task": pool.config.boxes_per_task * lo.size * 8 * 2 + pool.config.boxes_per_task * 8,
-            "shipped_once_bytes": len(pack(searches.change_tighten(problem)))}
+            "split": {"driver_serial_s": ray_serial, "driver_overlapped_s": st["inflight_s"] - st["spread_s"],
+                      "driver_waiting_s": st["spread_s"], "round_trips": int(st["spread_calls"]),
+                      "worker_run_s": st["worker_run_s"], "worker_cpu_s": st["worker_cpu_s"], "worker_unpack_s": st["worker_unpack_s"],
+                      "worker_busy_fraction": st["worker_run_s"] / max(1e-9, w * t2),
+                      "idle_or_overhead_per_task_s": (w * st["inflight_s"] - st["worker_run_s"] - st["worker_unpack_s"]) / max(1, tasks)},
+            "batches": timed.steps, "boxes_per_task": k,
+            "bytes_per_task": k * lo.size * 8 * 2 + k * 8 + 16 * 8,
+            "shipped_once_bytes": len(pack(BoundStep(searches.change_bound(problem), searches.change_tighten(problem))))}
 
 
 def overhead(pool: RayPool, n: int = 200, d: int = 784) -> dict[str, Any]:
@@ -178,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=10.0, help="budget per image in seconds (default 10)")
     ap.add_argument("--bnb-radius", type=float, default=0.03)
-    ap.add_argument("--bnb-splits", type=int, default=2_500, help="boxes of the B&B query (default 2,500: >= 60 s in one process)")
+    ap.add_argument("--bnb-splits", type=int, default=25_000, help="boxes of the B&B query (default 25,000: >= 60 s in one process)")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'measured under load')")
     ap.add_argument("--out", default=str(HERE / "results" / "ray.json"))
     args = ap.parse_args(argv)
@@ -199,8 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(a) {images} images, {args.bits}-bit label certificates: one process {data['one_process_s']:.1f} s, "
               f"{args.workers} workers {data['ray_s']:.1f} s, speedup {data['speedup']:.2f}x, identical {data['identical']}", flush=True)
         bnb = bnb_speedup(pool, g, x[0], args.bnb_radius, splits)
-        print(f"(b) B&B {bnb['boxes']} boxes: one process {bnb['one_process_s']:.1f} s, {args.workers} workers "
-              f"{bnb['ray_s']:.1f} s, speedup {bnb['speedup']:.2f}x; brackets {bnb['one_process']} / {bnb['ray']}", flush=True)
+        print(f"(b) B&B {bnb['boxes']} boxes: one process {bnb['one_process_s']:.1f} s (using {bnb['one_process_cores']:.2f} cores), "
+              f"{args.workers} workers {bnb['ray_s']:.1f} s, speedup {bnb['speedup']:.2f}x; brackets {bnb['one_process']} / {bnb['ray']}",
+              flush=True)
+        sp = bnb["split"]
+        print(f"    driver serial {sp['driver_serial_s']:.1f} s, working while tasks run {sp['driver_overlapped_s']:.1f} s, "
+              f"waiting {sp['driver_waiting_s']:.1f} s ({sp['round_trips']} round trips, "
+              f"{bnb['tasks']} tasks); workers computing {sp['worker_run_s']:.1f} s wall / {sp['worker_cpu_s']:.1f} s CPU "
+              f"(busy {sp['worker_busy_fraction']:.0%}); idle or overhead per task {sp['idle_or_overhead_per_task_s'] * 1e3:.1f} ms",
+              flush=True)
     finally:
         ray.shutdown()
     pred = model(data, bnb, ov)

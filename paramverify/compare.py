@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramverify import __version__
-from paramverify.argtypes import finite_float, nonneg_float, positive_float, positive_int, probability
+from paramverify.argtypes import (
+    finite_float,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    probability,
+)
 from paramverify.compare_points import (
     DEFAULT_DELTAS,
     Settings,
@@ -51,6 +57,11 @@ from paramverify.compare_points import (
     epsilon_local,
     max_delta,
     representable,
+)
+from paramverify.distributed.runtime import (
+    add_parallel_args,
+    open_pool,
+    parallel_config,
 )
 from paramverify.errors import SpecError
 from paramverify.fileio import check_output_folder, check_output_path, write_json
@@ -256,14 +267,71 @@ def _steps(entry: Entry, classes: Sequence[str], points: np.ndarray, domain: np.
     return steps
 
 
+@dataclass(frozen=True, eq=False)
+class ModelJob:
+    """Every query of one model, in plan order: the unit of ``compare --workers`` (picklable).
+
+    A model's queries read only its own earlier answers (the global queries' tolerance
+    scales with its local epsilon), so running them model by model gives what the
+    one-process run, which interleaves the models step by step, gives."""
+
+    points: np.ndarray
+    domain: np.ndarray
+    settings: Settings
+    classes: tuple[str, ...] | None  # the data set's class names, else "0", "1", ...
+
+    def __call__(self, item: tuple[Entry, dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+        """The model's JSON (``item[1]`` filled in) and the queries not run (after an interrupted engine)."""
+        from paramverify.progress import ConsoleProgress
+        entry, m = item[0], dict(item[1])
+        missing: list[str] = []
+        stop = False
+        for what, fn in _steps(entry, _classes(entry, self.classes), self.points, self.domain, self.settings,
+                               ConsoleProgress(enabled=False)):
+            if stop:
+                missing.append(f"{m['name']}: {what}")
+                continue
+            q0 = time.monotonic()
+            stop = fn(m)
+            m["time_s"] += time.monotonic() - q0
+        return m, missing
+
+
+def _classes(entry: Entry, classes: tuple[str, ...] | None) -> tuple[str, ...]:
+    return classes if classes is not None else tuple(str(c) for c in range(max(2, entry.graph.n_outputs)))
+
+
+def _run_on_pool(pool: Any, job: ModelJob, entries: Sequence[Entry], models: list[dict[str, Any]], plans: list[list[Any]],
+                 progress: ConsoleProgress) -> tuple[list[str], str | None]:
+    """One task per model; what did not finish (interrupt, lost cluster) is listed as missing."""
+    from paramverify.errors import ClusterError
+    done: dict[int, list[str]] = {}
+    stopped: str | None = None
+    try:
+        for j, (m, miss) in pool.completed(job, [(e, models[j]) for j, e in enumerate(entries)]):
+            models[j], done[j] = m, miss
+            progress.note(f"{m['name']}: {len(plans[j]) - len(miss)} queries done  {m['time_s']:.2f} s")
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    except ClusterError as exc:
+        stopped = str(exc)
+    missing = [label for j in sorted(done) for label in done[j]]
+    missing += [f"{models[j]['name']}: {what}" for j in range(len(entries)) if j not in done for what, _ in plans[j]]
+    return missing, stopped
+
+
 def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndarray, settings: Settings,
                    dataset: Dataset | None = None, eval_X: np.ndarray | None = None, eval_y: np.ndarray | None = None,
                    progress: ConsoleProgress | None = None, meta: dict[str, Any] | None = None,
-                   stop: StopSignal | None = None) -> dict[str, Any]:
+                   stop: StopSignal | None = None, pool: Any = None) -> dict[str, Any]:
     """Run every query for every model; returns the compare JSON object (also when interrupted).
 
     ``stop`` (the CLI's SIGINT/SIGTERM record) ends the run at the next query once a signal
-    arrived, even when a query swallowed the interrupt itself."""
+    arrived, even when a query swallowed the interrupt itself.  ``pool`` (a
+    :class:`~paramverify.distributed.runtime.RayPool`) runs each model as one task; the
+    JSON is the same as without it (a query cut by ``timeout_s`` aside: where a time
+    limit ends a query depends on the machine's speed in every run).  A lost cluster
+    adds ``stopped`` (the reason) and lists the unfinished models' queries as missing."""
     from paramverify import api
     from paramverify.progress import ConsoleProgress
     from paramverify.report import rank_models
@@ -279,10 +347,15 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
         models.append({"name": e.name, "activation": e.activation, "onnx": e.onnx, "level": settings.level,
                        "n_parameters": n_params, "n_inputs": e.graph.input_size, "n_outputs": e.graph.n_outputs,
                        "accuracy": {"train": e.train_accuracy, "test": acc}, "time_s": 0.0})
-        classes = dataset.classes if dataset is not None else tuple(str(c) for c in range(max(2, e.graph.n_outputs)))
-        plans.append(_steps(e, classes, points, domain, settings, progress, run_stop))
+        plans.append(_steps(e, _classes(e, dataset.classes if dataset is not None else None), points, domain, settings, progress,
+                            run_stop))
     missing: list[str] = []
-    n_steps = max(len(p) for p in plans)
+    stopped: str | None = None
+    n_steps = max(len(p) for p in plans) if pool is None or len(entries) < 2 else 0
+    if n_steps == 0:
+        job = ModelJob(points, domain, settings, dataset.classes if dataset is not None else None)
+        progress.update(f"{len(entries)} models as Ray tasks")
+        missing, stopped = _run_on_pool(pool, job, entries, models, plans, progress)
     stop = False
     for s in range(n_steps):
         for j, plan in enumerate(plans):
@@ -312,6 +385,8 @@ def run_comparison(entries: Sequence[Entry], points: np.ndarray, domain: np.ndar
     result = {"command": "compare", "schema": SCHEMA_VERSION, "paramverify_version": __version__, "complete": not missing,
               "missing": missing, "incomplete": incomplete, "settings": settings.to_json(), **(meta or {}),
               "models": models, "time_s": time.monotonic() - t0}
+    if stopped is not None and stopped != "interrupted":
+        result["stopped"] = stopped
     result = clean_json(result)
     result["ranking"] = rank_models(result)
     return result
@@ -381,6 +456,7 @@ def add_compare_subparser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_parallel_args(p)
     p.set_defaults(handler=run_compare)
     return p
 
@@ -398,6 +474,7 @@ def run_compare(args: argparse.Namespace) -> int:
                         ref_delta=_floats(str(args.ref_delta), "ref-delta")[0], timeout_s=args.timeout,
                         tolerance=args.tolerance, seed=args.seed, max_points=args.max_points, map_points=args.map_points,
                         level=args.level, backend=args.backend)
+    config = parallel_config(args)
     check_output_folder(args.out, "out")  # before training and the queries, not after them
     check_output_path(args.report, "report")
     os.makedirs(args.out, exist_ok=True)
@@ -448,8 +525,9 @@ def run_compare(args: argparse.Namespace) -> int:
                         "label": data.label if data else None, "classes": list(data.classes) if data else None,
                         "n_rows": len(data.y) if data else None, "n_eval": None if eval_X is None else len(eval_X),
                         "n_points": len(points), "points_from": source, "domain": domain.tolist(), "points": points.tolist()}
-        result = run_comparison(entries, points, domain, settings, data, eval_X, eval_y, progress, meta,
-                                stop=getattr(args, "stop", None))
+        with open_pool(config) as pool:  # one task per model (the flags; else None and no Ray import)
+            result = run_comparison(entries, points, domain, settings, data, eval_X, eval_y, progress, meta,
+                                    stop=getattr(args, "stop", None), pool=pool)
     finishing(args)  # from here a signal cannot cut the writing short
     json_path = os.path.join(args.out, "compare.json")
     write_json(json_path, result, indent=1)  # atomic: an earlier compare.json is never left truncated
@@ -464,4 +542,7 @@ def run_compare(args: argparse.Namespace) -> int:
         if result["missing"]:
             print(f"INCOMPLETE: {len(result['missing'])} queries missing (listed in the JSON and the report)")
         print(f"wrote {json_path} and {report}  ({result['time_s']:.1f} s)")
+    if "stopped" in result:
+        print(f"paramverify compare: error: {result['stopped']}; the finished models are reported", file=sys.stderr)
+        return 3
     return 0 if result["complete"] else 130

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def last_json(out):
 def strip_times(obj):
     """Results without wall-clock fields (the only thing a worker count may change)."""
     if isinstance(obj, dict):
-        return {k: strip_times(v) for k, v in obj.items() if k not in ("time_s", "workers")}
+        return {k: strip_times(v) for k, v in obj.items() if k not in ("time_s", "time", "workers")}
     if isinstance(obj, list):
         return [strip_times(v) for v in obj]
     return obj
@@ -114,6 +115,74 @@ def test_packing_keeps_read_only_mappings(files):
     assert type(back.box.lo) is type(problem.box.lo)
     assert all(np.array_equal(back.box.lo[n], problem.box.lo[n]) for n in problem.box.names)
     assert np.array_equal(back.graph.evaluate(problem.region.lo), problem.graph.evaluate(problem.region.lo))
+
+
+def test_branch_and_bound_step_is_one_round_trip_of_fixed_chunks(files):
+    """Each search step hands its whole bound work (interval bound, cap, CROWN on the boxes
+    it cannot discard) to the pool once: one round trip per step, not one per pass."""
+
+    class Chunks:  # what RayPool.spread does, here: rows in chunks of 4, scalars whole
+        def __init__(self):
+            self.calls, self.sizes = 0, []
+
+        def spread(self, fn):
+            def run(*args):
+                self.calls += 1
+                n = len(args[0])
+                rows = [isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == n for a in args]
+                self.sizes += [min(4, n - s) for s in range(0, n, 4)]
+                return np.concatenate([fn(*[a[s:s + 4] if r else a for a, r in zip(args, rows)]) for s in range(0, n, 4)], axis=-1)
+            return run
+
+    class Count:
+        updates = 0
+
+        def update(self, message, lower=None, upper=None):
+            Count.updates += 1
+
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    pool = Chunks()
+    got = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400, pool=pool, progress=Count()))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400))
+    assert pool.calls > 3 and pool.calls <= Count.updates  # the root, then at most one per loop iteration
+    assert max(pool.sizes) == 4
+    assert got.lower <= ref.upper + 1e-9 and ref.lower <= got.upper + 1e-9
+
+
+def test_branch_and_bound_probes_while_the_next_step_is_computed(files, monkeypatch):
+    """With a pool that sends a batch without waiting (RayPool.start), the driver's probe of
+    step t runs after step t+1's tasks are sent and before it waits for them."""
+    from paramverify.bounds import searches
+
+    events = []
+
+    class Async:
+        def start(self, fn):
+            def begin(*args):
+                k = len(events)
+                events.append(("send", k))
+                out = fn(*args)
+                return lambda: events.append(("wait", k)) or out
+            return begin
+
+    real = searches.change_probe
+
+    def recording(problem, *a):
+        inner = real(problem, *a)
+
+        def probe(*args):
+            events.append(("probe", None))
+            return inner(*args)
+        return probe
+
+    monkeypatch.setattr(searches, "change_probe", recording)
+    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
+    got = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400, pool=Async()))
+    ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=400))
+    kinds = [e[0] for e in events]
+    overlapped = [i for i in range(len(kinds) - 2) if kinds[i:i + 3] == ["send", "probe", "wait"]]
+    assert len(overlapped) >= 3 and kinds.count("probe") >= kinds.count("send") - 1
+    assert got.lower <= ref.upper + 1e-9 and ref.lower <= got.upper + 1e-9 and got.lower <= got.upper
 
 
 # ------------------------------------------------------------- with Ray
@@ -326,3 +395,85 @@ def test_unreachable_cluster_is_one_line_exit_2(files, capsys):
                              "--ray-address", "127.0.0.1:1", "--quiet")
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "cannot reach the Ray cluster at 127.0.0.1:1" in err
+
+
+# ----------------------------------------------------------- smooth certify
+def test_smooth_certify_identical_without_ray_1_and_2_workers(files, capsys, monkeypatch, ray_up):
+    pytest.importorskip("torch")
+    from paramverify.smoothing import cli as smooth_cli
+    from paramverify.smoothing.data import MNIST_CNN_ONNX, load_test_samples
+
+    x, y = load_test_samples("mnist")
+    np.save(files["dir"] / "sx.npy", x[:4])
+    np.save(files["dir"] / "sy.npy", y[:4])
+    argv = ["smooth", "certify", str(MNIST_CNN_ONNX), "--sigma", "0.25", "--n", "300", "--n0", "20", "--alpha", "0.01",
+            "--inputs", str(files["dir"] / "sx.npy"), "--labels", str(files["dir"] / "sy.npy"), "--seed", "5", "--json", "--quiet"]
+    real = smooth_cli.parallel_config
+    # the shared test instance has 2 CPUs: one worker is emulated by tasks that reserve both
+    monkeypatch.setattr(smooth_cli, "parallel_config",
+                        lambda args: replace(real(args), cpus_per_task=2.0) if args.workers == 1 else real(args))
+    runs = []
+    for extra in ([], ["--workers", "1"], ["--workers", "2"]):
+        code, out, _ = run_cli(capsys, *argv, *extra)
+        assert code == 0
+        runs.append(last_json(out))
+    assert [r["idx"] for r in runs[0]["results"]] == [0, 1, 2, 3] and runs[2]["workers"] == 2
+    assert strip_times(runs[0]) == strip_times(runs[1]) == strip_times(runs[2])
+
+
+def test_smooth_workers_without_ray_is_one_line_exit_2(files, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from paramverify.smoothing.data import MNIST_CNN_ONNX, load_test_samples
+
+    np.save(files["dir"] / "s1.npy", load_test_samples("mnist")[0][:2])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when Ray is not installed
+    code, out, err = run_cli(capsys, "smooth", "certify", str(MNIST_CNN_ONNX), "--sigma", "0.25", "--n", "20", "--n0", "5",
+                             "--inputs", str(files["dir"] / "s1.npy"), "--workers", "2", "--quiet")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0 and 'pip install -e ".[ray]"' in err
+
+
+def test_smooth_inputs_do_not_depend_on_each_other():
+    """Each input's noise comes from (seed, index) alone: certifying input 2 alone, or the
+    inputs in reverse order, gives what the whole run gives (what makes workers not matter)."""
+    torch = pytest.importorskip("torch")
+    from paramverify.smoothing.core import SmoothOptions, input_seed
+    from paramverify.smoothing.jobs import InputJob
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    xs = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    job = InputJob("certify", model, None, 3, SmoothOptions(sigma=0.5), 9, 200, 0.01, 20)
+    forward = [job((i, xs[i]))[0] for i in range(4)]
+    backward = [job((i, xs[i]))[0] for i in reversed(range(4))][::-1]
+    assert strip_times(forward) == strip_times(backward)
+    assert len({input_seed(9, i) for i in range(1000)}) == 1000 and input_seed(9, 0) != input_seed(10, 0)
+
+
+# ------------------------------------------------------------------ compare
+def test_compare_identical_without_ray_1_and_2_workers(files, capsys, monkeypatch, ray_up):
+    from paramverify import compare
+
+    models = []
+    for seed in (1, 3):
+        models.append(str(files["dir"] / f"relu{seed}.onnx"))
+        onnx.save(random_mlp(seed, [2, 3, 2], "relu"), models[-1])
+    argv = ["compare", "--models", *models, "--domain=-1:1", "--max-points", "4", "--map-points", "10", "--deltas", "0.01,0.03",
+            "--bits", "8", "--timeout", "120", "--tolerance", "0.05", "--json", "--quiet"]
+    real = compare.parallel_config
+    monkeypatch.setattr(compare, "parallel_config",  # one worker on the shared 2-CPU instance: tasks reserve both CPUs
+                        lambda args: replace(real(args), cpus_per_task=2.0) if args.workers == 1 else real(args))
+    on_pool, tasks = compare._run_on_pool, []
+
+    def spy(pool, *a):
+        got = on_pool(pool, *a)
+        tasks.append(pool.stats["tasks"])
+        return got
+
+    monkeypatch.setattr(compare, "_run_on_pool", spy)
+    runs = []
+    for extra in ([], ["--workers", "1"], ["--workers", "2"]):
+        code, out, _ = run_cli(capsys, *argv, "--out", str(files["dir"] / f"cmp{len(runs)}"), *extra)
+        assert code == 0
+        runs.append(last_json(out))
+    assert runs[0]["complete"] and not runs[0]["incomplete"]  # no query stopped at its time limit
+    assert [m["name"] for m in runs[2]["models"]] == ["relu1", "relu3"] and tasks == [2, 2]  # one task per model
+    assert strip_times(runs[0]) == strip_times(runs[1]) == strip_times(runs[2])

@@ -17,6 +17,14 @@ sound when reported, and the supremum does not change).
 The search stops at the tolerance, at a verification threshold, at the
 deadline, at ``max_splits`` boxes or on KeyboardInterrupt, and always
 returns the best valid bracket reached.
+
+With ``Options.pool`` (``--workers``/``--ray-address``) each step's bound work
+(:class:`BoundStep`) runs as tasks, one per chunk of boxes.  A pool that can
+send a batch without waiting (``start``) gets step t+1 sent before the probe
+of step t runs here, so the probe overlaps the workers; step t's children are
+then queued, and step t+1 chosen, with the lower bound from before that probe
+(keeping a box longer is sound: it is dropped when popped if it cannot beat
+the lower bound by then).
 """
 
 from __future__ import annotations
@@ -47,6 +55,32 @@ class Probe:
 
 
 ProbeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, float], "Probe | None"]
+
+
+@dataclass(frozen=True, eq=False)
+class BoundStep:
+    """The bound work of one search step on N child boxes, as one function of row-wise
+    arrays (so that ``Options.pool`` can evaluate it in chunks of boxes, one task per
+    chunk, with one round trip per step).
+
+    ``self(lo, hi, cap, keep_ub, use_tighten)`` returns ``[2, N]``: row 0 is ``bound``
+    capped by the parents' bounds ``cap``; row 1 is that, lowered by ``tighten`` on the
+    boxes whose row-0 bound exceeds ``keep_ub`` when ``use_tighten`` (else row 0).
+    Row by row, so a chunk of the rows gives those rows of the whole.
+    """
+
+    bound: BoundFn
+    tighten: TightenFn | None = None
+
+    def __call__(self, lo: np.ndarray, hi: np.ndarray, cap: np.ndarray, keep_ub: float, use_tighten: bool) -> np.ndarray:
+        ub = np.minimum(self.bound(lo, hi), cap)
+        final = ub
+        if use_tighten and self.tighten is not None:
+            live = np.flatnonzero(ub > keep_ub)
+            if live.size:
+                final = ub.copy()
+                final[live] = np.minimum(ub[live], self.tighten(lo[live], hi[live], ub[live]))
+        return np.stack([ub, final])
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +124,20 @@ def branch_and_bound(
     """
     lo = np.asarray(lo, dtype=np.float64).reshape(-1)
     hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    work = BoundStep(bound, tighten)
+    # --workers/--ray-address: the bound work as tasks; the queue and the bracket stay here.  A pool
+    # that can send a batch without waiting (RayPool.start) gets each step's tasks sent before the
+    # driver probes the previous step's boxes, so the probe runs while the workers compute.
+    begin: Callable[..., Callable[[], np.ndarray]]
+    pipelined = options.pool is not None and callable(getattr(options.pool, "start", None))
+    if pipelined:
+        begin = options.pool.start(work)  # type: ignore[union-attr]
+    else:
+        step = work if options.pool is None else options.pool.spread(work)
+
+        def begin(*args: Any) -> Callable[[], np.ndarray]:
+            out = step(*args)
+            return lambda: out
     scale = np.where(hi > lo, hi - lo, 1.0)
     best = initial if initial is not None else Probe(floor, None)
     if best.value < floor:
@@ -131,10 +179,14 @@ def branch_and_bound(
         return reported
 
     gate = {"calls": 0, "used": 0, "useful": 0}
+    inflight: dict[str, Any] = {}  # the step whose bounds are being computed (to cancel on an interrupt)
 
     def bound_all(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        return bound_start(blo, bhi, cap)()
+
+    def bound_start(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> Callable[[], np.ndarray]:
         """``bound`` capped by the parents' bounds ``cap``, then ``tighten`` on the surviving boxes
-        while it pays for itself.
+        while it pays for itself (sent now; the returned function waits for the bounds).
 
         It pays when it closes a good part of the distance between a box's
         capped first bound and the value that would discard the box, or when
@@ -144,17 +196,22 @@ def branch_and_bound(
         Skipping it never loosens a bound: the parent's (possibly tightened)
         bound caps every child either way.
         """
-        raw = bound(blo, bhi)
-        ub = np.minimum(raw, cap)
-        if tighten is None:
-            return ub
-        gate["calls"] += 1
-        if gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8:
-            return ub
+        use = tighten is not None
+        if use:
+            gate["calls"] += 1
+            use = not (gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8)
         keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
+        pending_work = inflight["work"] = begin(blo, bhi, cap, keep_ub, use)
+        return lambda: gate_update(pending_work(), keep_ub, use, cap)
+
+    def gate_update(both: np.ndarray, keep_ub: float, use: bool, cap: np.ndarray) -> np.ndarray:
+        """The step's bounds from ``BoundStep``'s two rows; the gate's statistics updated."""
+        ub = both[0]
+        if not use:
+            return ub
         live = np.flatnonzero(ub > keep_ub)
         if live.size:
-            tight = np.minimum(ub[live], tighten(blo[live], bhi[live], ub[live]))
+            tight = both[1][live]
             span = ub[live] - keep_ub if np.isfinite(keep_ub) else np.abs(ub[live]) + 1e-300
             with np.errstate(invalid="ignore"):
                 gained = ub[live] - tight
@@ -171,6 +228,10 @@ def branch_and_bound(
         return ub
 
     pace = {"per_box": 0.0}  # seconds per child box of the last step
+
+    def probe_better(now: Probe, clo: np.ndarray, chi: np.ndarray, ub: np.ndarray) -> Probe:
+        got = probe(clo, chi, ub, now.value)
+        return got if got is not None and got.value > now.value else now
 
     def fit(n: int) -> int:
         """At most ``n`` boxes, fewer when the last step's pace says ``n`` would overrun the deadline."""
@@ -190,6 +251,7 @@ def branch_and_bound(
         best = got
     push(lo[None], hi[None], ub0)
     reason, complete = "exhausted", True
+    late: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # children whose probe is still to run (pipelined)
     try:
         while True:
             up_now = upper()
@@ -233,14 +295,24 @@ def branch_and_bound(
             chi = np.concatenate([hi_a, hi_b])
             t_step = time.monotonic()
             caps = np.array([t[2] for t in take])
-            ub = bound_all(clo, chi, np.concatenate([caps, caps]))  # a child lies inside its parent
+            finish = bound_start(clo, chi, np.concatenate([caps, caps]))  # a child lies inside its parent
+            if late is not None:  # pipelined: the previous step's probe, while the workers bound this step
+                best = probe_better(best, *late)
+                late = None
+            ub = finish()
             boxes += len(clo)
-            got = probe(clo, chi, ub, best.value)
+            if pipelined:
+                late = (clo, chi, ub)
+            else:
+                best = probe_better(best, clo, chi, ub)
             pace["per_box"] = (time.monotonic() - t_step) / len(clo)
-            if got is not None and got.value > best.value:
-                best = got
             push(clo, chi, ub)
             pending = -np.inf
+        if late is not None:  # the last step's probe (it can only raise the lower end)
+            best = probe_better(best, *late)
     except KeyboardInterrupt:
         reason, complete = "interrupted", False
+        cancel = getattr(inflight.get("work"), "cancel", None)
+        if callable(cancel):
+            cancel()
     return SearchResult(best.value, upper(), best.witness, boxes, complete, reason)

@@ -8,9 +8,8 @@ re-evaluated witnesses, and hands both to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
 
 import numpy as np
 
@@ -158,21 +157,12 @@ def change_start(problem: Problem, options: Options, deadline: Deadline, max_obj
     return probe
 
 
-_F = TypeVar("_F", bound=Callable[..., np.ndarray])
-
-
-def farmed(options: Options, fn: _F) -> _F:
-    """``fn`` itself, or (with ``options.pool``: ``--workers``/``--ray-address``) the same
-    batch function evaluated as tasks; the queue and the bracket stay here."""
-    return fn if options.pool is None else cast(_F, options.pool.spread(fn))
-
-
 def search_change(
     problem: Problem, options: Options, deadline: Deadline, verify_at: float | None = None, refute_at: float | None = None
 ) -> SearchResult:
     init = change_start(problem, options, deadline)
     return branch_and_bound(
-        farmed(options, change_bound(problem)),
+        change_bound(problem),
         change_probe(problem),
         problem.region.lo,
         problem.region.hi,
@@ -183,7 +173,7 @@ def search_change(
         verify_at=verify_at,
         refute_at=refute_at,
         label="max epsilon: ",
-        tighten=farmed(options, change_tighten(problem)),
+        tighten=change_tighten(problem),
     )
 
 
@@ -315,14 +305,14 @@ def search_flips(
     init = flip_start(problem, classes, options, deadline, verify_sigma)
     if verify_sigma is None:
         return branch_and_bound(
-            farmed(options, flip_bound(problem, classes)), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
-            options, deadline, floor=0.0, initial=init, label="min sigma: ", tighten=farmed(options, flip_tighten(problem, classes)),
+            flip_bound(problem, classes), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
+            options, deadline, floor=0.0, initial=init, label="min sigma: ", tighten=flip_tighten(problem, classes),
         )
     refute = float(np.nextafter(verify_sigma, -np.inf))
     return branch_and_bound(
-        farmed(options, flip_bound(problem, classes)), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
+        flip_bound(problem, classes), flip_probe(problem, classes), problem.region.lo, problem.region.hi,
         options, deadline, floor=-np.inf, initial=init, verify_at=verify_sigma, strict=True, refute_at=refute,
-        label="labels: ", tighten=farmed(options, flip_tighten(problem, classes)),
+        label="labels: ", tighten=flip_tighten(problem, classes),
     )
 
 

@@ -11,10 +11,14 @@ runs in one process exactly as before and ``ray`` is never imported.
   :class:`~paramverify.errors.ClusterError` carrying the finished results)
   and the pickling of problems (whose mappings are read-only proxies).
 * :mod:`.dataset` -- ``verify``/``bound`` over a ``.npy`` of many inputs.
-* Distributed branch and bound: :func:`paramverify.bounds.searches` hands its
-  batch bound functions to ``Options.pool``; the queue, the bracket and the
-  stopping rules stay in :func:`paramverify.bounds.branch.branch_and_bound`
-  on the driver, so the bracket is sound and monotone at every moment.
+* Distributed branch and bound: :func:`paramverify.bounds.branch.branch_and_bound`
+  hands each step's bound work (one :class:`~paramverify.bounds.branch.BoundStep`)
+  to ``Options.pool``, one task per chunk of boxes and one round trip per step;
+  the queue, the bracket and the stopping rules stay on the driver, so the
+  bracket is sound and monotone at every moment.
+* Per-input units of other commands: :mod:`.tasks` (``bits``, the formal search
+  reward), :class:`paramverify.smoothing.jobs.InputJob` (``smooth``) and
+  :class:`paramverify.compare.ModelJob` (``compare``).
 """
 
 from paramverify.distributed.runtime import ParallelConfig, RayPool, install_hint

@@ -121,6 +121,17 @@ def _call_packed(blob: bytes, *args: Any) -> Any:
     return unpack(blob)(*args)
 
 
+def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
+    """:func:`_call_packed` that also reports its seconds unpacking, computing (wall) and
+    computing (CPU time of the worker process): what a task costs beyond its work, and
+    how much CPU its work got."""
+    t0 = time.perf_counter()
+    fn = unpack(blob)
+    t1, c1 = time.perf_counter(), time.process_time()
+    value = fn(*args)
+    return value, t1 - t0, time.perf_counter() - t1, time.process_time() - c1
+
+
 # --------------------------------------------------------------------- pool
 @dataclass
 class RayPool:
@@ -128,10 +139,14 @@ class RayPool:
 
     config: ParallelConfig
     ray: Any
-    stats: dict[str, float] = field(default_factory=lambda: {"tasks": 0, "bytes": 0, "fallback_batches": 0})
+    stats: dict[str, float] = field(default_factory=lambda: {"tasks": 0, "bytes": 0, "fallback_batches": 0, "spread_calls": 0,
+                                                               "spread_s": 0.0, "inflight_s": 0.0, "worker_unpack_s": 0.0,
+                                                               "worker_run_s": 0.0, "worker_cpu_s": 0.0})
 
     def __post_init__(self) -> None:
-        self._task = self.ray.remote(_call_packed).options(max_retries=self.config.max_retries, num_cpus=self.config.cpus_per_task)
+        opts = {"max_retries": self.config.max_retries, "num_cpus": self.config.cpus_per_task}
+        self._task = self.ray.remote(_call_packed).options(**opts)
+        self._timed = self.ray.remote(_call_timed).options(**opts)
         self._lost = False
 
     @property
@@ -141,10 +156,10 @@ class RayPool:
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (self.ray.exceptions.RayError, ConnectionError)
 
-    def _submit(self, ref: Any, *args: Any) -> Any:
+    def _submit(self, ref: Any, *args: Any, timed: bool = False) -> Any:
         self.stats["tasks"] += 1
         self.stats["bytes"] += sum(a.nbytes if isinstance(a, np.ndarray) else 0 for a in args)
-        return self._task.remote(ref, *args)
+        return (self._timed if timed else self._task).remote(ref, *args)
 
     def _unwrap(self, exc: BaseException) -> BaseException | None:
         """A task's own exception (a ParamVerifyError from the user's input) or None for a lost worker/cluster."""
@@ -202,44 +217,89 @@ class RayPool:
                 self.ray.cancel(ref, force=True)
 
     def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        """A batch function ``fn(a, b, ...) -> [N]`` evaluated in chunks of
-        ``boxes_per_task`` rows, one Ray task per chunk, concatenated in order.
+        """A batch function ``fn(a, b, ..., *scalars) -> [..., N]`` evaluated in chunks of
+        ``boxes_per_task`` rows, one Ray task per chunk, joined along the last axis in order
+        (:meth:`start`, waited for at once)."""
+        begin = self.start(fn)
+        return lambda *args: begin(*args)()
 
-        Chunks do not depend on the number of workers.  If the cluster is
-        lost the remaining chunks are evaluated here, on the driver (the same
-        function, so the numbers stay sound); ``stats["fallback_batches"]``
-        counts those batches.
+    def start(self, fn: Callable[..., np.ndarray]) -> Callable[..., Pending]:
+        """Like :meth:`spread`, but calling the result only sends the tasks and returns a
+        :class:`Pending`; calling that waits for the batch.  The driver can work meanwhile.
+
+        The leading array arguments (``[N, ...]``) are cut into chunks; later arguments
+        that are not arrays of N rows (scalars) go to every chunk whole.  ``fn`` is
+        packed and put in the object store once, on its first batch.  Chunks do not
+        depend on the number of workers.  If the cluster is lost the remaining chunks
+        are evaluated here, on the driver (the same function, so the numbers stay
+        sound); ``stats["fallback_batches"]`` counts those batches.  ``stats`` also
+        splits the time: ``spread_s`` (the driver waiting for a batch), ``inflight_s``
+        (from sending a batch to having it back), ``worker_run_s`` / ``worker_cpu_s``
+        (the tasks computing: wall / CPU), ``worker_unpack_s``.
         """
         ray = self.ray
-        local_fn = fn
         holder: dict[str, Any] = {}
         per = self.config.boxes_per_task
 
-        def run(*arrays: np.ndarray) -> np.ndarray:
-            n = len(arrays[0])
+        def begin(*args: Any) -> Pending:
+            n = len(args[0])
+            rows = [isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == n for a in args]
             cuts = [(s, min(s + per, n)) for s in range(0, n, per)]
-            if self._lost:
+
+            def chunk(s: int, e: int) -> list[Any]:
+                return [a[s:e] if r else a for a, r in zip(args, rows)]
+
+            def here() -> np.ndarray:
                 self.stats["fallback_batches"] += 1
-                return np.concatenate([local_fn(*(a[s:e] for a in arrays)) for s, e in cuts])
+                return np.concatenate([np.asarray(fn(*chunk(s, e)), dtype=np.float64) for s, e in cuts], axis=-1)
+
+            if self._lost:
+                return Pending(here)
             refs: list[Any] = []
+            sent = time.perf_counter()
             try:
                 if "blob" not in holder:
                     holder["blob"] = ray.put(pack(fn))
-                refs = [self._submit(holder["blob"], *(a[s:e] for a in arrays)) for s, e in cuts]
-                parts = ray.get(refs)
-            except self._errors() as exc:
-                own = self._unwrap(exc)
-                if own is not None:
-                    raise own from None
+                refs = [self._submit(holder["blob"], *chunk(s, e), timed=True) for s, e in cuts]
+            except self._errors():
                 self._lost = True
-                self.stats["fallback_batches"] += 1
-                return np.concatenate([local_fn(*(a[s:e] for a in arrays)) for s, e in cuts])
-            except KeyboardInterrupt:
-                self._cancel(refs)
-                raise
-            return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in parts])
+                return Pending(here)
 
-        return run
+            def wait() -> np.ndarray:
+                t0 = time.perf_counter()
+                try:
+                    timed = ray.get(refs)
+                except self._errors() as exc:
+                    own = self._unwrap(exc)
+                    if own is not None:
+                        raise own from None
+                    self._lost = True
+                    return here()
+                except KeyboardInterrupt:
+                    self._cancel(refs)
+                    raise
+                self.stats["spread_calls"] += 1
+                self.stats["spread_s"] += time.perf_counter() - t0
+                self.stats["inflight_s"] += time.perf_counter() - sent
+                self.stats["worker_unpack_s"] += sum(t[1] for t in timed)
+                self.stats["worker_run_s"] += sum(t[2] for t in timed)
+                self.stats["worker_cpu_s"] += sum(t[3] for t in timed)
+                return np.concatenate([np.asarray(t[0], dtype=np.float64) for t in timed], axis=-1)
+
+            return Pending(wait, lambda: self._cancel(refs))
+
+        return begin
+
+
+@dataclass(frozen=True, eq=False)
+class Pending:
+    """A batch under way (:meth:`RayPool.start`): call it to wait for the result, or cancel it."""
+
+    wait: Callable[[], np.ndarray]
+    cancel: Callable[[], None] = lambda: None
+
+    def __call__(self) -> np.ndarray:
+        return self.wait()
 
 
 def _reachable(address: str, timeout_s: float = 10.0) -> None:

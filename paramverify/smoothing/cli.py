@@ -25,7 +25,17 @@ from typing import Any
 import numpy as np
 
 from paramverify.argtypes import positive_float, positive_int, probability
-from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.distributed.runtime import (
+    add_parallel_args,
+    open_pool,
+    parallel_config,
+)
+from paramverify.errors import (
+    BackendUnavailableError,
+    ClusterError,
+    ParamVerifyError,
+    SpecError,
+)
 from paramverify.fileio import check_output_path
 from paramverify.interrupt import KeepFinished, finishing
 from paramverify.results import SCHEMA_VERSION
@@ -49,6 +59,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="makes the run repeatable (a random one is chosen and reported)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_parallel_args(p)
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -123,18 +134,19 @@ def _run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from paramverify.smoothing.core import Smooth, SmoothOptions, resolve_device
+    from paramverify.smoothing.core import SmoothOptions, resolve_device
     from paramverify.smoothing.dataset import (
         CertRow,
         certified_accuracy,
         plot_certified_accuracy,
         write_tsv,
     )
-    from paramverify.smoothing.incremental import certify_incremental
+    from paramverify.smoothing.jobs import InputJob
     from paramverify.smoothing.onnx_torch import load_onnx, num_classes_of
     from paramverify.smoothing.quant import QuantPolicy, bitops, quantize_model
 
     command = args.smooth_command
+    config = parallel_config(args)
     incremental = getattr(args, "incremental", None)
     if incremental is not None and not args.policy:
         raise SpecError("--incremental", "needs --policy (the quantized copy to certify)", "add --policy BITS.json")
@@ -173,60 +185,62 @@ def _run(args: argparse.Namespace) -> int:
         target = quantize_model(model, policy, torch.from_numpy(calib))
         out["policy"] = policy.to_mapping()
         out["bitops"] = bitops(model, policy, torch.from_numpy(x[:1])).to_dict()
-    gen = torch.Generator().manual_seed(seed)
-    smooth = Smooth(target, num_classes, options, generator=gen)
-    fsmooth = Smooth(model, num_classes, options, generator=gen) if incremental is not None else None
+    if config.enabled and torch.device(smooth_device).type != "cpu":
+        raise SpecError("workers", f"Ray workers run on CPUs, not on {smooth_device}", "drop --workers/--ray-address or use --device cpu")
+    alpha_q = getattr(args, "alpha_q", None)
+    alpha_q = alpha_q if alpha_q is not None else args.alpha
+    job = InputJob(command, target, model if incremental is not None else None, num_classes, options, seed, args.n, args.alpha,
+                   getattr(args, "n0", 100), incremental, alpha_q)
     per_input = args.n + (args.n0 if command == "certify" else 0)
     if incremental is not None:
         per_input += incremental
     console = Console(stderr=True)
-    results: list[dict[str, Any]] = []
-    float_rows: list[CertRow] = []
+    done: dict[int, tuple[dict[str, Any], tuple[int, float, float] | None]] = {}
+    stopped: str | None = None
     last_note = -1e9
     # an interrupt (SIGINT/SIGTERM) ends the loop; the inputs finished so far are reported
-    with KeepFinished() as cut, Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                                         MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                                         disable=args.quiet, transient=True) as bar:
+    with open_pool(config) as pool, KeepFinished() as cut, Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=console, disable=args.quiet, transient=True) as bar:
         task = bar.add_task(f"smooth {command}", total=per_input * len(x))
 
         def advance(k: int) -> None:
             bar.advance(task, k)
 
-        for i in range(len(x)):
-            entry: dict[str, Any] = {"idx": i}
+        def finished(i: int, got: tuple[dict[str, Any], tuple[int, float, float] | None]) -> None:
+            nonlocal last_note
+            entry = got[0]
             if labels is not None:
-                entry["label"] = int(labels[i])
-            if command == "predict":
-                p = smooth.predict(x[i], args.n, args.alpha, progress=advance)
-                entry.update(predict=p.predict, radius=0.0, counts=list(p.counts), p_value=p.p_value,
-                             time=round(p.seconds, 4))
-            elif fsmooth is not None:
-                fc = fsmooth.certify(x[i], args.n0, args.n, args.alpha, keep_labels=True, progress=advance)
-                alpha_q = args.alpha_q if args.alpha_q is not None else args.alpha
-                ic = certify_incremental(smooth, fc, x[i], incremental, alpha_q, progress=advance)
-                entry.update(predict=ic.predict, radius=ic.radius, pa_lower=ic.pa_lower, zeta=ic.zeta,
-                             disagreements=ic.disagreements, confidence=ic.confidence,
-                             float={"predict": fc.predict, "radius": fc.radius, "pa_lower": fc.pa_lower},
-                             time=round(fc.seconds + ic.seconds, 4))
-                label = int(labels[i]) if labels is not None else -1
-                float_rows.append(CertRow(i, label, fc.predict, fc.radius, int(label >= 0 and fc.predict == label),
-                                         fc.seconds))
-            else:
-                c = smooth.certify(x[i], args.n0, args.n, args.alpha, progress=advance)
-                entry.update(predict=c.predict, radius=c.radius, pa_lower=c.pa_lower, count=c.count,
-                             time=round(c.seconds, 4))
-            if labels is not None:
+                entry = {"idx": entry["idx"], "label": int(labels[i]), **{k: v for k, v in entry.items() if k != "idx"}}
                 entry["correct"] = int(labels[i] >= 0 and entry["predict"] == int(labels[i]))
-            results.append(entry)
+            done[i] = (entry, got[1])
             if not args.quiet and not console.is_terminal and time.monotonic() - last_note >= 2.0:
                 last_note = time.monotonic()  # a log (not a terminal) gets a line at most every 2 s
-                console.print(f"smooth {command}: {len(results)}/{len(x)} inputs done", markup=False, highlight=False)
+                console.print(f"smooth {command}: {len(done)}/{len(x)} inputs done", markup=False, highlight=False)
+
+        if pool is None:
+            for i in range(len(x)):
+                finished(i, job.run(i, x[i], progress=advance))
+        else:  # one task per input, in any order; each input's seed is its own, so the results are the same
+            try:
+                for i, got in pool.completed(job, [(i, x[i]) for i in range(len(x))]):
+                    advance(per_input)
+                    finished(i, got)
+            except ClusterError as exc:
+                stopped = str(exc)
     finishing(args)
-    out["complete"] = not cut.interrupted
-    if cut.interrupted:
-        out["missing"] = list(range(len(results), len(x)))
-        print(f"paramverify smooth: interrupted after {len(results)} of {len(x)} inputs; reporting those",
-              file=sys.stderr)
+    results = [done[i][0] for i in sorted(done)]
+    float_rows = [CertRow(i, int(labels[i]) if labels is not None else -1, f[0], f[1],
+                          int(labels is not None and labels[i] >= 0 and f[0] == labels[i]), f[2])
+                  for i in sorted(done) if (f := done[i][1]) is not None]
+    out["workers"], out["ray_address"] = config.workers, config.address
+    out["complete"] = len(done) == len(x)
+    if not out["complete"]:
+        out["missing"] = [i for i in range(len(x)) if i not in done]
+        why = "interrupted" if cut.interrupted else f"error: {stopped}"
+        print(f"paramverify smooth: {why}; {len(done)} of {len(x)} inputs finished (reported)", file=sys.stderr)
+    if stopped is not None:
+        out["stopped"] = stopped
     if command == "certify":
         out["n0"] = args.n0
         if incremental is not None:
@@ -257,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_table(out, Console())
     sys.stdout.flush()
-    return 130 if cut.interrupted else 0
+    return 130 if cut.interrupted else 3 if stopped is not None else 0
 
 
 def _calibration(args: argparse.Namespace, x: np.ndarray, seed: int) -> np.ndarray:

@@ -154,6 +154,20 @@ def block_seed(seed: int, stream: int, block_index: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
+#: spawn key of per-input seeds (keeps them apart from :func:`block_seed`'s hashes)
+_INPUT_KEY = 0x1A9B7
+
+
+def input_seed(seed: int, index: int) -> int:
+    """Base seed of input ``index`` in a run seeded with ``seed``: a 62-bit hash of
+    ``(seed, index)``, so an input's noise does not depend on the other inputs
+    (nor on how many processes certify them)."""
+    if index < 0:
+        raise SpecError("index", f"must be >= 0, got {index}")
+    words = np.random.SeedSequence([seed & (2**63 - 1), index, _INPUT_KEY]).generate_state(2, dtype=np.uint32)
+    return ((int(words[0]) << 30) ^ int(words[1])) & (2**62 - 1)
+
+
 class NoiseStream:
     """Gaussian samples ``N(0, I)`` of one shape, in blocks; ``take(k)`` the next k.
 
