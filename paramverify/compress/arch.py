@@ -101,7 +101,7 @@ class StageAction:
 
 
 def stage_width(teacher_width: int, ratio: float) -> int:
-    return max(1, int(round(ratio * teacher_width)))
+    return max(1, round(ratio * teacher_width))
 
 
 def apply_actions(teacher: ArchSpec, actions: tuple[StageAction, ...]) -> ArchSpec:

@@ -17,7 +17,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from paramverify.compress.arch import ACTIVATIONS, CONV_TYPES, NORMS, WIDTH_RATIOS, apply_actions, arch_macs
+from paramverify.compress.arch import (
+    ACTIVATIONS,
+    CONV_TYPES,
+    NORMS,
+    WIDTH_RATIOS,
+    apply_actions,
+    arch_macs,
+)
 from paramverify.compress.env import Choice, CompressEnv, Evaluation
 from paramverify.compress.space import to_actions
 from paramverify.errors import SpecError

@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from paramverify.argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from paramverify.argtypes import (
+    fraction,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_folder, check_output_path
 from paramverify.interrupt import finishing

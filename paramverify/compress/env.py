@@ -27,12 +27,29 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from paramverify.compress.arch import ArchSpec, StageNet, apply_actions, arch_macs, calibrate_new_norms, inherit
+from paramverify.compress.arch import (
+    ArchSpec,
+    StageNet,
+    apply_actions,
+    arch_macs,
+    calibrate_new_norms,
+    inherit,
+)
 from paramverify.compress.flops import onnx_macs
 from paramverify.compress.onnxio import to_onnx
-from paramverify.compress.space import TaskFeatures, project_to_budget, smallest, to_actions
+from paramverify.compress.space import (
+    TaskFeatures,
+    project_to_budget,
+    smallest,
+    to_actions,
+)
 from paramverify.compress.tasks import Task, TaskData
-from paramverify.compress.train import TrainConfig, adv_train, lipschitz_estimate, robust_correct
+from paramverify.compress.train import (
+    TrainConfig,
+    adv_train,
+    lipschitz_estimate,
+    robust_correct,
+)
 from paramverify.errors import SpecError, check
 
 Choice = tuple[int, int, int, int, int]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,14 @@ from paramverify.compress.agent import AgentRun, default_ddpg
 from paramverify.compress.baselines import BASELINES, run_baseline
 from paramverify.compress.env import CompressEnv, EnvConfig, Evaluation
 from paramverify.compress.onnxio import read_teacher, save_onnx
-from paramverify.compress.report import arch_table, best, paired_test, pareto_front, plot_pareto
+from paramverify.compress.report import (
+    arch_table,
+    best,
+    paired_test,
+    pareto_front,
+    plot_pareto,
+)
 from paramverify.compress.tasks import Task, data_for_shape, load_task_data
-from paramverify.compress.train import TrainConfig
 from paramverify.errors import SpecError, check
 from paramverify.fileio import write_json, write_text
 from paramverify.options import Deadline
@@ -41,7 +46,7 @@ class CompressSettings:
     episodes: int = 20
     warmup: int = 8
     baselines: tuple[str, ...] = BASELINES
-    env: EnvConfig = EnvConfig()
+    env: EnvConfig = field(default_factory=EnvConfig)
     eval_images: int = 300
     test_images: int = 300
     seed: int = 0
@@ -127,7 +132,7 @@ class CompressSession:
             "schema": SCHEMA, "complete": complete, "settings": json.loads(self.settings_file.read_text()),
             "teacher": {"arch": self.teacher.arch.to_json(), "macs": env.teacher_macs, "clean_acc": env.teacher_clean,
                         "adv_acc": env.teacher_adv, "cert_acc": env.teacher_cert, "lipschitz_estimate": env.lipschitz},
-            "budget_macs": env.max_macs, "methods": {}, "pareto": [e.to_json() for e in pareto_front(sum(methods.values(), []))],
+            "budget_macs": env.max_macs, "methods": {}, "pareto": [e.to_json() for e in pareto_front([e for v in methods.values() for e in v])],
         }
         test: dict[str, np.ndarray] = {}
         for name, evals in methods.items():
@@ -143,9 +148,9 @@ class CompressSession:
                 entry["test"] = {"images": len(adv), "clean_acc": float(clean.mean()), "adv_acc": float(adv.mean())}
             rep["methods"][name] = entry
         if "agent" in test:
-            for name in test:
+            for name, correct in test.items():
                 if name != "agent":
-                    rep["methods"][name]["paired_vs_agent"] = paired_test(test["agent"], test[name])
+                    rep["methods"][name]["paired_vs_agent"] = paired_test(test["agent"], correct)
         if chosen is not None:
             net = env.build(chosen.choices)
             path = save_onnx(net, self.out / "subnet.onnx")
@@ -185,8 +190,8 @@ def _settings_json(s: CompressSettings, teacher: Path) -> dict[str, Any]:
 def _markdown(rep: dict[str, Any]) -> str:
     t = rep["teacher"]
     lines = ["# Compression report", "",
-             f"Teacher: {t['macs']} MACs, clean {t['clean_acc']:.3f}, adversarial {t['adv_acc']:.3f} (evaluation images); "
-             f"budget {rep['budget_macs']} MACs.", "",
+             (f"Teacher: {t['macs']} MACs, clean {t['clean_acc']:.3f}, adversarial {t['adv_acc']:.3f} (evaluation images); "
+              f"budget {rep['budget_macs']} MACs."), "",
              "| method | evaluations | best reward | MACs fraction | eval adv acc | test adv acc | only agent / only method (p) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in rep["methods"].items():
@@ -200,8 +205,8 @@ def _markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {name} | {m['evaluations']} | {b['reward']:.4f} | {b['macs_fraction']:.3f} | {b['adv_acc']:.3f} | {tst} | {pair} |")
     if "chosen" in rep:
         c = rep["chosen"]
-        lines += ["", f"Chosen: {c['method']}, {c['macs']} MACs ({c['macs_fraction']:.1%}), written to {c['onnx']} "
-                  f"(onnxruntime vs torch: {c['replay_max_abs_diff']:.2e}).", "", rep["chosen_table"]]
+        lines += ["", (f"Chosen: {c['method']}, {c['macs']} MACs ({c['macs_fraction']:.1%}), written to {c['onnx']} "
+                       f"(onnxruntime vs torch: {c['replay_max_abs_diff']:.2e})."), "", rep["chosen_table"]]
     if not rep["complete"]:
         lines += ["", "The run was cut short (time limit or signal): continue it with --resume."]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ def n_options(decision: int, teacher_stage: StageSpec) -> int:
 
 
 def pick(a: float, n: int) -> int:
-    return min(n - 1, max(0, int(math.floor(a * n))))
+    return min(n - 1, max(0, math.floor(a * n)))
 
 
 def centre(i: int, n: int) -> float:

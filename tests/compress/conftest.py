@@ -11,7 +11,7 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from torch_threads import single_torch_thread  # noqa: E402,F401  (autouse fixture)
+from torch_threads import single_torch_thread  # noqa: F401  (autouse fixture)
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")

@@ -17,7 +17,13 @@ from paramverify.compress.arch import (
     inherit,
 )
 from paramverify.compress.flops import node_macs, onnx_macs
-from paramverify.compress.onnxio import TeacherFormatError, from_onnx, read_teacher, save_onnx, to_onnx
+from paramverify.compress.onnxio import (
+    TeacherFormatError,
+    from_onnx,
+    read_teacher,
+    save_onnx,
+    to_onnx,
+)
 from paramverify.errors import CapabilityError, ModelError, ParamVerifyError
 
 

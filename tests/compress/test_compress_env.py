@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from paramverify.compress.arch import WIDTH_RATIOS, apply_actions, arch_macs
 from paramverify.compress.baselines import rule_chain, run_baseline, uniform_candidates
 from paramverify.compress.env import CompressEnv, EnvConfig
-from paramverify.compress.space import STATE_DIM, project_to_budget, state, teacher_choice, to_actions
+from paramverify.compress.space import (
+    STATE_DIM,
+    project_to_budget,
+    state,
+    teacher_choice,
+    to_actions,
+)
 from paramverify.compress.tasks import Task
 from paramverify.compress.train import TrainConfig
 from paramverify.errors import SpecError
@@ -74,7 +82,7 @@ def test_random_baseline_resumes_where_it_stopped(tiny_env):
 def test_rule_deepens_before_widening(tiny_env):
     chain = rule_chain(tiny_env)
     assert chain and chain[0][0][0] == 0
-    for a, b in zip(chain, chain[1:]):
+    for a, b in itertools.pairwise(chain):
         if b[0][0] > a[0][0]:  # a widening step: no stage could still be deepened within the budget
             for i, s in enumerate(tiny_env.arch.stages):
                 if a[i][1] + 1 < s.depth:
