@@ -168,11 +168,11 @@ class AgentRun:
             env = envs[k % len(envs)]
             episode = self.episode_offset()
             ev = play_episode(self.agent, env, episode)
-            self.history.append(Step(i, phase, env.task.label(), episode < self.config.warmup, ev))
+            self.history.append(Step(i, phase, env.label(), episode < self.config.warmup, ev))
             self.save()
             if progress is not None:
                 best = max((h.evaluation.reward for h in self.history if h.phase == phase), default=float("nan"))
-                progress(f"{phase} {i + 1}/{self.total} on {env.task.label()}: reward {ev.reward:.3f} "
+                progress(f"{phase} {i + 1}/{self.total} on {env.label()}: reward {ev.reward:.3f} "
                          f"({ev.adv_acc:.3f} adv at {ev.macs_fraction:.1%} MACs); best {best:.3f}")
         return True
 

@@ -137,6 +137,10 @@ class CompressEnv:
                                      self.lipschitz, self.teacher_adv)
         self.evaluations = 0
 
+    def label(self) -> str:
+        """The task and the budget (the history's name for this environment)."""
+        return f"{self.task.label()} budget={self.config.budget:g}"
+
     def build(self, choices: list[Choice] | tuple[Choice, ...]) -> StageNet:
         """The sub-network of ``choices`` (as given, not projected), inherited and fine-tuned."""
         arch = apply_actions(self.arch, to_actions(list(choices)))

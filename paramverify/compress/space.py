@@ -111,13 +111,13 @@ class TaskFeatures:
     teacher_adv: float
 
 
-STATE_DIM = 3 + 2 + len(DECISIONS) + len(DECISIONS) + 2 + 1 + 2 + 3 + 2 + 3
+STATE_DIM = 3 + 3 + 2 + len(DECISIONS) + len(DECISIONS) + 2 + 1 + 2 + 3 + 2 + 3
 
 
 def state(teacher: ArchSpec, task: TaskFeatures, stage: int, decision: int,
           choices: list[tuple[int, ...]], current: list[int]) -> np.ndarray:
     """The agent's observation before decision ``decision`` of stage ``stage``: the teacher's
-    stage (width, depth, stride), the position, the choices so far in this stage and the
+    stage (width, depth, stride and its block choices), the position, the choices so far in this stage and the
     previous one, the MACs fraction if the rest stayed as the teacher's, the task (attack,
     strength, data statistics) and the budget with the teacher's Lipschitz estimate."""
     t = teacher.stages[stage]
@@ -135,7 +135,9 @@ def state(teacher: ArchSpec, task: TaskFeatures, stage: int, decision: int,
     if current and decision > 0:
         partial[stage] = tuple(current) + teacher_choice(t)[len(current):]
     frac = arch_macs(apply_actions(teacher, to_actions(partial))) / arch_macs(teacher)  # type: ignore[arg-type]
+    keep = teacher_choice(t)
     vec = [math.log2(t.width) / 8, t.depth / 4, t.stride / 2,
+           *(centre(keep[k], n_options(k, t)) for k in (2, 3, 4)),
            stage / max(1, n_stages - 1), n_stages / 4, *onehot, *so_far, *prev, frac,
            1.0 if task.attack == "pgd" else 0.0, 1.0 if task.attack == "square" else 0.0,
            task.eps * 5, task.steps / 20, task.side / 28,

@@ -59,7 +59,7 @@ def test_resumed_run_equals_uninterrupted_run(envs, tmp_path):
     assert [_comparable(h) for h in whole.history] == [_comparable(h) for h in resumed.history]
     assert [h.phase for h in whole.history] == ["meta"] * 4 + ["finetune"] * 2
     assert [h.warmup for h in whole.history] == [True, True, False, False, False, False]
-    assert {h.task for h in whole.history[:4]} == {e.task.label() for e in envs["meta"]}
+    assert {h.task for h in whole.history[:4]} == {e.label() for e in envs["meta"]}
     assert whole.agent.updates == resumed.agent.updates > 0
 
 
