@@ -137,3 +137,12 @@ def test_bad_actions_are_spec_errors(tiny_teacher):
         apply_actions(tiny_teacher.arch, (StageAction(1.0, 3), StageAction(1.0, 1)))
     with pytest.raises(ParamVerifyError):
         apply_actions(tiny_teacher.arch, (StageAction(1.0, 1),))
+
+
+def test_zoo_writes_a_teacher_that_reads_back(tmp_path, capsys):
+    from paramverify.compress.zoo import main as zoo_main
+
+    assert zoo_main(["teacher", "digits-b", "--out", str(tmp_path / "t.onnx"), "--steps", "2"]) == 0
+    net = read_teacher(tmp_path / "t.onnx")
+    assert [(s.width, s.depth, s.stride) for s in net.arch.stages] == [(24, 3, 1), (48, 2, 2)]
+    assert "wrote" in capsys.readouterr().out
