@@ -92,3 +92,25 @@ def test_rule_deepens_before_widening(tiny_env):
     uni = uniform_candidates(tiny_env)
     assert uni and all(len({c[0] for c in cand}) == 1 for cand in uni)
     assert max(WIDTH_RATIOS[c[0][0]] for c in uni) <= 1.0
+
+
+def test_certified_reward_uses_smoothing_certificates(tiny_teacher, digits_small):
+    from dataclasses import replace
+
+    from paramverify.smoothing.core import Smooth, SmoothOptions
+
+    small = replace(digits_small, eval_x=digits_small.eval_x[:8], eval_y=digits_small.eval_y[:8])
+    cfg = EnvConfig(budget=0.6, reward="certified", cert_sigma=0.1, cert_radius=0.0, cert_n0=8, cert_n=40,
+                    cert_alpha=0.01, finetune=TrainConfig(steps=1, batch=8, noise_sigma=0.1))
+    env = CompressEnv(tiny_teacher, Task(eps=0.05, steps=2, train_steps=1), small, cfg)
+    assert env.teacher_acc == env.teacher_cert and 0 < env.teacher_cert <= 1
+    ev = env.evaluate([teacher_choice(s) for s in env.arch.stages])
+    assert ev.cert_acc is not None and ev.acc == ev.cert_acc
+    assert ev.reward == pytest.approx(ev.cert_acc / env.teacher_cert * (1 / ev.macs_fraction) ** cfg.flops_weight)
+    # the teacher's certified accuracy is the share of images certified correct, recomputed here
+    import torch
+
+    smooth = Smooth(tiny_teacher, 10, SmoothOptions(sigma=0.1, batch_size=40), torch.Generator().manual_seed(0))
+    hits = sum(int(c.predict == int(y) and c.radius >= 0.0)
+               for c, y in ((smooth.certify(x, 8, 40, 0.01), y) for x, y in zip(small.eval_x, small.eval_y)))
+    assert env.teacher_cert == hits / 8
