@@ -22,6 +22,7 @@ so a resumed run makes the choices of an uninterrupted one.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,11 +140,19 @@ class AgentRun:
                 torch.save(self.state_dict(), tmp)
 
     def load_agent(self, path: Path) -> None:
-        """Start from a meta-trained agent saved by :meth:`save_agent` (its replay buffer included)."""
+        """Start from a meta-trained agent saved by :meth:`save_agent` (its replay buffer and
+        hyper-parameters included)."""
         try:
             d = torch.load(path, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as exc:
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
             raise SpecError("agent", f"cannot read {path}: {exc}", "pass a file written with --save-agent") from exc
+        try:
+            config = DDPGConfig(**d["agent"]["config"])
+        except (KeyError, TypeError) as exc:
+            raise SpecError("agent", f"{path} is not an agent file ({exc})", "pass a file written with --save-agent") from exc
+        if config != self.config:  # the agent keeps its own hyper-parameters (its warm-up is over anyway)
+            self.config = config
+            self.agent = DDPGAgent(STATE_DIM, config, self.seed)
         self.agent.load_state_dict(d["agent"])
         self.meta_episodes = int(d["episodes"])
 

@@ -74,3 +74,10 @@ def test_meta_trained_agent_is_fine_tuned_without_a_new_warmup(envs, tmp_path):
     assert [h.warmup for h in ft.history] == [False, False] and ft.agent.updates > meta.agent.updates
     with pytest.raises(SpecError):
         AgentRun(default_ddpg(warmup=2), seed=2, plan=[("meta", 3)]).load_state_dict(meta.state_dict())
+
+
+def test_a_file_that_is_no_agent_is_a_spec_error(tmp_path):
+    bad = tmp_path / "agent.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SpecError, match="agent"):
+        AgentRun(default_ddpg(), seed=0, plan=[("finetune", 1)]).load_agent(bad)

@@ -54,7 +54,7 @@ def test_compress_writes_subnet_report_plot_and_resumes(teacher_file, tmp_path, 
     # fine-tuning the saved agent on the task: no warm-up
     out2 = tmp_path / "out2"
     assert main(["compress", teacher_file, "--budget", "0.5", "--out", str(out2), "--baselines", "none",
-                 "--agent", str(tmp_path / "agent.pt"), *FAST]) == 0
+                 "--agent", str(tmp_path / "agent.pt"), *FAST, "--warmup", "5"]) == 0
     rep2 = json.loads((out2 / "report.json").read_text())
     assert rep2["methods"]["agent"]["warmup_evaluations"] == 0 and list(rep2["methods"]) == ["agent"]
 
