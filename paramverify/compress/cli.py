@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         finishing(args)
         report = session.write_outputs()
         if args.save_agent is not None:
-            session.run_.save_agent(args.save_agent)
+            session.agent_run.save_agent(args.save_agent)
     summary = _summary(report, args.out)
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")

@@ -10,7 +10,6 @@ an interrupted run and ends where the uninterrupted run ends.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -83,22 +82,20 @@ class CompressSession:
         self.progress(f"teacher {self.teacher.arch.label()}: attacking it on the evaluation images ...")
         self.env = CompressEnv(self.teacher, settings.task, self.data, replace(settings.env, budget=settings.budget))
         plan = [("finetune" if settings.agent else "meta", settings.episodes)]
-        self.run_ = AgentRun(default_ddpg(settings.warmup), settings.seed, plan, out / "checkpoint.pt")
+        self.agent_run = AgentRun(default_ddpg(settings.warmup), settings.seed, plan, out / "checkpoint.pt")
         if settings.agent:
-            self.run_.load_agent(Path(settings.agent))
+            self.agent_run.load_agent(Path(settings.agent))
         self.baseline_evals: dict[str, list[Evaluation]] = {b: [] for b in settings.baselines}
         if resume and (out / "checkpoint.pt").is_file():
-            self.run_.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=False))
+            self.agent_run.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=False))
             if (out / "baselines.json").is_file():
                 done = json.loads((out / "baselines.json").read_text())
                 self.baseline_evals.update({k: [Evaluation.from_json(e) for e in v] for k, v in done.items()
                                             if k in self.baseline_evals})
 
     def run(self, deadline: Deadline | None = None) -> bool:
-        t0 = time.monotonic()
-        if not self.run_.run(lambda _p: [self.env], deadline, self.progress):
+        if not self.agent_run.run(lambda _p: [self.env], deadline, self.progress):
             return False
-        self.agent_seconds = time.monotonic() - t0
         n = self.settings.episodes
         for name in self.settings.baselines:
             done = self.baseline_evals[name]
@@ -119,7 +116,7 @@ class CompressSession:
 
     def methods(self) -> dict[str, list[Evaluation]]:
         phase = "finetune" if self.settings.agent else "meta"
-        return {"agent": self.run_.evaluations(phase), **self.baseline_evals}
+        return {"agent": self.agent_run.evaluations(phase), **self.baseline_evals}
 
     def write_outputs(self, complete: bool = True) -> dict[str, Any]:
         """The test comparison, the chosen sub-network (ONNX), report.json / report.md / pareto.png."""
@@ -140,8 +137,8 @@ class CompressSession:
             entry: dict[str, Any] = {"evaluations": len(evals), "history": [e.to_json() for e in evals],
                                      "best": b.to_json() if b else None}
             if name == "agent":
-                entry["warmup_evaluations"] = sum(1 for h in self.run_.history if h.warmup)
-                entry["best_from_warmup"] = bool(b is not None and any(h.warmup and h.evaluation == b for h in self.run_.history))
+                entry["warmup_evaluations"] = sum(1 for h in self.agent_run.history if h.warmup)
+                entry["best_from_warmup"] = bool(b is not None and any(h.warmup and h.evaluation == b for h in self.agent_run.history))
             if b is not None and complete:
                 clean, adv = env.test_correct(b.choices)
                 test[name] = adv
