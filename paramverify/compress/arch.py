@@ -86,7 +86,8 @@ class ArchSpec:
             raise SpecError("arch", f"not a stage description: {exc}") from exc
 
     def label(self) -> str:
-        return " | ".join(f"{s.width}x{s.depth}/{s.stride} {s.conv},{s.act},{s.norm}" for s in self.stages)
+        """One line: ``width x blocks / stride conv,act,norm`` per stage, separated by ``; ``."""
+        return "; ".join(f"{s.width}x{s.depth}/{s.stride} {s.conv},{s.act},{s.norm}" for s in self.stages)
 
 
 @dataclass(frozen=True)
