@@ -42,7 +42,7 @@ random), {s['finetune_steps']} PGD fine-tuning steps per sub-network, {s['eval_i
             x = r["methods"].get(m, {})
             if "test_adv_acc" in x:
                 rows.append([str(r["seed"]), m, str(x["evaluations"]), _f(x["macs_fraction"]), _f(x["eval_reward"]),
-                             _f(x["eval_adv_acc"]), _f(x["test_adv_acc"]), _f(x["test_clean_acc"]), x["arch"]])
+                             _f(x["eval_adv_acc"]), _f(x["test_adv_acc"]), _f(x["test_clean_acc"]), x["arch"].replace(" | ", "; ")])
     out.append(_table(["seed", "method", "evals", "MACs fraction", "eval reward", "eval PGD acc", "test PGD acc",
                        "test clean acc", "architecture (width x blocks / stride, block)"], rows))
     out.append("")
