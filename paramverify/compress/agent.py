@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from paramverify.compress.env import Choice, CompressEnv, Evaluation
-from paramverify.compress.space import DECISIONS, STATE_DIM, n_options, pick, state
+from paramverify.compress.space import DECISIONS, STATE_DIM, decode, state
 from paramverify.errors import SpecError
 from paramverify.fileio import atomic_path
 from paramverify.options import Deadline
@@ -75,7 +75,7 @@ def play_episode(agent: DDPGAgent, env: CompressEnv, episode: int, learn: bool =
         for k in range(len(DECISIONS)):
             st = state(env.arch, env.features, s, k, choices, cur)  # type: ignore[arg-type]
             a = agent.select_action(st, episode)
-            cur.append(pick(a, n_options(k, t)))
+            cur.append(decode(a, k, t))
             states.append(st)
             actions.append(a)
         choices.append(tuple(cur))  # type: ignore[arg-type]

@@ -3,8 +3,12 @@
 An episode makes :data:`DECISIONS` choices per stage, one scalar action in [0, 1] each
 (the DDPG agent of :mod:`paramverify.search.ddpg` acts that way): the width ratio (one of
 :data:`~paramverify.compress.arch.WIDTH_RATIOS`), the blocks kept (1 .. teacher depth),
-the convolution type, the activation and the normalisation.  A scalar ``a`` picks option
-``min(n - 1, floor(a * n))`` of ``n``.
+the convolution type, the activation and the normalisation.  A scalar ``a`` picks position
+``min(n - 1, floor(a * n))`` of ``n`` options, ordered so that a larger action keeps more of
+the teacher for every decision: widths and depths ascending, and for the block choices the
+teacher's own choice last (the others in their listed order before it).  With one meaning
+for "larger" across all five decisions, an actor that drifts towards 1 drifts towards the
+teacher (narrowed onto the budget by the wall), not towards arbitrary block types.
 
 :func:`project_to_budget` enforces the FLOPs budget as a wall (HAQ's way): while the
 sub-network is over budget it narrows the stage that costs most (one width option at a
@@ -40,6 +44,27 @@ def n_options(decision: int, teacher_stage: StageSpec) -> int:
 
 def pick(a: float, n: int) -> int:
     return min(n - 1, max(0, math.floor(a * n)))
+
+
+def option_order(decision: int, teacher_stage: StageSpec) -> list[int]:
+    """Option indices by position (see the module docstring)."""
+    n = n_options(decision, teacher_stage)
+    if decision < 2:
+        return list(range(n))
+    keep = teacher_choice(teacher_stage)[decision]
+    return [i for i in range(n) if i != keep] + [keep]
+
+
+def decode(a: float, decision: int, teacher_stage: StageSpec) -> int:
+    """The option index that action ``a`` picks."""
+    order = option_order(decision, teacher_stage)
+    return order[pick(a, len(order))]
+
+
+def encode(option: int, decision: int, teacher_stage: StageSpec) -> float:
+    """The action value in the middle of ``option``'s position."""
+    order = option_order(decision, teacher_stage)
+    return centre(order.index(option), len(order))
 
 
 def centre(i: int, n: int) -> float:
@@ -126,7 +151,7 @@ def state(teacher: ArchSpec, task: TaskFeatures, stage: int, decision: int,
     onehot[decision] = 1.0
     so_far = np.zeros(len(DECISIONS))
     for k, v in enumerate(current):
-        so_far[k] = centre(v, n_options(k, t))
+        so_far[k] = encode(v, k, t)
     prev = np.zeros(2)
     if stage > 0:
         p, pt = choices[stage - 1], teacher.stages[stage - 1]
@@ -137,7 +162,7 @@ def state(teacher: ArchSpec, task: TaskFeatures, stage: int, decision: int,
     frac = arch_macs(apply_actions(teacher, to_actions(partial))) / arch_macs(teacher)  # type: ignore[arg-type]
     keep = teacher_choice(t)
     vec = [math.log2(t.width) / 8, t.depth / 4, t.stride / 2,
-           *(centre(keep[k], n_options(k, t)) for k in (2, 3, 4)),
+           *(keep[k] / max(1, n_options(k, t) - 1) for k in (2, 3, 4)),
            stage / max(1, n_stages - 1), n_stages / 4, *onehot, *so_far, *prev, frac,
            1.0 if task.attack == "pgd" else 0.0, 1.0 if task.attack == "square" else 0.0,
            task.eps * 5, task.steps / 20, task.side / 28,

@@ -114,3 +114,16 @@ def test_certified_reward_uses_smoothing_certificates(tiny_teacher, digits_small
     hits = sum(int(c.predict == int(y) and c.radius >= 0.0)
                for c, y in ((smooth.certify(x, 8, 40, 0.01), y) for x, y in zip(small.eval_x, small.eval_y)))
     assert env.teacher_cert == hits / 8
+
+
+def test_larger_actions_keep_more_of_the_teacher():
+    from paramverify.compress.arch import StageSpec
+    from paramverify.compress.space import DECISIONS, decode, encode, n_options
+
+    for stage in (StageSpec(8, 3, 1), StageSpec(8, 2, 2, "dws", "silu", "none")):
+        assert tuple(decode(0.999, k, stage) for k in range(len(DECISIONS))) == teacher_choice(stage)
+        assert decode(0.0, 0, stage) == 0 and decode(0.0, 1, stage) == 0  # narrowest, one block
+        for k in range(len(DECISIONS)):
+            picked = {decode(a, k, stage) for a in np.linspace(0, 1, 50)}
+            assert picked == set(range(n_options(k, stage)))  # every option reachable
+            assert all(decode(encode(i, k, stage), k, stage) == i for i in picked)
