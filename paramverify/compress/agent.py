@@ -12,9 +12,9 @@ state (each step carries the final reward already, so bootstrapping would count 
 * **meta-training**: episodes cycle through the task buffer's environments (teachers x data
   sets x attacks); the first ``warmup`` episodes act at random; after them every episode
   makes one update per step;
-* **fine-tuning**: the meta-trained agent continues on the new task's environment; its
-  episodes are numbered after the meta-training ones, so the exploration noise continues its
-  decay and no warm-up is repeated.
+* **fine-tuning**: the meta-trained agent continues on the new task's environment without a
+  warm-up; its exploration noise restarts at :data:`FINETUNE_DELTA` (0.2) and decays as in
+  meta-training (after a long meta-training it would otherwise be ~0: no exploration at all).
 
 :class:`AgentRun` checkpoints after every episode (agent, replay buffer, RNG state, history),
 so a resumed run makes the choices of an uninterrupted one.
@@ -22,6 +22,7 @@ so a resumed run makes the choices of an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from paramverify.options import Deadline
 from paramverify.search.ddpg import DDPGAgent, DDPGConfig
 
 Progress = Callable[[str], None]
+#: exploration noise (standard deviation of the action) at the start of fine-tuning
+FINETUNE_DELTA = 0.2
 
 
 def default_ddpg(warmup: int = 20) -> DDPGConfig:
@@ -164,6 +167,15 @@ class AgentRun:
         """The agent's episode count (for the exploration schedule): a loaded agent's plus this run's."""
         return self.meta_episodes + len(self.history)
 
+    def finetune_episode(self, k: int) -> int:
+        """The exploration schedule's episode number of fine-tuning episode ``k``: past the warm-up,
+        where the noise is :data:`FINETUNE_DELTA` (then decaying as usual).  A meta-trained agent's
+        noise has decayed to almost nothing; a new task needs some exploration again."""
+        c = self.config
+        restart = max(0, math.ceil(math.log(FINETUNE_DELTA / c.init_delta) / math.log(c.delta_decay))) \
+            if c.init_delta > FINETUNE_DELTA and c.delta_decay < 1 else 0
+        return c.warmup + restart + k
+
     # -- the loop -----------------------------------------------------------------------
     def run(self, envs_for: Callable[[str], Sequence[CompressEnv]], deadline: Deadline | None = None,
             progress: Progress | None = None) -> bool:
@@ -175,7 +187,7 @@ class AgentRun:
             phase, k = self.phase_of(i)
             envs = envs_for(phase)
             env = envs[k % len(envs)]
-            episode = self.episode_offset()
+            episode = self.episode_offset() if phase == "meta" else self.finetune_episode(k)
             ev = play_episode(self.agent, env, episode)
             self.history.append(Step(i, phase, env.label(), episode < self.config.warmup, ev))
             self.save()

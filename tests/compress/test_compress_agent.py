@@ -70,6 +70,11 @@ def test_meta_trained_agent_is_fine_tuned_without_a_new_warmup(envs, tmp_path):
     ft = AgentRun(default_ddpg(warmup=2), seed=1, plan=[("finetune", 2)])
     ft.load_agent(tmp_path / "agent.pt")
     assert ft.episode_offset() == 3
+    # fine-tuning explores again: its noise restarts at FINETUNE_DELTA whatever meta-training left
+    from paramverify.compress.agent import FINETUNE_DELTA
+
+    assert 0.9 * FINETUNE_DELTA < ft.agent.delta(ft.finetune_episode(0)) <= FINETUNE_DELTA
+    assert ft.finetune_episode(1) == ft.finetune_episode(0) + 1
     ft.run(lambda p: envs[p])
     assert [h.warmup for h in ft.history] == [False, False] and ft.agent.updates > meta.agent.updates
     with pytest.raises(SpecError):
