@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the page's sections live beside this file
 
 import gen_benchmarks_cnn as CNN  # noqa: E402
+import gen_benchmarks_compress  # noqa: E402
 import gen_benchmarks_int8  # noqa: E402
 import gen_benchmarks_search_learning as SL  # noqa: E402
 import gen_benchmarks_sq  # noqa: E402
@@ -574,6 +575,7 @@ def render() -> str:
         smoothing(R),
         "## Mixed-precision search (`results/search.json`)\n", guarded("search", search, R["search"]),
         SL.TITLE, guarded("search_learning", SL.section, R["search_learning"]),
+        gen_benchmarks_compress.TITLE, guarded("compress", gen_benchmarks_compress.section, load("compress")),
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
         guarded("sq", gen_benchmarks_sq.sq, R["sq"]),
         "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),

@@ -168,6 +168,7 @@ PLUGGED: dict[str, tuple[str, str, str]] = {
     "report": ("paramverify.report", "add_report_subparser", "run_report"),
     "bits": ("paramverify.bits", "add_subparser", "run"),
     "search": ("paramverify.search.cli", "add_subparser", "run"),
+    "compress": ("paramverify.compress.cli", "add_subparser", "run"),
     "attack": ("paramverify.attacks.cli", "add_subparser", "run"),
     "sq": ("paramverify.sq.cli", "add_subparser", "run"),
     "vnncomp": ("paramverify.vnncomp", "add_subparser", "run"),
