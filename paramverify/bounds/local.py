@@ -34,6 +34,13 @@ from paramverify.options import Deadline, Options
 from paramverify.properties import Problem
 
 
+#: gradient steps of the slopes on the whole box before splitting (alpha-CROWN at the root)
+ROOT_ITERS = 40
+#: gradient steps of the slopes and split multipliers on each child domain (8 left the bound of a random
+#: 784-64-64-1 MLP stuck at 4.92 where 20 reach 4.1 in the same time)
+CHILD_ITERS = 20
+
+
 @dataclass(frozen=True, eq=False)
 class Rows:
     """Rows ``C . f_p(x0) + offset``; a row *holds* when its value is < 0 (``strict``) or <= 0."""
@@ -112,7 +119,8 @@ class SplitSearch:
     """
 
     def __init__(self, problem: Problem, rows: Rows, box_scale: float | None = None, candidates: int = 3,
-                 max_batch: int = 64, optimise_iters: int = 8, deadline: Deadline | None = None) -> None:
+                 max_batch: int = 64, optimise_iters: int = CHILD_ITERS, deadline: Deadline | None = None,
+                 root_iters: int = ROOT_ITERS, root_time: float | None = None) -> None:
         box = problem.box if box_scale is None else problem.box.scaled(box_scale)
         x = problem.region.lo
         self.lb = LinearBounds(problem.graph, box, x[None], x[None])
@@ -125,6 +133,12 @@ class SplitSearch:
         self.evaluations = 0
         self.candidates = candidates
         self.optimise_iters = optimise_iters
+        self.root_iters = root_iters
+        left = None if deadline is None else deadline.remaining()
+        # the root optimisation takes at most a tenth of the time left (splitting needs the rest)
+        self.root_time = root_time if root_time is not None or left is None else 0.1 * left
+        self._root: tuple[np.ndarray, dict[int, np.ndarray]] | None = None
+        self._root_rows: Rows | None = None
         t = self.lb.trace
         width = max([int(np.prod(nd.shape)) for nd in t.nodes if nd.dom] + [1])
         unstable = max([int(np.sum((t.lo[a.parents[0].index] < 0) & (t.hi[a.parents[0].index] > 0))) for a in self.lb.acts] + [1])
@@ -220,8 +234,33 @@ class SplitSearch:
         return {n: hints.get(n, np.asarray(box.nominal[n], dtype=np.float64)) for n in box.names}
 
     def root_bounds(self) -> np.ndarray:
-        self.lb.trace.restore(self.root, n=1)
-        return self._row_bounds(self.rows.coefs[:, None, :], self.rows.offsets[:, None])[0][:, 0]
+        """Per row: the smaller of CROWN's bound and the optimised one (slopes tuned on the whole box)."""
+        return self._root_state()[0]
+
+    def _root_state(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Root bounds ``[R]`` (CROWN's, and alpha-CROWN's on the whole box: ``root_iters`` gradient steps
+        of the slopes, at most ``root_time`` s) and CROWN's coefficients at the activations (for branching).
+
+        Rows that CROWN already shows to hold are not optimised.  Cached for the current rows (they can
+        be replaced, e.g. shifted by a threshold).
+        """
+        if self._root is not None and self._root_rows is self.rows:
+            return self._root
+        t = self.lb.trace
+        t.restore(self.root, n=1)
+        R = len(self.rows)
+        root, kept = self._row_bounds(self.rows.coefs[:, None, :], self.rows.offsets[:, None])
+        root = root[:, 0]
+        todo = np.array([r for r in range(R) if not holds(float(root[r]), bool(self.rows.strict[r]))], dtype=int)
+        if self.root_iters > 1 and self.lb.acts and todo.size:
+            y = self.lb.y
+            C = self.rows.coefs[todo][:, None, :].reshape((todo.size, 1) + y.pshape)
+            opt, _ = optimised_upper(self.lb, [(y, C)], None, iters=self.root_iters, time_limit=self.root_time)
+            root = root.copy()
+            root[todo] = np.minimum(root[todo], up(opt[:, 0] + self.rows.offsets[todo]))
+        t.restore(self.root, n=1)
+        self._root, self._root_rows = (root, kept), self.rows
+        return self._root
 
     # ------------------------------------------------------------ search
     def run(
@@ -243,10 +282,9 @@ class SplitSearch:
         first becomes the largest, every 16 rounds after, and for every domain
         left with nothing to split (the caller may attack it with the falsifier).
         """
-        self.lb.trace.restore(self.root, n=1)
         n_rows = len(self.rows)
-        root, kept = self._row_bounds(self.rows.coefs[:, None, :], self.rows.offsets[:, None])
-        root = root[:, 0]
+        root, kept = self._root_state()
+        self.lb.trace.restore(self.root, n=1)
         counter = itertools.count()
         heap: list[_Domain] = []
         stuck = np.full(n_rows, -np.inf)  # leaves without unstable neurons

@@ -19,6 +19,7 @@ outward-rounded backward pass, and the result is their row-wise minimum.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,13 +128,17 @@ def optimised_upper(
     iters: int = 8,
     lr_alpha: float = 0.2,
     lr_beta: float = 0.2,
+    time_limit: float | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Upper bounds ``[S, N]`` of the targets, minimised over slopes and split multipliers.
 
     ``splits[n]``: the splits of domain ``n`` (point mode: the trace's
     domain axis), or None.  Returns the row-wise minimum over all iterates
     and the first pass's coefficients at the activations (for branching).
+    ``time_limit``: stop after that many seconds (at least one pass; any
+    iterate is sound, so stopping early only loosens the bound).
     """
+    t0 = time.monotonic()
     t = lb.trace
     S = targets[0][1].shape[0]
     lead = (S, t.n)
@@ -164,7 +169,7 @@ def optimised_upper(
             scale = float(np.mean([np.mean(np.abs(k)) for k in kept0.values()])) if kept0 else 1.0
             for a in relu_acts:
                 slopes[a.index] = np.broadcast_to(relaxation(t, a).a_lo, lead + a.pshape).copy()
-        if it == iters:
+        if it == iters or (time_limit is not None and time.monotonic() - t0 >= time_limit):
             break
         prim = primal(t, tape, lead)
         for i, b in betas.items():
