@@ -6,9 +6,13 @@ output: ``value_r = C_r . f_p(x0) + offset_r``.  Output change uses rows
 invariance uses ``e_j - e_c`` (and the level for one output).
 
 :class:`SplitSearch` bounds ``max_p value_r`` from above, per row: CROWN on
-the whole parameter box first, then it splits unstable neurons (the input
-of an activation is >= 0 in one child and <= 0 in the other) of the row
-and domain with the largest bound, best first.  Guarantee: the returned
+the whole parameter box first, tightened by optimising the lower slopes of
+the unstable ReLUs by gradient (alpha-CROWN; every iterate is a complete
+outward-rounded bound, the row's result is the smallest), then it splits
+unstable neurons (the input of an activation is >= 0 in one child and <= 0
+in the other) of the row and domain with the largest bound, best first;
+each child's slopes and split multipliers are optimised again (beta-CROWN
+style, :mod:`~paramverify.bounds.optimize`).  Guarantee: the returned
 ``upper[r]`` is >= ``value_r`` for every parameter in the box, because the
 leaves of each row's split tree cover the box (a split only restricts the
 interval of one neuron's input; domains proved empty are dropped).

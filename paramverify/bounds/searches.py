@@ -3,7 +3,9 @@
 Each search pairs a sound box bound (:mod:`paramverify.bounds.sound`) with a
 probe that turns promising box centres into concrete, snapped and soundly
 re-evaluated witnesses, and hands both to
-:func:`paramverify.bounds.branch.branch_and_bound`.
+:func:`paramverify.bounds.branch.branch_and_bound`.  The output-change search
+starts from the sign-gradient falsifier and, on nets of at least
+``PGD_BOX_MIN`` values, the batched one (:func:`paramverify.bounds.pgd.pgd`).
 """
 
 from __future__ import annotations
