@@ -284,3 +284,19 @@ def test_root_optimisation_stops_at_its_time_limit() -> None:
     full, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50)
     np.testing.assert_array_equal(capped, one)
     assert np.all(full <= one) and np.any(full < one - 1e-6)
+
+
+def test_slope_optimisation_stops_once_the_bound_settles() -> None:
+    """``stall``: the optimisation ends when the last steps barely lower the bound; a huge tolerance ends it
+    after the first window (the same bound as that many steps), none runs every step."""
+    from paramverify.bounds.optimize import STALL_WINDOW, optimised_upper
+
+    pr = _point(9, [3, 6, 6, 2], 0.15)
+    rows = change_rows(nominal_enclosure(pr))
+    lb = SplitSearch(pr, rows, root_iters=1).lb
+    C = rows.coefs[:, None, :].reshape((len(rows), 1) + lb.y.pshape)
+    window, _ = optimised_upper(lb, [(lb.y, C)], None, iters=STALL_WINDOW + 1)
+    stalled, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50, stall=np.inf)
+    full, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50, stall=None)
+    np.testing.assert_array_equal(stalled, window)
+    assert np.all(full <= stalled)

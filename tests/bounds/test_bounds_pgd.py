@@ -114,7 +114,7 @@ def test_engine_bracket_lower_end_beats_reference_pgd(seed: int) -> None:
 def test_box_regions_use_the_batched_falsifier(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Over an input box the start of the output-change search runs the batched falsifier too: a higher
     (sound, snapped) lower end than the sign-gradient restarts alone, still below the proved bound."""
-    import paramverify.bounds.searches as searches
+    from paramverify.bounds import searches
     from paramverify.bounds.sound import box_outputs, change_upper
     from paramverify.properties import Problem
     from paramverify.specs import InputRegion
