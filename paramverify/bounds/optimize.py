@@ -19,6 +19,7 @@ outward-rounded backward pass, and the result is their row-wise minimum.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from paramverify.bounds.linear import LNode, Trace, mm
 from paramverify.errors import InternalError
 
 Tape = list[tuple[LNode, dict[str, Any]]]
+#: steps over which ``optimised_upper(stall=...)`` measures the progress of the bound
+STALL_WINDOW = 4
 
 
 def _value(prim: dict[int, np.ndarray], v: Any, nd: int) -> np.ndarray:
@@ -127,13 +130,20 @@ def optimised_upper(
     iters: int = 8,
     lr_alpha: float = 0.2,
     lr_beta: float = 0.2,
+    time_limit: float | None = None,
+    stall: float | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Upper bounds ``[S, N]`` of the targets, minimised over slopes and split multipliers.
 
     ``splits[n]``: the splits of domain ``n`` (point mode: the trace's
     domain axis), or None.  Returns the row-wise minimum over all iterates
     and the first pass's coefficients at the activations (for branching).
+    ``time_limit``: stop after that many seconds (at least one pass; any
+    iterate is sound, so stopping early only loosens the bound).  ``stall``:
+    also stop once the last ``STALL_WINDOW`` steps lowered the mean bound by
+    less than ``stall`` times its magnitude (the optimisation has settled).
     """
+    t0 = time.monotonic()
     t = lb.trace
     S = targets[0][1].shape[0]
     lead = (S, t.n)
@@ -150,6 +160,7 @@ def optimised_upper(
     relu_acts = [a for a in lb.acts if a.op in ("relu", "leaky_relu") and a.attrs.get("alpha", 0.0) <= 1.0]
     slopes: dict[int, np.ndarray] = {}
     best = np.full(lead, np.inf)
+    history: list[float] = []
     kept0: dict[int, np.ndarray] = {}
     states: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     scale = 1.0
@@ -164,8 +175,14 @@ def optimised_upper(
             scale = float(np.mean([np.mean(np.abs(k)) for k in kept0.values()])) if kept0 else 1.0
             for a in relu_acts:
                 slopes[a.index] = np.broadcast_to(relaxation(t, a).a_lo, lead + a.pshape).copy()
-        if it == iters:
+        if it == iters or (time_limit is not None and time.monotonic() - t0 >= time_limit):
             break
+        fin = best[np.isfinite(best)]
+        history.append(float(np.mean(fin)) if fin.size else 0.0)
+        if stall is not None and len(history) > STALL_WINDOW:
+            before, now = history[-1 - STALL_WINDOW], history[-1]
+            if before - now <= stall * (abs(now) + 1e-12):
+                break
         prim = primal(t, tape, lead)
         for i, b in betas.items():
             z = prim.get(i)

@@ -3,7 +3,9 @@
 Each search pairs a sound box bound (:mod:`paramverify.bounds.sound`) with a
 probe that turns promising box centres into concrete, snapped and soundly
 re-evaluated witnesses, and hands both to
-:func:`paramverify.bounds.branch.branch_and_bound`.
+:func:`paramverify.bounds.branch.branch_and_bound`.  The output-change search
+starts from the sign-gradient falsifier and, on nets of at least
+``PGD_BOX_MIN`` values, the batched one (:func:`paramverify.bounds.pgd.pgd`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from paramverify.bounds.falsify import (
     nominal_margin,
     output_change,
 )
+from paramverify.bounds.pgd import PGDSettings, change_objective, pgd
 from paramverify.bounds.sound import (
     box_outputs,
     certain_flip_margin,
@@ -132,8 +135,16 @@ def change_probe(problem: Problem, steps: int = 6) -> ProbeFn:
     return probe
 
 
+#: box regions of at least this many parameters and input coordinates also get the batched falsifier
+#: (smaller ones are closed by the input branch and bound, where it would only cost time)
+PGD_BOX_MIN = 1000
+#: share of the time limit the batched falsifier may use on a box region (the input branch and bound needs the rest)
+PGD_BOX_SHARE = 0.15
+
+
 def change_start(problem: Problem, options: Options, deadline: Deadline, max_objectives: int = 6) -> Probe:
-    """Falsifier restarts over the whole region for the most promising (output, sign) pairs."""
+    """Falsifier restarts over the whole region for the most promising (output, sign) pairs, then (on
+    nets of at least ``PGD_BOX_MIN`` values) the batched falsifier over the region and the box."""
     g, box, region = problem.graph, problem.box, problem.region
     root = box_outputs(g, box, region.lo[None], region.hi[None])
     scores = np.concatenate([root.d.hi[0], -root.d.lo[0]])
@@ -144,6 +155,14 @@ def change_start(problem: Problem, options: Options, deadline: Deadline, max_obj
     cands = falsify(g, box, region.lo, region.hi, objs, rng, deadline, n_random=4, steps=8)
     best = max(cands, key=lambda c: c.value)
     probe = sound_change(problem, best.x, best.params)
+    if box.n_parameters + region.size >= PGD_BOX_MIN and not deadline.expired():
+        limit = None if options.timeout_s is None else PGD_BOX_SHARE * options.timeout_s
+        strong = pgd(g, box, region.lo, region.hi, change_objective(k, [int(c) for c in order]), rng, deadline,
+                     PGDSettings(), time_limit=limit, starts=[(best.x, best.params)])
+        for c in strong[:1]:
+            got = sound_change(problem, c.x, c.params)  # snapped into the boxes and re-evaluated soundly
+            if got.value > probe.value:
+                probe = got
     if all(np.array_equal(box.lo[n], box.hi[n]) for n in box.names):
         # a concrete copy (an int8 model: rounding steps have no useful gradient): also try sampled points
         params = {n: box.lo[n] for n in box.names}

@@ -249,3 +249,54 @@ def test_optimised_bounds_hold_on_split_domains() -> None:
             if all((zs[act_layer[s.node]][s.pos] >= 0) == s.positive for s in dom):
                 assert feasible[d] and value <= opt[d] + 1e-12
     assert np.all(opt[feasible] <= plain[feasible] + 1e-12) and np.any(opt[feasible] < plain[feasible] - 1e-9)
+
+
+def test_root_bounds_optimise_the_slopes_soundly() -> None:
+    """alpha-CROWN on the whole box: tighter than CROWN's first bound on some row, never looser on any,
+    and above the row's value for every sampled parameter (corners included)."""
+    pr = _point(9, [3, 6, 6, 2], 0.15)
+    rows = change_rows(nominal_enclosure(pr))
+    crown = SplitSearch(pr, rows, root_iters=1).root_bounds()
+    opt = SplitSearch(pr, rows).root_bounds()
+    assert np.all(opt <= crown) and np.any(opt < crown - 1e-6)
+    rng = np.random.default_rng(9)
+    g, x = pr.graph, pr.region.lo
+    worst = np.full(len(rows), -np.inf)
+    for _ in range(2000):
+        p = corner_params(pr.box, rng) if rng.random() < 0.5 else pr.box.sample(rng)
+        worst = np.maximum(worst, rows.coefs @ g.evaluate(x, p)[0] + rows.offsets)
+    assert np.all(worst <= opt)
+
+
+def test_root_optimisation_stops_at_its_time_limit() -> None:
+    """A root budget of 0 s leaves one pass (CROWN's slopes): the bound is CROWN's, still sound."""
+    from paramverify.bounds.optimize import optimised_upper
+
+    pr = _point(9, [3, 6, 6, 2], 0.15)
+    rows = change_rows(nominal_enclosure(pr))
+    crown = SplitSearch(pr, rows, root_iters=1).root_bounds()
+    timed = SplitSearch(pr, rows, root_time=0.0).root_bounds()
+    np.testing.assert_array_equal(timed, crown)
+    lb = SplitSearch(pr, rows, root_iters=1).lb
+    C = rows.coefs[:, None, :].reshape((len(rows), 1) + lb.y.pshape)
+    one, _ = optimised_upper(lb, [(lb.y, C)], None, iters=1)
+    capped, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50, time_limit=0.0)
+    full, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50)
+    np.testing.assert_array_equal(capped, one)
+    assert np.all(full <= one) and np.any(full < one - 1e-6)
+
+
+def test_slope_optimisation_stops_once_the_bound_settles() -> None:
+    """``stall``: the optimisation ends when the last steps barely lower the bound; a huge tolerance ends it
+    after the first window (the same bound as that many steps), none runs every step."""
+    from paramverify.bounds.optimize import STALL_WINDOW, optimised_upper
+
+    pr = _point(9, [3, 6, 6, 2], 0.15)
+    rows = change_rows(nominal_enclosure(pr))
+    lb = SplitSearch(pr, rows, root_iters=1).lb
+    C = rows.coefs[:, None, :].reshape((len(rows), 1) + lb.y.pshape)
+    window, _ = optimised_upper(lb, [(lb.y, C)], None, iters=STALL_WINDOW + 1)
+    stalled, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50, stall=np.inf)
+    full, _ = optimised_upper(lb, [(lb.y, C)], None, iters=50, stall=None)
+    np.testing.assert_array_equal(stalled, window)
+    assert np.all(full <= stalled)

@@ -108,3 +108,26 @@ def test_engine_bracket_lower_end_beats_reference_pgd(seed: int) -> None:
     for _ in range(20):  # the proved end still holds at sampled vertices of the box
         p = {n: np.where(rng.random(problem.box.lo[n].shape) < 0.5, problem.box.lo[n], problem.box.hi[n]) for n in problem.box.names}
         assert _change(graph, x, p) <= b.upper
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_box_regions_use_the_batched_falsifier(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over an input box the start of the output-change search runs the batched falsifier too: a higher
+    (sound, snapped) lower end than the sign-gradient restarts alone, still below the proved bound."""
+    from paramverify.bounds import searches
+    from paramverify.bounds.sound import box_outputs, change_upper
+    from paramverify.properties import Problem
+    from paramverify.specs import InputRegion
+
+    g = load_model(random_mlp(seed, [16, 48, 48, 4]))
+    c = np.random.default_rng(seed).uniform(-1, 1, 16)
+    pr = Problem(g, AbsoluteDelta(0.02).to_box(g), InputRegion.box(c - 0.1, c + 0.1))
+    opt = Options(seed=seed)  # no time limit: the falsifier runs all its steps (a result independent of load)
+    strong = searches.change_start(pr, opt, opt.deadline())
+    monkeypatch.setattr(searches, "PGD_BOX_MIN", 10**9)
+    plain = searches.change_start(pr, opt, opt.deadline())
+    upper = float(change_upper(box_outputs(g, pr.box, pr.region.lo[None], pr.region.hi[None]))[0])
+    assert plain.value < strong.value <= upper
+    w = strong.witness
+    assert pr.box.contains(w.parameters) and np.all((w.input >= pr.region.lo) & (w.input <= pr.region.hi))
+    assert strong.value <= _change(g, w.input[None], w.parameters) + 1e-9
