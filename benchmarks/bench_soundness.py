@@ -213,6 +213,7 @@ class CorpusConfig:
     """Budgets of one case; the defaults are the benchmark's, the tests use smaller ones."""
 
     bounds_timeout_s: float = 2.0
+    label_timeout_s: float | None = None  # the extreme tier's label verdicts (None: bounds_timeout_s)
     z3_timeout_s: float = 5.0
     tolerance: float = 1e-4
     param_samples: int = 48

@@ -373,7 +373,8 @@ class XChecker:
                 self.r.counts["eps_witness_checked"] += 1
                 if _above(mpmath.mpf(b.lower), self.change(xs[-1], wi)):
                     self.violate(f"eps lower end {b.lower!r} exceeds the exact change at its own witness")
-        v = api.verify(pb, "label", backend="bounds", options=opts)
+        label_timeout = cfg.bounds_timeout_s if cfg.label_timeout_s is None else cfg.label_timeout_s
+        v = api.verify(pb, "label", backend="bounds", options=_opts(label_timeout, cfg.tolerance, seed))
         self.r.counts[f"label_{_definite(v)}"] += 1
         if isinstance(v, Falsified):
             cex = v.counterexample
