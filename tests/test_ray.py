@@ -477,3 +477,95 @@ def test_compare_identical_without_ray_1_and_2_workers(files, capsys, monkeypatc
     assert runs[0]["complete"] and not runs[0]["incomplete"]  # no query stopped at its time limit
     assert [m["name"] for m in runs[2]["models"]] == ["relu1", "relu3"] and tasks == [2, 2]  # one task per model
     assert strip_times(runs[0]) == strip_times(runs[1]) == strip_times(runs[2])
+
+
+# ----------------------------------------------------------------- compress
+COMPRESS_FAST = ["--budget", "0.5", "--episodes", "2", "--warmup", "1", "--finetune-steps", "2", "--batch", "16",
+                 "--eval-images", "40", "--test-images", "40", "--steps", "2", "--train-steps", "1", "--eps", "0.05",
+                 "--baselines", "random,rule", "--reward", "certified", "--sigma", "0.1", "--cert-radius", "0",
+                 "--cert-n", "20", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def compress_teacher(files):
+    """A tiny two-stage teacher on digits, briefly PGD-trained (a few seconds)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from paramverify.compress.arch import ArchSpec, StageSpec
+    from paramverify.compress.onnxio import save_onnx
+    from paramverify.compress.tasks import Task, load_task_data
+    from paramverify.compress.train import TrainConfig, train_teacher
+
+    data = load_task_data("digits", eval_images=40, test_images=40)
+    arch = ArchSpec((1, 8, 8), 10, (StageSpec(6, 2, 1), StageSpec(12, 2, 2)))
+    net = train_teacher(arch, data, Task(eps=0.05, steps=2, train_steps=1), TrainConfig(steps=30, batch=32), seed=0)
+    return str(save_onnx(net, files["dir"] / "teacher.onnx"))
+
+
+def _without_times(obj):
+    if isinstance(obj, dict):
+        return {k: _without_times(v) for k, v in obj.items() if k not in ("seconds", "onnx")}
+    if isinstance(obj, list):
+        return [_without_times(v) for v in obj]
+    return obj
+
+
+def test_compress_identical_without_ray_1_and_2_workers(files, compress_teacher, capsys, monkeypatch, ray_up):
+    """The baselines' candidates (one task each) and the certified reward's images as tasks:
+    the report equals the one-process report, evaluation indices included."""
+    from paramverify.compress import cli as compress_cli
+
+    real = compress_cli.parallel_config
+    monkeypatch.setattr(compress_cli, "parallel_config",  # one worker on the shared 2-CPU instance: tasks reserve both CPUs
+                        lambda args: replace(real(args), cpus_per_task=2.0) if args.workers == 1 else real(args))
+    sent, completed = [], RayPool.completed
+
+    def spy(self, fn, items):
+        sent.append((type(fn).__name__, len(items)))
+        return completed(self, fn, items)
+
+    monkeypatch.setattr(RayPool, "completed", spy)
+    reports = []
+    for extra in ([], ["--workers", "1"], ["--workers", "2"]):
+        out = files["dir"] / f"compress{len(reports)}"
+        code, _, _ = run_cli(capsys, "compress", compress_teacher, "--out", str(out), *COMPRESS_FAST, *extra)
+        assert code == 0
+        reports.append(json.loads((out / "report.json").read_text()))
+    assert [e["index"] for m in ("agent", "random", "rule") for e in reports[2]["methods"][m]["history"]] == list(range(6))
+    assert _without_times(reports[0]) == _without_times(reports[1]) == _without_times(reports[2])
+    assert sent.count(("EvalJob", 2)) == 4  # random and rule: one task per candidate, in both runs with workers
+    assert any(name == "CertJob" for name, _ in sent)  # the agent's rewards: the images as tasks
+
+
+def test_compress_workers_without_ray_is_one_line_exit_2(compress_teacher, files, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when Ray is not installed
+    code, out, err = run_cli(capsys, "compress", compress_teacher, "--out", str(files["dir"] / "compress_noray"),
+                             *COMPRESS_FAST, "--workers", "2")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0 and 'pip install -e ".[ray]"' in err
+
+
+def test_compress_plan_lost_cluster_keeps_the_finished_prefix_in_order(ray_up):
+    from paramverify.compress.jobs import evaluate_plan
+    from paramverify.errors import ClusterError
+
+    class Env:  # an environment whose candidate 3 kills its worker
+        pool = None
+
+        def __init__(self):
+            self.evaluations = 0
+
+        def measure(self, c):
+            if c == 3:
+                import os as os_
+
+                os_._exit(1)
+            return 10 * c
+
+        def number(self, v):
+            self.evaluations += 1
+            return self.evaluations - 1, v
+
+    got = []
+    with pytest.raises(ClusterError, match="lost"):
+        evaluate_plan(Env(), [0, 1, 2, 3, 4, 5], got.append, RayPool(ParallelConfig(workers=2, max_retries=0), ray_up))
+    assert len(got) <= 3 and got == [(i, 10 * i) for i in range(len(got))]
