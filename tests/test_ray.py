@@ -94,8 +94,8 @@ def test_flag_validation(files, capsys):
     code, _, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", "0.1,0.2,0.3,0.4",
                            "--workers", "2", "--ray-address", "auto")
     assert code == 2 and "conflicts with --ray-address" in err
-    code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2")
-    assert code == 2 and "only the --formal reward runs as Ray tasks" in err
+    code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2", "--device", "cuda")
+    assert code == 2 and "Ray tasks run on the workers' CPUs" in err and err.strip().count("\n") == 0
 
 
 def test_dataset_rows_single_process_in_order(files, capsys):
@@ -569,3 +569,35 @@ def test_compress_plan_lost_cluster_keeps_the_finished_prefix_in_order(ray_up):
     with pytest.raises(ClusterError, match="lost"):
         evaluate_plan(Env(), [0, 1, 2, 3, 4, 5], got.append, RayPool(ParallelConfig(workers=2, max_retries=0), ray_up))
     assert len(got) <= 3 and got == [(i, 10 * i) for i in range(len(got))]
+
+
+# ------------------------------------------------------- search, sampled reward
+def test_sampled_search_reward_identical_with_tasks(ray_up):
+    """The float certificates (groups of images) and each policy's quantized labels (whole
+    batches of the one-process layout, here batches that straddle images) as tasks: every
+    number equals the one-process evaluator's, for the search's n_q and the race's other n."""
+    torch = pytest.importorskip("torch")
+    from paramverify.search.reward import RewardConfig, SmoothingEvaluator
+    from paramverify.search.space import BitPolicy
+    from paramverify.smoothing.onnx_torch import load_onnx
+    from tests.search.nets import labelled_inputs, tiny_cnn
+
+    proto = tiny_cnn(0)
+    model = load_onnx(proto)
+    x, y = labelled_inputs(proto, 10, seed=1)
+    cfg = RewardConfig(sigma=0.25, n0=16, float_n=200, n_q=100, batch_size=64, seed=11)
+    one = SmoothingEvaluator(model, x, y, torch.from_numpy(x), cfg, 4)
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    tasks = SmoothingEvaluator(model, x, y, torch.from_numpy(x), cfg, 4, pool=pool)
+    assert pool.stats["tasks"] > 1
+    for k in ("predict", "pa_lower", "radius", "labels"):
+        assert np.array_equal(one._float[k], tasks._float[k]), k
+    for bits in ((8, 8, 8), (3, 2, 4)):
+        policy = BitPolicy.from_bits(("conv", "fc1", "fc2"), bits)
+        for n in (100, 30, 150):  # n_q (one group of all images), the race's groups of 2 and of 1 image
+            sent = pool.stats["tasks"]
+            a, b = one.evaluate_n(policy, n), tasks.evaluate_n(policy, n)
+            assert pool.stats["tasks"] > sent + 1
+            assert a.reward == b.reward and dict(a.metrics) == dict(b.metrics) and a.samples == b.samples
+            for u, v in zip(one.per_image(policy, n), tasks.per_image(policy, n)):
+                assert np.array_equal(u, v)
