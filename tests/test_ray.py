@@ -601,3 +601,33 @@ def test_sampled_search_reward_identical_with_tasks(ray_up):
             assert a.reward == b.reward and dict(a.metrics) == dict(b.metrics) and a.samples == b.samples
             for u, v in zip(one.per_image(policy, n), tasks.per_image(policy, n)):
                 assert np.array_equal(u, v)
+
+
+def _without_clock(obj):
+    if isinstance(obj, dict):
+        return {k: _without_clock(v) for k, v in obj.items() if "seconds" not in k and "time" not in k and k not in ("workers", "path")}
+    if isinstance(obj, list):
+        return [_without_clock(v) for v in obj]
+    return obj
+
+
+def test_sampled_search_cli_identical_with_2_workers(files, capsys, ray_up):
+    pytest.importorskip("torch")
+    from tests.search.nets import labelled_inputs, tiny_cnn
+
+    proto = tiny_cnn(7)
+    onnx.save(proto, files["dir"] / "cnn.onnx")
+    x, y = labelled_inputs(proto, 18, seed=8)
+    np.save(files["dir"] / "cx.npy", x)
+    np.save(files["dir"] / "cy.npy", y)
+    reports = []
+    for extra in ([], ["--workers", "2"]):
+        out = files["dir"] / f"search{len(reports)}"
+        code, _, _ = run_cli(capsys, "search", str(files["dir"] / "cnn.onnx"), "--out", str(out), "--inputs", str(files["dir"] / "cx.npy"),
+                             "--labels", str(files["dir"] / "cy.npy"), "--budget", "0.04", "--episodes", "3", "--warmup", "2",
+                             "--hidden", "16", "--reward-images", "10", "--reward-n", "32", "--float-n", "64", "--n0", "8",
+                             "--test-images", "8", "--test-n", "48", "--test-n0", "8", "--random-trials", "2", "--batch", "50",
+                             "--quiet", *extra)
+        assert code == 0
+        reports.append(json.loads((out / "report.json").read_text()))
+    assert _without_clock(reports[0]) == _without_clock(reports[1])
