@@ -198,14 +198,15 @@ class SmoothingEvaluator:
         n = len(self.inputs)
         out = {"predict": np.zeros(n, np.int64), "pa_lower": np.zeros(n), "radius": np.zeros(n),
                "labels": np.zeros((n, c.float_n), np.int32)}
-        if self.pool is not None:
+        if self.pool is not None:  # groups of images as tasks, each image as in the loop below
             certs = pooled_float_certificates(self.pool, FloatCertJob(self.model, self.num_classes, c), self.inputs)
             for i, (predict, pa_lower, radius, labels) in enumerate(certs):
                 out["predict"][i], out["pa_lower"][i], out["radius"][i] = predict, pa_lower, radius
                 out["labels"][i] = labels
             if progress is not None:
                 progress(f"float certificates {n}/{n}")
-        for i in range(n if self.pool is None else 0):
+        todo = range(n) if self.pool is None else range(0)
+        for i in todo:
             cert = smooth.certify(self.inputs[i], c.n0, c.float_n, c.alpha, seed=image_seed(c.seed, i), keep_labels=True)
             assert cert.labels is not None
             out["predict"][i], out["pa_lower"][i], out["radius"][i] = cert.predict, cert.pa_lower, cert.radius
