@@ -94,8 +94,8 @@ def test_flag_validation(files, capsys):
     code, _, err = run_cli(capsys, "verify", files["model"], "--property", "label", "--delta", "0.01", "--x0", "0.1,0.2,0.3,0.4",
                            "--workers", "2", "--ray-address", "auto")
     assert code == 2 and "conflicts with --ray-address" in err
-    code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2")
-    assert code == 2 and "only the --formal reward runs as Ray tasks" in err
+    code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2", "--device", "cuda")
+    assert code == 2 and "Ray tasks run on the workers' CPUs" in err and err.strip().count("\n") == 0
 
 
 def test_dataset_rows_single_process_in_order(files, capsys):

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from paramverify.compress.arch import (
     arch_macs,
 )
 from paramverify.compress.env import Choice, CompressEnv, Evaluation
+from paramverify.compress.jobs import evaluate_plan
 from paramverify.compress.space import to_actions
 from paramverify.errors import SpecError
 
@@ -91,8 +93,12 @@ def random_choices(env: CompressEnv, rng: np.random.Generator) -> list[Choice]:
 
 
 def run_baseline(name: str, env: CompressEnv, n: int, seed: int, hook: Hook | None = None,
-                 done: list[Evaluation] | None = None) -> list[Evaluation]:
-    """``n`` evaluations of baseline ``name``; ``done`` (a resumed run's) are kept, not repeated."""
+                 done: list[Evaluation] | None = None, pool: Any = None) -> list[Evaluation]:
+    """``n`` evaluations of baseline ``name``; ``done`` (a resumed run's) are kept, not repeated.
+
+    The candidates are fixed before any is evaluated; with ``pool`` (a RayPool) each is one
+    task, and the evaluations come back numbered in plan order (:func:`evaluate_plan`).
+    """
     out = list(done or [])
     if name == "random":
         rng = np.random.default_rng(seed)
@@ -103,9 +109,11 @@ def run_baseline(name: str, env: CompressEnv, n: int, seed: int, hook: Hook | No
         plan = rule_chain(env)[-n:][::-1]
     else:
         raise SpecError("baselines", f"unknown baseline {name!r}", f"use some of {', '.join(BASELINES)}")
-    for choices in plan[len(out):]:
-        ev = env.evaluate(choices)
+
+    def keep(ev: Evaluation) -> None:
         out.append(ev)
         if hook is not None:
             hook(ev)
+
+    evaluate_plan(env, plan[len(out):], keep, pool)
     return out

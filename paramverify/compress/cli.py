@@ -3,12 +3,15 @@
     paramverify compress TEACHER.onnx --budget FLOPS_FRACTION [--attack pgd|square] [--eps E]
         [--steps K] [--episodes N] [--agent AGENT.pt] [--save-agent AGENT.pt]
         [--baselines uniform,random,rule|none] [--out DIR] [--resume] [--reward adversarial|certified]
-        [--timeout S] [--seed S] [--json] [--quiet]
+        [--timeout S] [--seed S] [--workers N | --ray-address ADDR] [--json] [--quiet]
 
 Writes into ``--out``: ``subnet.onnx`` (the chosen sub-network, replayed on onnxruntime),
 ``report.json``, ``report.md`` (with the chosen architecture as a table), ``pareto.png``,
-and a checkpoint after every evaluation.  Exit codes: 0 done, 2 input error, 130
-interrupted or cut short by ``--timeout`` (continue with ``--resume``).
+and a checkpoint after every evaluation.  With ``--workers`` / ``--ray-address`` the
+baselines' candidates (one task each) and the certified reward's images run as Ray tasks
+(:mod:`paramverify.compress.jobs`); the report is the same as in one process.  Exit codes:
+0 done, 2 input error, 3 the Ray cluster was lost (what finished is written; ``--resume``
+continues), 130 interrupted or cut short by ``--timeout`` (continue with ``--resume``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from paramverify.argtypes import (
     positive_float,
     positive_int,
 )
-from paramverify.errors import BackendUnavailableError, ParamVerifyError, SpecError
+from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
+from paramverify.errors import BackendUnavailableError, ClusterError, ParamVerifyError, SpecError
 from paramverify.fileio import check_output_folder, check_output_path
 from paramverify.interrupt import finishing
 
@@ -78,10 +82,11 @@ def add_subparser(subparsers: Any) -> None:
     d.add_argument("--timeout", type=positive_float, help="wall-clock limit in seconds (then exit 130; --resume continues)")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    add_parallel_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``paramverify compress``; 0 done, 2 input error, 130 interrupted."""
+    """Run ``paramverify compress``; 0 done, 2 input error, 3 lost cluster, 130 interrupted."""
     try:
         return _run(args)
     except ParamVerifyError as exc:
@@ -126,21 +131,32 @@ def _run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "out")
     check_output_path(args.save_agent, "save-agent")
     settings = settings_from_args(args)
+    config = parallel_config(args)
     deadline = Options(timeout_s=wall_budget(args), stop=getattr(args, "stop", None)).deadline()
+    stopped: str | None = None
     with ConsoleProgress(enabled=not args.quiet) as bar:
         try:
-            session = CompressSession(args.teacher, settings, args.out, resume=args.resume, progress=bar.update)
-            complete = session.run(deadline)
+            with open_pool(config) as pool:  # None without --workers/--ray-address (Ray not imported)
+                session = CompressSession(args.teacher, settings, args.out, resume=args.resume, progress=bar.update)
+                try:
+                    complete = session.run(deadline, pool)
+                except ClusterError as exc:  # the evaluations finished in order are checkpointed
+                    complete, stopped = False, str(exc)
         except KeyboardInterrupt:
             bar.note("interrupted; the checkpoint of the last finished evaluation is kept (--resume continues)")
             return 130
         if not complete:
             finishing(args)
             session.write_outputs(complete=False)
-            bar.note(f"stopped early: best so far in {args.out / 'report.json'}; continue with --resume")
+            if stopped is not None:
+                print(f"paramverify compress: error: {stopped}; the finished evaluations are in {args.out / 'report.json'} "
+                      "(--resume continues)", file=sys.stderr)
+            else:
+                bar.note(f"stopped early: best so far in {args.out / 'report.json'}; continue with --resume")
             if args.json:
-                sys.stdout.write(json.dumps({"out": str(args.out), "complete": False}) + "\n")
-            return 130
+                sys.stdout.write(json.dumps({"out": str(args.out), "complete": False,
+                                             **({"stopped": stopped} if stopped else {})}) + "\n")
+            return 3 if stopped is not None else 130
         bar.update("testing the best sub-networks on the test images ...")
         finishing(args)
         report = session.write_outputs()

@@ -16,13 +16,18 @@ where ``acc`` is the adversarial accuracy under the task's attack, or with
 certificate at confidence ``1 - cert_alpha``).  An evaluation is a deterministic function
 of the architecture (the fine-tuning and the attack are seeded by the environment's seed
 only), so every method that proposes the same sub-network gets the same numbers; each call
-counts as one evaluation.
+counts as one evaluation.  The certified reward certifies image ``i`` with the noise of its own
+seed :func:`~paramverify.smoothing.core.input_seed` ``(seed, i)`` on one torch thread, so an
+image's certificate does not depend on the other images or on where it runs: with ``pool``
+set (``--workers`` / ``--ray-address``, :mod:`paramverify.compress.jobs`) the images of one
+evaluation run as Ray tasks and give the same numbers.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +120,7 @@ class CompressEnv:
         if teacher.arch.in_shape != data.in_shape:
             raise SpecError("teacher", f"input shape {teacher.arch.in_shape} does not fit {data.name} {data.in_shape}")
         self.teacher, self.task, self.data, self.config = teacher.eval(), task, data, config
+        self.pool: Any = None  # a RayPool: the certified reward's images as tasks (driver side only)
         self.arch: ArchSpec = teacher.arch
         self.teacher_macs = onnx_macs(to_onnx(teacher))
         check(self.teacher_macs == arch_macs(self.arch), "ONNX and description MAC counts of the teacher differ")
@@ -155,6 +161,16 @@ class CompressEnv:
 
     def evaluate(self, choices: list[Choice]) -> Evaluation:
         """Project (with the wall), build, fine-tune, count and attack; one evaluation."""
+        return self.number(self.measure(choices))
+
+    def number(self, ev: Evaluation) -> Evaluation:
+        """``ev`` with the next evaluation index (the count is the driver's state)."""
+        ev = replace(ev, index=self.evaluations)
+        self.evaluations += 1
+        return ev
+
+    def measure(self, choices: list[Choice]) -> Evaluation:
+        """One evaluation without its index (-1): what a Ray task computes (see :meth:`number`)."""
         t0 = time.monotonic()
         choices = self.project(choices)
         net = self.build(choices)
@@ -167,24 +183,18 @@ class CompressEnv:
         reward = acc / self.teacher_acc * (1.0 / frac) ** c.flops_weight
         if c.constraint == "penalty":
             reward -= c.penalty * max(0.0, macs / max(1, self.max_macs) - 1.0)
-        index = self.evaluations
-        self.evaluations += 1
-        return Evaluation(index, tuple(tuple(int(v) for v in ch) for ch in choices), net.arch.label(), macs,  # type: ignore[misc]
+        return Evaluation(-1, tuple(tuple(int(v) for v in ch) for ch in choices), net.arch.label(), macs,  # type: ignore[misc]
                           frac, float(clean.mean()), float(adv.mean()), cert, acc, float(reward),
                           macs <= self.max_macs, time.monotonic() - t0)
 
     def _certified(self, net: StageNet) -> float:
-        """Share of the evaluation images whose smoothed prediction is certified correct at ``cert_radius``."""
-        from paramverify.smoothing.core import Smooth, SmoothOptions
+        """Share of the evaluation images whose smoothed prediction is certified correct at ``cert_radius``
+        (image ``i`` with the seed ``input_seed(seed, i)``; as Ray tasks when ``pool`` is set)."""
+        from paramverify.compress.jobs import CertJob, certified_hits
 
-        c = self.config
-        gen = torch.Generator().manual_seed(c.seed)
-        smooth = Smooth(net, self.arch.classes, SmoothOptions(sigma=c.cert_sigma, batch_size=c.cert_n), gen)
-        hits = 0
-        for x, y in zip(self.data.eval_x, self.data.eval_y):
-            cert = smooth.certify(x, c.cert_n0, c.cert_n, c.cert_alpha)
-            hits += int(cert.predict == int(y) and cert.radius >= c.cert_radius)
-        return hits / len(self.data.eval_y)
+        job = CertJob(net, self.arch.classes, self.config)
+        items = [(i, x, int(y)) for i, (x, y) in enumerate(zip(self.data.eval_x, self.data.eval_y))]
+        return certified_hits(job, items, self.pool) / len(items)
 
     def test_correct(self, choices: tuple[Choice, ...] | list[Choice]) -> tuple[np.ndarray, np.ndarray]:
         """(clean, adversarial) correctness per *test* image of the sub-network of ``choices``

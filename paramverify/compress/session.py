@@ -93,7 +93,17 @@ class CompressSession:
                 self.baseline_evals.update({k: [Evaluation.from_json(e) for e in v] for k, v in done.items()
                                             if k in self.baseline_evals})
 
-    def run(self, deadline: Deadline | None = None) -> bool:
+    def run(self, deadline: Deadline | None = None, pool: Any = None) -> bool:
+        """Every evaluation; ``pool`` (a RayPool or None): the baselines' candidates and the
+        certified reward's images as tasks (a lost cluster raises ClusterError; what finished
+        is checkpointed)."""
+        self.env.pool = pool
+        try:
+            return self._run(deadline, pool)
+        finally:
+            self.env.pool = None
+
+    def _run(self, deadline: Deadline | None, pool: Any) -> bool:
         if not self.agent_run.run(lambda _p: [self.env], deadline, self.progress):
             return False
         n = self.settings.episodes
@@ -109,7 +119,7 @@ class CompressSession:
                     raise _Stopped
 
             try:
-                run_baseline(name, self.env, n, self.settings.seed, hook, done=list(done))
+                run_baseline(name, self.env, n, self.settings.seed, hook, done=list(done), pool=pool)
             except _Stopped:
                 return False
         return True

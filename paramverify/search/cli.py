@@ -12,7 +12,9 @@ certify --policy``), ``model_qdq.onnx`` (QuantizeLinear/DequantizeLinear),
 ``report.md`` + ``pareto.png`` + ``report.json``, and a checkpoint after
 every episode.  Ctrl-C keeps the last checkpoint, writes the best policy so
 far and exits with 130; ``--resume`` continues.  Progress goes to stderr;
-with ``--json`` exactly one JSON object goes to stdout.  Exit codes: 0 done
+with ``--json`` exactly one JSON object goes to stdout.  With ``--workers`` /
+``--ray-address`` each reward's work runs as Ray tasks (the same numbers as one
+process; the DDPG loop stays sequential).  Exit codes: 0 done
 (also when ``--timeout`` cut the search short: the report says so), 2 input
 error, 130 interrupted.
 """
@@ -114,7 +116,7 @@ def add_subparser(subparsers: Any) -> None:
     d.add_argument("--timeout", type=positive_float, help="wall-clock limit of the search in seconds")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--quiet", action="store_true", help="no progress output")
-    add_parallel_args(p)  # with --formal: each reward's images are Ray tasks
+    add_parallel_args(p)  # the reward's work as Ray tasks (--formal: one image each; sampled: see reward_jobs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,10 +170,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         raise SpecError("model", f"{args.model} does not exist", "pass the path of a .onnx file")
     check_output_folder(args.out, "out")  # before the float certificates, not after the search
+    if parallel_config(args).enabled and not args.formal and args.device != "cpu":
+        raise SpecError("workers", "the sampled reward's Ray tasks run on the workers' CPUs, not on --device " + args.device,
+                        "add --device cpu or drop --workers/--ray-address")
     settings = _settings(args)
-    if parallel_config(args).enabled and not settings.formal:
-        raise SpecError("workers", "only the --formal reward runs as Ray tasks (the smoothing reward is batched on one device)",
-                        "add --formal or drop --workers/--ray-address")
     model = load_onnx(args.model)
     data = resolve_data(model.input_shape, settings.reward_images, settings.test_images, args.inputs, args.labels,
                         args.train_inputs, args.train_labels)
@@ -183,8 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     deadline = Options(timeout_s=wall_budget(args), stop=getattr(args, "stop", None)).deadline()
     with ConsoleProgress(enabled=not args.quiet) as bar, contextlib.ExitStack() as stack:
         try:
-            session = SearchSession(args.model, settings, data, args.out, resume=args.resume, progress=bar.update)
             pool = stack.enter_context(open_pool(parallel_config(args)))
+            session = SearchSession(args.model, settings, data, args.out, resume=args.resume, progress=bar.update,
+                                    pool=pool)  # the sampled reward's float certificates and labels as tasks
             for ev in (session.evaluator, getattr(session.test, "evaluator", None)):
                 if isinstance(ev, FormalEvaluator):
                     ev.pool = pool  # the formal reward's images as tasks

@@ -189,7 +189,7 @@ class SearchSession:
     """A search in an output folder (see the module docstring)."""
 
     def __init__(self, model: Path | onnx.ModelProto, settings: SearchSettings, data: SearchData, out: Path, *,
-                 resume: bool = False, progress: Progress | None = None) -> None:
+                 resume: bool = False, progress: Progress | None = None, pool: Any = None) -> None:
         self.settings = settings
         self.data = data
         self.out = Path(out)
@@ -229,7 +229,8 @@ class SearchSession:
                                            FinetuneConfig(steps=s.finetune_steps, lr=s.finetune_lr, seed=s.seed))
             self.evaluator = SmoothingEvaluator(self.model, data.reward_x, data.reward_y, self.calibration, rc,
                                                 self.num_classes, finetune=self.finetuner,
-                                                cache_path=self.out / "float_certificates.npz", progress=self.progress)
+                                                cache_path=self.out / "float_certificates.npz", progress=self.progress,
+                                                pool=pool)  # a RayPool (--workers): the sampled reward's work as tasks
             self.test = TestCertifier(data.test_x, data.test_y,
                                       TestConfig(sigma=s.sigma, n0=s.test_n0, n=s.test_n, alpha=s.alpha, seed=s.seed,
                                                  batch_size=s.batch, device=s.device), self.num_classes)

@@ -13,6 +13,10 @@ bound at ``1 - alpha_q``; class = the float class and radius
 from calling ``certify_incremental`` per image is only batching across images
 (a test checks that the answers coincide).
 
+With ``pool`` (``--workers`` / ``--ray-address``) the float certificates (per image) and
+each policy's quantized labels (whole batches of the same layout) run as Ray tasks
+(:mod:`paramverify.search.reward_jobs`); the numbers are those of one process.
+
 :meth:`SmoothingEvaluator.evaluate_n` computes the same reward from the first
 ``n`` samples (``n <= float_n``) of the same noise: the final race
 (:func:`paramverify.search.baselines.race`) re-evaluates the best policies of
@@ -38,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,12 +51,16 @@ from torch import nn
 from paramverify.errors import SpecError
 from paramverify.fileio import atomic_path
 from paramverify.search.env import Evaluation
+from paramverify.search.reward_jobs import (
+    FloatCertJob,
+    batch_labels,
+    noisy_rows,
+    pooled_float_certificates,
+    pooled_labels,
+)
 from paramverify.search.space import BitPolicy
 from paramverify.smoothing import ABSTAIN
 from paramverify.smoothing.core import (
-    STREAM_ESTIMATE,
-    NoiseSpec,
-    NoiseStream,
     Smooth,
     SmoothOptions,
     clopper_pearson_upper,
@@ -149,6 +158,7 @@ class SmoothingEvaluator:
         finetune: Callable[[BitPolicy], nn.Module] | None = None,
         cache_path: Path | None = None,
         progress: Callable[[str], None] | None = None,
+        pool: Any = None,
     ) -> None:
         if len(inputs) != len(labels) or len(inputs) == 0:
             raise SpecError("inputs", f"need one label per reward image, got {len(inputs)} inputs, {len(labels)} labels")
@@ -161,6 +171,7 @@ class SmoothingEvaluator:
         self.finetune = finetune
         self.device = torch.device(config.device)
         self._ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.pool = pool  # a RayPool: the work below as tasks (same numbers)
         start = time.perf_counter()
         self._float = self._float_certificates(cache_path, progress)
         self.float_seconds = time.perf_counter() - start
@@ -187,7 +198,15 @@ class SmoothingEvaluator:
         n = len(self.inputs)
         out = {"predict": np.zeros(n, np.int64), "pa_lower": np.zeros(n), "radius": np.zeros(n),
                "labels": np.zeros((n, c.float_n), np.int32)}
-        for i in range(n):
+        if self.pool is not None:  # groups of images as tasks, each image as in the loop below
+            certs = pooled_float_certificates(self.pool, FloatCertJob(self.model, self.num_classes, c), self.inputs)
+            for i, (predict, pa_lower, radius, labels) in enumerate(certs):
+                out["predict"][i], out["pa_lower"][i], out["radius"][i] = predict, pa_lower, radius
+                out["labels"][i] = labels
+            if progress is not None:
+                progress(f"float certificates {n}/{n}")
+        todo = range(n) if self.pool is None else range(0)
+        for i in todo:
             cert = smooth.certify(self.inputs[i], c.n0, c.float_n, c.alpha, seed=image_seed(c.seed, i), keep_labels=True)
             assert cert.labels is not None
             out["predict"][i], out["pa_lower"][i], out["radius"][i] = cert.predict, cert.pa_lower, cert.radius
@@ -205,10 +224,7 @@ class SmoothingEvaluator:
         shape = tuple(self.inputs.shape[1:])
         noisy = torch.empty((len(self.active), c.n_q, *shape), dtype=torch.float32, device=self.device)
         for j, i in enumerate(self.active):
-            spec = NoiseSpec(seed=image_seed(c.seed, int(i)), stream=STREAM_ESTIMATE,
-                             block=c.smooth_options().noise_block, device_type=self.device.type)
-            xt = torch.from_numpy(self.inputs[i]).to(self.device)
-            noisy[j] = NoiseStream(spec, shape, self.device).take(c.n_q).mul_(c.sigma).add_(xt)
+            noisy[j] = noisy_rows(self.inputs[i], image_seed(c.seed, int(i)), c.n_q, c, self.device)
         self._noisy = noisy.reshape(len(self.active) * c.n_q, *shape)
         self._float_labels = self._float["labels"][self.active]
         self._zetas: dict[int, np.ndarray] = {}
@@ -259,32 +275,20 @@ class SmoothingEvaluator:
     def _quantized_labels(self, qmodel: nn.Module, n: int) -> np.ndarray:
         """Labels of the quantized copy on the first ``n`` noise samples of every active image."""
         c = self.config
+        # other sample counts (the final race): the same noise streams regenerated, a few images at a time
+        group = max(1, len(self.active)) if n == c.n_q else max(1, c.batch_size // n)
+        groups = [self.active[g : g + group] for g in range(0, len(self.active), group)]
+        if self.pool is not None and groups:  # whole batches of the same layout as tasks
+            return np.concatenate(pooled_labels(self.pool, qmodel, self.inputs, c, groups, n)).astype(np.int32)
         if n == c.n_q:
-            labels = torch.empty(self._noisy.shape[0], dtype=torch.int32)
-            with torch.inference_mode():
-                for start in range(0, self._noisy.shape[0], c.batch_size):
-                    out = qmodel(self._noisy[start : start + c.batch_size])
-                    labels[start : start + out.shape[0]] = out.argmax(dim=1).to(torch.int32).cpu()
-            return labels.numpy().reshape(len(self.active), n)
-        # other sample counts (the final race): regenerate the same noise streams, a few images at a time
+            return batch_labels(qmodel, self._noisy, c.batch_size).reshape(len(self.active), n)
         shape = tuple(self.inputs.shape[1:])
         out_labels = np.empty((len(self.active), n), dtype=np.int32)
-        group = max(1, c.batch_size // n)
-        with torch.inference_mode():
-            for g in range(0, len(self.active), group):
-                idx = self.active[g : g + group]
-                noisy = torch.empty((len(idx), n, *shape), dtype=torch.float32, device=self.device)
-                for j, i in enumerate(idx):
-                    spec = NoiseSpec(seed=image_seed(c.seed, int(i)), stream=STREAM_ESTIMATE,
-                                     block=c.smooth_options().noise_block, device_type=self.device.type)
-                    xt = torch.from_numpy(self.inputs[i]).to(self.device)
-                    noisy[j] = NoiseStream(spec, shape, self.device).take(n).mul_(c.sigma).add_(xt)
-                flat = noisy.reshape(len(idx) * n, *shape)
-                labels = torch.empty(flat.shape[0], dtype=torch.int32)
-                for start in range(0, flat.shape[0], c.batch_size):
-                    out = qmodel(flat[start : start + c.batch_size])
-                    labels[start : start + out.shape[0]] = out.argmax(dim=1).to(torch.int32).cpu()
-                out_labels[g : g + len(idx)] = labels.numpy().reshape(len(idx), n)
+        for g, idx in zip(range(0, len(self.active), group), groups):
+            noisy = torch.empty((len(idx), n, *shape), dtype=torch.float32, device=self.device)
+            for j, i in enumerate(idx):
+                noisy[j] = noisy_rows(self.inputs[i], image_seed(c.seed, int(i)), n, c, self.device)
+            out_labels[g : g + len(idx)] = batch_labels(qmodel, noisy.reshape(len(idx) * n, *shape), c.batch_size).reshape(len(idx), n)
         return out_labels
 
     def per_image(self, policy: BitPolicy, n: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
