@@ -1,6 +1,6 @@
 """The deployed int8 digits CNN against its float model (issue: int8 vs float, differential).
 
-    nice python benchmarks/bench_int8.py [--n 20] [--radius 0.02] [--timeout 20] [--eps-timeout 10]
+    nice python benchmarks/bench_int8.py [--n 20] [--radius 0.02] [--timeout 28] [--eps-timeout 10]
 
 Models: ``benchmarks/train_int8_cnn.py`` (a digits CNN with max and average
 pooling, and its onnxruntime ``quantize_static`` copies in QDQ and
@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--radius", type=float, default=0.02)
-    ap.add_argument("--timeout", type=float, default=20.0, help="time limit of the label verification (s)")
+    ap.add_argument("--timeout", type=float, default=28.0, help="time limit of the label verification (s)")
     ap.add_argument("--eps-timeout", type=float, default=10.0, help="time limit of the eps bracket (s)")
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--out", default=str(HERE / "results" / "int8.json"))

@@ -1,0 +1,73 @@
+"""Falsifiers for the int8 model against its float model (paramverify.quantized.attack).
+
+A ball that straddles the float model's decision boundary holds inputs where
+the int8 and float labels differ: the float-margin descent finds one and it
+replays on onnxruntime on both files.  The lower end of an eps bracket is a
+concrete input whose gap onnxruntime reproduces on both files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from int8_models import SHAPE, VARIANTS, export_float, ort_outputs, quantize, sample_ball
+
+from paramverify import api
+from paramverify.options import Deadline, Options
+from paramverify.properties import label_kept
+from paramverify.quantized.attack import label_disagreement
+from paramverify.results import Falsified
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory):
+    d = tmp_path_factory.mktemp("int8attack")
+    f = export_float(d / "float.onnx", seed=3)
+    return f, quantize(f, d / "qdq.onnx", *VARIANTS[0])
+
+
+def _boundary_point(f) -> np.ndarray:
+    """A point of [0, 1]^d on the float model's decision boundary (bisection between two labels)."""
+    rng = np.random.default_rng(5)
+    xs = rng.uniform(0, 1, (400, int(np.prod(SHAPE))))
+    y = ort_outputs(f, xs, optimize=False)
+    lab = np.argmax(y, axis=1)
+    a = xs[0]
+    b = xs[int(np.flatnonzero(lab != lab[0])[0])]
+    for _ in range(40):
+        m = (a + b) / 2
+        if np.argmax(ort_outputs(f, m[None], optimize=False)[0]) == lab[0]:
+            a = m
+        else:
+            b = m
+    return (a + b) / 2
+
+
+def test_disagreement_across_the_float_boundary_replays_on_both_files(qdq):
+    f, q = qdq
+    x0 = _boundary_point(f)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    ce = label_disagreement(problem, Deadline(None))
+    assert ce is not None and ce.replayed
+    assert np.all(np.abs(ce.input - x0) <= 0.05 * (1 + 1e-6))
+    y_f, y_q = ort_outputs(f, ce.input[None], optimize=False), ort_outputs(q, ce.input[None])
+    assert not label_kept(y_f, y_q, 0.5)[0]  # the int8 model does not keep the float label there
+    verdict = api.verify(problem, "label", options=Options(timeout_s=20))
+    assert isinstance(verdict, Falsified) and verdict.counterexample.replayed
+
+
+def test_eps_lower_end_is_reached_on_onnxruntime(qdq):
+    f, q = qdq
+    x0 = np.random.default_rng(3).uniform(0.2, 0.8, 36)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    b = api.bound(problem, "eps", options=Options(timeout_s=4, tolerance=1e-3))
+    w = b.witness
+    assert w is not None and w.replayed
+    y_f = ort_outputs(f, w.input[None], optimize=False)
+    gap = np.max(np.abs(ort_outputs(q, w.input[None]) - y_f))
+    # the witness's value is the real-arithmetic gap; onnxruntime's float model is float32
+    assert b.lower <= gap + 1e-6 * (1 + np.max(np.abs(y_f))) and gap <= b.upper
+    xs = sample_ball(x0, 0.05, 300, seed=7)
+    sampled = np.max(np.abs(ort_outputs(q, xs) - ort_outputs(f, xs, optimize=False)))
+    assert sampled <= b.upper
+    assert b.lower >= 0.9 * sampled  # corners and straight-through moves do at least about as well as sampling
