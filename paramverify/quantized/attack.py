@@ -20,15 +20,25 @@ Everything here only proposes points; what is reported is replayed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+import onnxruntime as ort
 
 from paramverify.bounds.falsify import evaluate, nominal_margin, output_change
-from paramverify.options import Deadline
-from paramverify.properties import LabelInvariance, Problem
 from paramverify.bounds.interval import down
-from paramverify.replay import confirm, replay_witness, witness
+from paramverify.errors import check
+from paramverify.options import Deadline
+from paramverify.properties import LabelInvariance, Problem, label_kept
+from paramverify.replay import (
+    confirm,
+    input_dtype,
+    replay_witness,
+    run_pair,
+    snap_witness,
+    witness,
+)
 from paramverify.results import Counterexample
 
 
@@ -42,18 +52,82 @@ def int8_params(problem: Problem) -> dict[str, np.ndarray]:
     return {n: np.asarray(problem.box.lo[n], dtype=np.float64) for n in problem.box.names}
 
 
-def _disagreement_depth(y_f: np.ndarray, y_q: np.ndarray) -> np.ndarray:
-    """Per row: how clearly each model prefers its own label over the other's (> 0: they disagree)."""
-    cf, cq = np.argmax(y_f, axis=1), np.argmax(y_q, axis=1)
-    rows = np.arange(len(y_f))
-    a = y_f[rows, cf] - y_f[rows, cq]
-    b = y_q[rows, cq] - y_q[rows, cf]
-    return np.where(cf != cq, np.minimum(a, b) + 1e-12, -np.inf)
+def int8_runner(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
+    """``xs [N, d] -> [N, k]``: the int8 file itself on onnxruntime (one session, default
+    optimizations as deployed; a batch per run unless the grid is dynamic).
+
+    The search scores points with it rather than with the float64 lowering: at
+    an exact rounding tie (an average of grid values) onnxruntime's kernels may
+    round the other way, and a counterexample must hold on the file.
+    """
+    check(problem.graph.replay_models is not None, "int8_runner needs an int8 lowering")
+    g = problem.graph
+    qm = g.replay_models[1]  # type: ignore[index]
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(qm.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    name = next(i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer})
+    per_sample = any(n.op_type == "DynamicQuantizeLinear" for n in qm.graph.node)
+    dtype = input_dtype(g)
+
+    def run(xs: np.ndarray) -> np.ndarray:
+        batch = g.as_batch(xs).astype(dtype)
+        parts = [batch[i : i + 1] for i in range(len(batch))] if per_sample else [batch]
+        ys = [np.asarray(sess.run(None, {name: b})[0], dtype=np.float64).reshape(len(b), -1) for b in parts]
+        return np.concatenate(ys, axis=0)
+
+    return run
+
+
+def confirm_int8(problem: Problem, x: np.ndarray) -> Counterexample | None:
+    """A label counterexample of the deployed files: ``x`` snapped to the input dtype inside the
+    region, onnxruntime on both files shows the int8 model not keeping the float label, and
+    the float model's float64 evaluation gives onnxruntime's float label.
+
+    Unlike ``replay.confirm`` the float64 lowering of the int8 model is not
+    asked to agree: at an exact rounding tie onnxruntime's kernels may round
+    the other way, and the file is what is deployed (the proofs enclose both
+    roundings there).
+    """
+    params = int8_params(problem)
+    xs, _ = snap_witness(problem, x, params)
+    if not in_region(problem, xs, params):
+        return None
+    g = problem.graph
+    y0 = g.evaluate(xs)
+    r0, rq = run_pair(g, xs)
+    if label_kept(r0, rq, problem.level)[0] or np.argmax(y0[0]) != np.argmax(r0[0]) or not label_kept(y0, r0, problem.level)[0]:
+        return None
+    return Counterexample(xs, params, y0[0], rq[0], replayed=True, onnxruntime_outputs=(r0[0], rq[0]),
+                          note="int8 outputs are the int8 file's on onnxruntime")
+
+
+def _margins(y: np.ndarray, c: int) -> np.ndarray:
+    """Per row: output ``c`` minus the largest other output."""
+    others = y.copy()
+    others[:, c] = -np.inf
+    return y[:, c] - others.max(axis=1)
+
+
+def _depth(y_f: np.ndarray, y_q: np.ndarray, c: int) -> np.ndarray:
+    """Per row: how deep inside a disagreement about class ``c`` the point lies (>= 0: the float
+    model gives ``c`` and the int8 model does not, or the other way round; larger is clearer)."""
+    fm, qm = _margins(y_f, c), _margins(y_q, c)
+    return np.maximum(np.minimum(fm, -qm), np.minimum(-fm, qm))
 
 
 def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, restarts: int = 6, steps: int = 30,
-                       neighbours: int = 32, max_replays: int = 4) -> Counterexample | None:
-    """A replayed input where label(int8) != label(float), or None (see the module docstring)."""
+                       neighbours: int = 32, max_replays: int = 4, batch: int = 256) -> Counterexample | None:
+    """A replayed input where the int8 model does not keep the float label, or None.
+
+    Phase 1 descends the float margin of the centre's class ``c`` (see the module
+    docstring).  Phase 2 runs when the smallest float margin seen is within twice
+    the largest int8-float gap seen (plus 0.5) of 0: a random search over box
+    coordinates (moves of 1 to 7 coordinates to a box end or a uniform value, a
+    batch at a time, keeping the best) that maximises the disagreement depth: the
+    rounding errors of the int8 model line up at such coordinate choices, which
+    gradients of the step function cannot see.
+    """
     g, region = problem.graph, problem.region
     lo, hi = region.lo, region.hi
     width = hi - lo
@@ -64,35 +138,62 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     centre = (lo + hi) / 2
     c = int(np.argmax(g.evaluate(centre)[0]))
     objective = nominal_margin(c, problem.level, False)
-    found: list[tuple[float, np.ndarray]] = []
-    tried = 0
+    tried = [0]
+    int8 = int8_runner(problem)
+
+    def replay(xs: np.ndarray, y_f: np.ndarray, y_q: np.ndarray) -> Counterexample | None:
+        bad = np.flatnonzero(~label_kept(y_f, y_q, problem.level))
+        depth = _depth(y_f[bad], y_q[bad], c)
+        for i in bad[np.argsort(-depth)]:
+            if tried[0] >= max_replays:
+                return None
+            tried[0] += 1
+            ce = confirm(problem, LabelInvariance(), xs[i], params) or confirm_int8(problem, xs[i])
+            if ce is not None:
+                return ce
+        return None
+
+    low_x, low_m, gap = centre, np.inf, 0.0
     for r in range(restarts):
-        if deadline.expired():
-            break
         x = centre.copy() if r == 0 else rng.uniform(lo, hi)
         eta = 0.125
         for _ in range(steps):
             if deadline.expired():
-                break
+                return None
             _, xv, _, _ = evaluate(g, problem.box, x, params, objective)
             u = rng.uniform(-0.3, 0.3, (neighbours, x.size)) * width
             xs = np.clip(np.concatenate([x[None], x[None] + u]), lo, hi)
-            depth = _disagreement_depth(g.evaluate(xs), g.evaluate(xs, params))
-            i = int(np.argmax(depth))
-            if np.isfinite(depth[i]):
-                found.append((float(depth[i]), xs[i].copy()))
+            y_f, y_q = g.evaluate(xs), int8(xs)
+            gap = max(gap, float(np.max(np.abs(y_q - y_f))))
+            fm = _margins(y_f, c)
+            if fm[0] < low_m:
+                low_x, low_m = x.copy(), float(fm[0])
+            ce = replay(xs, y_f, y_q)
+            if ce is not None:
+                return ce
             if xv.grad is None:
                 break
             x = np.clip(x - eta * np.sign(np.asarray(xv.grad).reshape(-1)) * width, lo, hi)
             eta = max(eta * 0.9, 0.01)
-        found.sort(key=lambda t: -t[0])
-        while found and tried < max_replays:
-            tried += 1
-            _, xc = found.pop(0)
-            ce = confirm(problem, LabelInvariance(), xc, params)
-            if ce is not None:
-                return ce
-        found.clear()
+    if low_m > 2 * gap + 0.5:
+        return None
+    x = low_x
+    best = float(_depth(g.evaluate(x[None]), int8(x[None]), c)[0])
+    d = x.size
+    while not deadline.expired() and tried[0] < max_replays:
+        cand = np.repeat(x[None], batch, axis=0)
+        for j, k in enumerate(rng.integers(1, 8, batch)):
+            idx = rng.choice(d, size=min(int(k), d), replace=False)
+            ends = np.where(rng.random(idx.size) < 0.5, lo[idx], hi[idx])
+            cand[j, idx] = ends if j % 2 == 0 else rng.uniform(lo[idx], hi[idx])
+        y_f, y_q = g.evaluate(cand), int8(cand)
+        ce = replay(cand, y_f, y_q)
+        if ce is not None:
+            return ce
+        depth = _depth(y_f, y_q, c)
+        b = int(np.argmax(depth))
+        if depth[b] >= best:
+            best, x = float(depth[b]), cand[b]
     return None
 
 
