@@ -8,9 +8,12 @@ boundaries cross at slightly different places.  So:
 
 * :func:`label_disagreement` descends the *float* margin (projected sign
   gradient, from the centre and random starts) and, at every iterate,
-  evaluates both models on the iterate and on random points around it; a
-  point where the two labels differ is snapped and replayed on onnxruntime
-  on both files (``replay.confirm``) before it is returned.
+  evaluates both models on the iterate and on random points around it;
+  where the float margin gets close to the int8-float gap it continues with
+  a random search over box coordinates scored on the int8 file itself.  A
+  point where the int8 model does not keep the float label is snapped and
+  replayed on onnxruntime on both files (``replay.confirm``, or
+  :func:`confirm_int8` where only the file shows it) before it is returned.
 * :func:`gap_points` returns candidate inputs for the largest
   ``|int8(x) - float(x)|``: box corners, uniform samples and moves along
   the straight-through gradient of each output gap from the best of them.
@@ -43,6 +46,7 @@ from paramverify.results import Counterexample
 
 
 def in_region(problem: Problem, x: np.ndarray, params: dict[str, np.ndarray]) -> bool:
+    """Does (x, params) lie in the region and the box?  (``searches.in_region``; that module imports this one.)"""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     return bool(np.all(x >= problem.region.lo) and np.all(x <= problem.region.hi) and problem.box.contains(params))
 
@@ -179,13 +183,8 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         return None
     x = low_x
     best = float(_depth(g.evaluate(x[None]), int8(x[None]), c)[0])
-    d = x.size
     while not deadline.expired() and tried[0] < max_replays:
-        cand = np.repeat(x[None], batch, axis=0)
-        for j, k in enumerate(rng.integers(1, 8, batch)):
-            idx = rng.choice(d, size=min(int(k), d), replace=False)
-            ends = np.where(rng.random(idx.size) < 0.5, lo[idx], hi[idx])
-            cand[j, idx] = ends if j % 2 == 0 else rng.uniform(lo[idx], hi[idx])
+        cand = _coordinate_moves(x, lo, hi, rng, batch)
         y_f, y_q = g.evaluate(cand), int8(cand)
         ce = replay(cand, y_f, y_q)
         if ce is not None:
@@ -197,23 +196,30 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     return None
 
 
-def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int = 4096, steps: int = 12) -> np.ndarray:
-    """Candidate inputs ``[M, d]`` for a large ``max_o |int8(x)_o - float(x)_o|`` (unproved)."""
+def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int = 8192, steps: int = 12,
+               top: int = 4, rounds_s: float = 3.0) -> np.ndarray:
+    """Candidate inputs ``[top, d]`` for a large ``max_o |int8(x)_o - float(x)_o|`` (unproved).
+
+    Box corners (a quarter of the samples: the rounding errors of many inputs line
+    up there most often) and uniform samples, then straight-through-gradient moves
+    of the most promising (output, sign) pairs, then a random coordinate search
+    from the best point for up to ``rounds_s`` seconds (a third of what is left at
+    most); all scored with the int8 file on onnxruntime against the float model,
+    best first.
+    """
     g, region = problem.graph, problem.region
     lo, hi = region.lo, region.hi
     rng = np.random.default_rng(seed)
     params = int8_params(problem)
+    int8 = int8_runner(problem)
     u = rng.uniform(0, 1, (samples, lo.size))
-    u[: samples // 2] = np.round(u[: samples // 2])  # corners: the rounding errors line up there most often
+    u[: samples // 4] = np.round(u[: samples // 4])
     xs = lo + u * (hi - lo)
-    gap = g.evaluate(xs, params) - g.evaluate(xs)
-    out = [xs]
+    gap = int8(xs) - g.evaluate(xs)
+    out, scores = [xs], [np.max(np.abs(gap), axis=1)]
     k = gap.shape[1]
-    score = np.abs(gap)
-    # ascend each of the most promising (output, sign) pairs from its best sample
-    flat = np.argsort(-score.max(axis=0))[: min(k, 4)]
-    for o in flat:
-        i = int(np.argmax(score[:, o]))
+    for o in np.argsort(-np.abs(gap).max(axis=0))[: min(k, 4)]:
+        i = int(np.argmax(np.abs(gap[:, o])))
         sign = 1.0 if gap[i, o] >= 0 else -1.0
         x = xs[i].copy()
         eta = 0.5
@@ -226,9 +232,47 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
             step = np.sign(np.asarray(xv.grad).reshape(-1)) * (hi - lo)
             cand = np.clip(x[None] + np.array([eta, eta / 2, eta / 4])[:, None] * step[None], lo, hi)
             out.append(cand)
+            scores.append(np.max(np.abs(int8(cand) - g.evaluate(cand)), axis=1))
             x = cand[0]
             eta = max(eta * 0.7, 0.02)
-    return np.concatenate(out)
+    allx, alls = np.concatenate(out), np.concatenate(scores)
+    # random coordinate search from the best point (as in label_disagreement's second phase)
+    left = deadline.remaining()
+    stop = deadline.within(rounds_s if left is None else min(rounds_s, left / 3))
+    i = int(np.argmax(alls))
+    x, best = allx[i], float(alls[i])
+    moved_x, moved_s = [], []
+    while not stop.expired():
+        cand = _coordinate_moves(x, lo, hi, rng, 256)
+        sc = np.max(np.abs(int8(cand) - g.evaluate(cand)), axis=1)
+        b = int(np.argmax(sc))
+        if sc[b] > best:
+            best, x = float(sc[b]), cand[b]
+            moved_x.append(x)
+            moved_s.append(best)
+    if moved_x:
+        allx, alls = np.concatenate([allx, np.stack(moved_x)]), np.concatenate([alls, moved_s])
+    return allx[np.argsort(-alls)[:top]]
+
+
+def _coordinate_moves(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` copies of ``x``, each with 1-7 random coordinates moved to a box end (even rows) or a uniform value."""
+    cand = np.repeat(x[None], n, axis=0)
+    d = x.size
+    for j, k in enumerate(rng.integers(1, 8, n)):
+        idx = rng.choice(d, size=min(int(k), d), replace=False)
+        cand[j, idx] = np.where(rng.random(idx.size) < 0.5, lo[idx], hi[idx]) if j % 2 == 0 else rng.uniform(lo[idx], hi[idx])
+    return cand
+
+
+def best_gap(problem: Problem, deadline: Deadline, seed: int = 0) -> tuple[float, Counterexample] | None:
+    """The best :func:`replayed_gap` among the :func:`gap_points` candidates."""
+    best: tuple[float, Counterexample] | None = None
+    for x in gap_points(problem, deadline, seed=seed):
+        got = replayed_gap(problem, x)
+        if got is not None and (best is None or got[0] > best[0]):
+            best = got
+    return best
 
 
 #: relative allowance for the float model's float32 arithmetic on onnxruntime (outputs of size ~1 to ~100)
