@@ -60,8 +60,9 @@ def section(d: dict) -> str:
         "why such balls show 0 sampled disagreements). The balls left unknown have a float margin the proofs cannot separate "
         "from the int8 rounding: every activation rounding is an independent error of half a step in the bounds, about "
         "3-4 logits on a margin row here, while the largest int8-float gap sampled is about 1.5; no disagreement was found "
-        "there either. The eps lower ends are concrete inputs (box corners, samples, straight-through moves) whose gap "
-        "both the float64 lowering and onnxruntime on both files show (the smaller of the two); the upper ends are proofs "
+        "there either. The eps lower ends are concrete inputs (box corners, samples, straight-through moves and a "
+        "coordinate search scored on the int8 file) whose gap both the float64 lowering and onnxruntime on both files show "
+        "(the smaller of the two); the upper ends are proofs "
         "and stay several times wider for the same reason."
     )
     return "\n".join(parts) + "\n"
