@@ -71,3 +71,22 @@ def test_eps_lower_end_is_reached_on_onnxruntime(qdq):
     sampled = np.max(np.abs(ort_outputs(q, xs) - ort_outputs(f, xs, optimize=False)))
     assert sampled <= b.upper
     assert b.lower >= 0.9 * sampled  # corners and straight-through moves do at least about as well as sampling
+
+
+def test_confirm_int8_refuses_an_agreeing_point_and_accepts_the_falsifiers(qdq):
+    from paramverify.quantized.attack import confirm_int8
+
+    f, q = qdq
+    x0 = _boundary_point(f)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    # a point deep inside one class: both files agree there, nothing to confirm
+    deep = x0 + 0.05 * np.sign(x0 - 0.5)
+    y_f, y_q = ort_outputs(f, deep[None], optimize=False), ort_outputs(q, deep[None])
+    if label_kept(y_f, y_q, 0.5)[0]:
+        assert confirm_int8(problem, deep) is None
+    ce = label_disagreement(problem, Deadline(None))
+    assert ce is not None
+    again = confirm_int8(problem, ce.input)
+    assert again is not None and again.replayed
+    r_f, r_q = again.onnxruntime_outputs
+    assert not label_kept(r_f[None], r_q[None], 0.5)[0]
