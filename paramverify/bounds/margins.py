@@ -11,6 +11,8 @@ per-output intervals lose, which decides most int8-vs-float balls at once.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from paramverify.bounds.crown import LinearBounds
@@ -65,14 +67,18 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
         return False
     queue = [(region.lo.copy(), region.hi.copy())]
     done = 0
+    last = 0.0  # seconds the last batch took: one more that would overrun the deadline is not started
     while queue:
-        if deadline.expired() or done >= max_boxes:
+        left = deadline.remaining()
+        if deadline.expired() or done >= max_boxes or (left is not None and left < last):
             return False
         todo, queue = queue[-batch:], queue[:-batch]
         done += len(todo)
         lo = np.stack([b[0] for b in todo])
         hi = np.stack([b[1] for b in todo])
+        t = time.monotonic()
         ok = _certified(problem, lo, hi)
+        last = time.monotonic() - t
         for (blo, bhi), good in zip(todo, ok):
             if good:
                 continue

@@ -121,14 +121,16 @@ def _depth(y_f: np.ndarray, y_q: np.ndarray, c: int) -> np.ndarray:
 
 
 def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, restarts: int = 6, steps: int = 30,
-                       neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int = 400) -> Counterexample | None:
+                       neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int = 400,
+                       restart_after: int = 40) -> Counterexample | None:
     """A replayed input where the int8 model does not keep the float label, or None.
 
     Phase 1 descends the float margin of the centre's class ``c`` (see the module
     docstring).  Phase 2 runs when the smallest float margin seen is within twice
     the largest int8-float gap seen (plus 0.5) of 0: a random search over box
     coordinates (moves of 1 to 7 coordinates to a box end or a uniform value, a
-    batch at a time for at most ``rounds`` batches, keeping the best) that maximises the disagreement depth: the
+    batch at a time for at most ``rounds`` batches, keeping the best, back to the
+    start after ``restart_after`` batches without progress) that maximises the disagreement depth: the
     rounding errors of the int8 model line up at such coordinate choices, which
     gradients of the step function cannot see.
     """
@@ -181,11 +183,13 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             eta = max(eta * 0.9, 0.01)
     if low_m > 2 * gap + 0.5:
         return None
-    x = low_x
-    best = float(_depth(g.evaluate(x[None]), int8(x[None]), c)[0])
+    start = float(_depth(g.evaluate(low_x[None]), int8(low_x[None]), c)[0])
+    x, best, stall = low_x, start, 0
     for _ in range(rounds):
         if deadline.expired() or tried[0] >= max_replays:
             break
+        if stall >= restart_after:  # stuck on a plateau of the int8 step function: start again
+            x, best, stall = low_x, start, 0
         cand = _coordinate_moves(x, lo, hi, rng, batch)
         y_f, y_q = g.evaluate(cand), int8(cand)
         ce = replay(cand, y_f, y_q)
@@ -193,6 +197,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             return ce
         depth = _depth(y_f, y_q, c)
         b = int(np.argmax(depth))
+        stall = 0 if depth[b] > best else stall + 1
         if depth[b] >= best:
             best, x = float(depth[b]), cand[b]
     return None
