@@ -90,3 +90,21 @@ def test_confirm_int8_refuses_an_agreeing_point_and_accepts_the_falsifiers(qdq):
     assert again is not None and again.replayed
     r_f, r_q = again.onnxruntime_outputs
     assert not label_kept(r_f[None], r_q[None], 0.5)[0]
+
+
+def test_split_certificate_does_not_start_a_batch_past_its_deadline(qdq, monkeypatch):
+    import time
+
+    import paramverify.bounds.margins as margins
+
+    f, q = qdq
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=_boundary_point(f), radius=0.05)
+
+    def slow(problem, lo, hi):  # every piece takes 0.3 s and is never certified
+        time.sleep(0.3)
+        return np.zeros(len(lo), dtype=bool)
+
+    monkeypatch.setattr(margins, "_certified", slow)
+    t = time.monotonic()
+    assert margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5)) is False
+    assert time.monotonic() - t < 0.5  # the second batch (0.3 s) would end past the deadline: not started
