@@ -38,7 +38,7 @@ def section(d: dict) -> str:
         met = len(decided) >= 0.9 * len(rs) and times[-1] < 30
         summary.append([
             fmt, f"{len(decided)} / {len(rs)} ({'**PASS**' if met else 'FAIL'})", sum(r["label_verdict"] == "verified" for r in rs),
-            f"{len(falsified)}" + (f" ({ties} int8 ties)" if ties else ""),
+            f"{len(falsified)}" + (f" ({ties} int8 tie{'s' if ties > 1 else ''})" if ties else ""),
             f"{times[len(times) // 2]:.2f} / {times[-1]:.2f}",
             f"{min(r['eps_lower'] for r in rs):.3g}-{max(r['eps_lower'] for r in rs):.3g}",
             f"{min(r['eps_upper'] for r in rs):.3g}-{max(r['eps_upper'] for r in rs):.3g}",

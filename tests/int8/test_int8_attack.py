@@ -108,3 +108,33 @@ def test_split_certificate_does_not_start_a_batch_past_its_deadline(qdq, monkeyp
     t = time.monotonic()
     assert margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5)) is False
     assert time.monotonic() - t < 0.5  # the second batch (0.3 s) would end past the deadline: not started
+
+
+@pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[3]], ids=lambda v: v[0])
+def test_int8_input_clip_is_exact_on_onnxruntime_and_the_certificate_sound(variant, tmp_path):
+    """The margin certificate bounds the int8 rows on the box clipped to the input grid's range:
+    onnxruntime gives the same int8 outputs on x and on clip(x, L, H), and a certified ball
+    crossing 0 shows no label change on 10,000 samples."""
+    from paramverify.bounds.margins import box_label_certified, int8_input_range
+
+    f = export_float(tmp_path / "robust.onnx", seed=0)  # one class on the whole ball
+    q = quantize(f, tmp_path / "q.onnx", *variant)
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(0.2, 0.8, 36)
+    x0[rng.random(36) < 0.5] = 0.0
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.3)
+    rng_in = int8_input_range(problem)
+    assert rng_in is not None and rng_in[0] <= 0.0 < rng_in[1]
+    xs = sample_ball(x0, 0.3, 10_000, seed=4)
+    y_q = ort_outputs(q, xs)
+    assert np.array_equal(y_q, ort_outputs(q, np.clip(xs, *rng_in).astype(np.float32).astype(np.float64)))
+    assert box_label_certified(problem)
+    assert np.all(label_kept(ort_outputs(f, xs, optimize=False), y_q, 0.5))
+
+
+def test_dynamic_models_get_no_input_clip(qdq, tmp_path):
+    from paramverify.bounds.margins import int8_input_range
+
+    f, _ = qdq
+    q = quantize(f, tmp_path / "d.onnx", *VARIANTS[4])
+    assert int8_input_range(api.make_problem(str(f), quantized_model=str(q), x0=np.full(36, 0.5), radius=0.1)) is None
