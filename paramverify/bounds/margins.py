@@ -7,14 +7,22 @@ the shared input.  When every lower bound is > 0, the nominal label is
 ``c`` on the whole box and every parameter of the box keeps it: Def 4
 holds.  Margin rows keep the correlation between the two logits that
 per-output intervals lose, which decides most int8-vs-float balls at once.
+For an int8 lowering whose input goes straight into its input quantization,
+the int8 rows are also bounded on the box clipped to that grid's range
+(:func:`int8_input_range`: the rounding saturates, so the int8 model takes
+the same values there), which removes the clip's unstable relus at pixels
+near the ends of the range; the smaller bound is kept.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from paramverify.bounds.crown import LinearBounds
 from paramverify.errors import CapabilityError
+from paramverify.ops.quant import ActivationQuantize
 from paramverify.options import Deadline
 from paramverify.properties import Problem
 
@@ -36,6 +44,7 @@ def _certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     if k < 2:
         return out
     classes = np.argmax(ys, axis=1)
+    clip = int8_input_range(problem)
     for c in np.unique(classes):
         idx = np.flatnonzero(classes == c)
         rows = np.zeros((k - 1, k))
@@ -49,10 +58,38 @@ def _certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             zero = np.zeros_like(rows)
             u = lb.upper([(lb.y, lb.rows(lb.y, np.concatenate([rows, zero]))),
                           (lb.y0, lb.rows(lb.y0, np.concatenate([zero, rows])))])
+            if clip is not None:
+                lo_c, hi_c = np.clip(lo[idx], *clip), np.clip(hi[idx], *clip)
+                if not (np.array_equal(lo_c, lo[idx]) and np.array_equal(hi_c, hi[idx])) and np.any(lo_c < hi_c):
+                    lq = LinearBounds(g, box, lo_c, hi_c)
+                    lq.refine()
+                    u[: k - 1] = np.minimum(u[: k - 1], lq.upper([(lq.y, lq.rows(lq.y, rows))]))
         except (CapabilityError, ValueError):
             continue
         out[idx] = np.all(u < 0, axis=0)
     return out
+
+
+def int8_input_range(problem: Problem) -> tuple[float, float] | None:
+    """``(L, H)`` when the int8 model reads its input only through its input quantization.
+
+    The rounding saturates: ``fq(x) = fq(clip(x, L, H))`` with ``[L, H]`` the
+    grid's range (onnxruntime saturates the same way), so the int8 model takes
+    the same values on a box and on the box clipped to ``[L, H]``, where the
+    clip's relus are stable.  The float model reads the raw input (the rounding
+    is off there) and keeps the raw box.
+    """
+    g, box = problem.graph, problem.box
+    if g.replay_models is None:
+        return None
+    readers = [n for n in g.nodes if g.input_name in n.inputs]
+    if len(readers) != 1 or not isinstance(readers[0].op, ActivationQuantize) or readers[0].inputs[0] != g.input_name:
+        return None
+    enable = readers[0].inputs[1]
+    if enable not in box.names or not (np.all(box.lo[enable] == 1) and np.all(box.hi[enable] == 1)):
+        return None
+    grid = readers[0].op.grid
+    return float(grid.low), float(grid.high)
 
 
 def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16) -> bool:
@@ -65,14 +102,18 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
         return False
     queue = [(region.lo.copy(), region.hi.copy())]
     done = 0
+    last = 0.0  # seconds the last batch took: one more that would overrun the deadline is not started
     while queue:
-        if deadline.expired() or done >= max_boxes:
+        left = deadline.remaining()
+        if deadline.expired() or done >= max_boxes or (left is not None and left < last):
             return False
         todo, queue = queue[-batch:], queue[:-batch]
         done += len(todo)
         lo = np.stack([b[0] for b in todo])
         hi = np.stack([b[1] for b in todo])
+        t = time.monotonic()
         ok = _certified(problem, lo, hi)
+        last = time.monotonic() - t
         for (blo, bhi), good in zip(todo, ok):
             if good:
                 continue

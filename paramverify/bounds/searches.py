@@ -44,6 +44,7 @@ from paramverify.bounds.sound import (
 )
 from paramverify.options import Deadline, Options
 from paramverify.properties import Problem, Property, label_kept, margins
+from paramverify.quantized.attack import best_gap
 from paramverify.replay import confirm, witness
 from paramverify.results import Counterexample
 from paramverify.specs import ParamBox
@@ -165,6 +166,11 @@ def change_start(problem: Problem, options: Options, deadline: Deadline, max_obj
                 probe = got
     if all(np.array_equal(box.lo[n], box.hi[n]) for n in box.names):
         # a concrete copy (an int8 model: rounding steps have no useful gradient): also try sampled points
+        if g.replay_models is not None:  # an int8 lowering: corners, samples and straight-through moves, replayed
+            got = best_gap(problem, deadline, seed=options.seed)
+            if got is not None and got[0] > probe.value:
+                probe = Probe(got[0], got[1])
+            return probe
         params = {n: box.lo[n] for n in box.names}
         u = rng.uniform(0, 1, (256, region.size))
         u[:32] = np.round(u[:32])

@@ -1,0 +1,140 @@
+"""Falsifiers for the int8 model against its float model (paramverify.quantized.attack).
+
+A ball that straddles the float model's decision boundary holds inputs where
+the int8 and float labels differ: the float-margin descent finds one and it
+replays on onnxruntime on both files.  The lower end of an eps bracket is a
+concrete input whose gap onnxruntime reproduces on both files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from int8_models import SHAPE, VARIANTS, export_float, ort_outputs, quantize, sample_ball
+
+from paramverify import api
+from paramverify.options import Deadline, Options
+from paramverify.properties import label_kept
+from paramverify.quantized.attack import label_disagreement
+from paramverify.results import Falsified
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory):
+    d = tmp_path_factory.mktemp("int8attack")
+    f = export_float(d / "float.onnx", seed=3)
+    return f, quantize(f, d / "qdq.onnx", *VARIANTS[0])
+
+
+def _boundary_point(f) -> np.ndarray:
+    """A point of [0, 1]^d on the float model's decision boundary (bisection between two labels)."""
+    rng = np.random.default_rng(5)
+    xs = rng.uniform(0, 1, (400, int(np.prod(SHAPE))))
+    y = ort_outputs(f, xs, optimize=False)
+    lab = np.argmax(y, axis=1)
+    a = xs[0]
+    b = xs[int(np.flatnonzero(lab != lab[0])[0])]
+    for _ in range(40):
+        m = (a + b) / 2
+        if np.argmax(ort_outputs(f, m[None], optimize=False)[0]) == lab[0]:
+            a = m
+        else:
+            b = m
+    return (a + b) / 2
+
+
+def test_disagreement_across_the_float_boundary_replays_on_both_files(qdq):
+    f, q = qdq
+    x0 = _boundary_point(f)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    ce = label_disagreement(problem, Deadline(None))
+    assert ce is not None and ce.replayed
+    assert np.all(np.abs(ce.input - x0) <= 0.05 * (1 + 1e-6))
+    y_f, y_q = ort_outputs(f, ce.input[None], optimize=False), ort_outputs(q, ce.input[None])
+    assert not label_kept(y_f, y_q, 0.5)[0]  # the int8 model does not keep the float label there
+    verdict = api.verify(problem, "label", options=Options(timeout_s=20))
+    assert isinstance(verdict, Falsified) and verdict.counterexample.replayed
+
+
+def test_eps_lower_end_is_reached_on_onnxruntime(qdq):
+    f, q = qdq
+    x0 = np.random.default_rng(3).uniform(0.2, 0.8, 36)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    b = api.bound(problem, "eps", options=Options(timeout_s=4, tolerance=1e-3))
+    w = b.witness
+    assert w is not None and w.replayed
+    y_f = ort_outputs(f, w.input[None], optimize=False)
+    gap = np.max(np.abs(ort_outputs(q, w.input[None]) - y_f))
+    # the witness's value is the real-arithmetic gap; onnxruntime's float model is float32
+    assert b.lower <= gap + 1e-6 * (1 + np.max(np.abs(y_f))) and gap <= b.upper
+    xs = sample_ball(x0, 0.05, 300, seed=7)
+    sampled = np.max(np.abs(ort_outputs(q, xs) - ort_outputs(f, xs, optimize=False)))
+    assert sampled <= b.upper
+    assert b.lower >= 0.9 * sampled  # corners and straight-through moves do at least about as well as sampling
+
+
+def test_confirm_int8_refuses_an_agreeing_point_and_accepts_the_falsifiers(qdq):
+    from paramverify.quantized.attack import confirm_int8
+
+    f, q = qdq
+    x0 = _boundary_point(f)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    # a point deep inside one class: both files agree there, nothing to confirm
+    deep = x0 + 0.05 * np.sign(x0 - 0.5)
+    y_f, y_q = ort_outputs(f, deep[None], optimize=False), ort_outputs(q, deep[None])
+    if label_kept(y_f, y_q, 0.5)[0]:
+        assert confirm_int8(problem, deep) is None
+    ce = label_disagreement(problem, Deadline(None))
+    assert ce is not None
+    again = confirm_int8(problem, ce.input)
+    assert again is not None and again.replayed
+    r_f, r_q = again.onnxruntime_outputs
+    assert not label_kept(r_f[None], r_q[None], 0.5)[0]
+
+
+def test_split_certificate_does_not_start_a_batch_past_its_deadline(qdq, monkeypatch):
+    import time
+
+    import paramverify.bounds.margins as margins
+
+    f, q = qdq
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=_boundary_point(f), radius=0.05)
+
+    def slow(problem, lo, hi):  # every piece takes 0.3 s and is never certified
+        time.sleep(0.3)
+        return np.zeros(len(lo), dtype=bool)
+
+    monkeypatch.setattr(margins, "_certified", slow)
+    t = time.monotonic()
+    assert margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5)) is False
+    assert time.monotonic() - t < 0.5  # the second batch (0.3 s) would end past the deadline: not started
+
+
+@pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[3]], ids=lambda v: v[0])
+def test_int8_input_clip_is_exact_on_onnxruntime_and_the_certificate_sound(variant, tmp_path):
+    """The margin certificate bounds the int8 rows on the box clipped to the input grid's range:
+    onnxruntime gives the same int8 outputs on x and on clip(x, L, H), and a certified ball
+    crossing 0 shows no label change on 10,000 samples."""
+    from paramverify.bounds.margins import box_label_certified, int8_input_range
+
+    f = export_float(tmp_path / "robust.onnx", seed=0)  # one class on the whole ball
+    q = quantize(f, tmp_path / "q.onnx", *variant)
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(0.2, 0.8, 36)
+    x0[rng.random(36) < 0.5] = 0.0
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.3)
+    rng_in = int8_input_range(problem)
+    assert rng_in is not None and rng_in[0] <= 0.0 < rng_in[1]
+    xs = sample_ball(x0, 0.3, 10_000, seed=4)
+    y_q = ort_outputs(q, xs)
+    assert np.array_equal(y_q, ort_outputs(q, np.clip(xs, *rng_in).astype(np.float32).astype(np.float64)))
+    assert box_label_certified(problem)
+    assert np.all(label_kept(ort_outputs(f, xs, optimize=False), y_q, 0.5))
+
+
+def test_dynamic_models_get_no_input_clip(qdq, tmp_path):
+    from paramverify.bounds.margins import int8_input_range
+
+    f, _ = qdq
+    q = quantize(f, tmp_path / "d.onnx", *VARIANTS[4])
+    assert int8_input_range(api.make_problem(str(f), quantized_model=str(q), x0=np.full(36, 0.5), radius=0.1)) is None
