@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.compress.stops import StopAfter
+
 from paramverify.compress.agent import AgentRun, default_ddpg
 from paramverify.compress.env import CompressEnv, EnvConfig
 from paramverify.compress.tasks import Task
@@ -20,22 +22,11 @@ def envs(tiny_teacher, digits_small):
     return {"meta": meta, "finetune": new}
 
 
-class _StopAfter:
-    """A deadline that expires after ``n`` checks (one check per episode)."""
-
-    def __init__(self, n: int) -> None:
-        self.left = n
-
-    def expired(self) -> bool:
-        self.left -= 1
-        return self.left < 0
-
-
 def _run(envs, tmp_path, stop_after=None, name="ck.pt"):
     plan = [("meta", 4), ("finetune", 2)]
     run = AgentRun(default_ddpg(warmup=2), seed=7, plan=plan, checkpoint=tmp_path / name)
     if stop_after is not None:  # an interrupted run (the deadline passes after `stop_after` episodes)
-        assert not run.run(lambda p: envs[p], deadline=_StopAfter(stop_after))
+        assert not run.run(lambda p: envs[p], deadline=StopAfter(stop_after))
         resumed = AgentRun(default_ddpg(warmup=2), seed=7, plan=plan, checkpoint=tmp_path / name)
         import torch
 

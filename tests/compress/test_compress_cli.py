@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
+from tests.compress.stops import StopAfter
+
 from paramverify.cli import main
 from paramverify.compress.onnxio import save_onnx
 
@@ -71,17 +73,6 @@ def test_foreign_teacher_and_impossible_budget_are_input_errors(teacher_file, tm
     assert "smallest sub-network" in capsys.readouterr().err
 
 
-class _StopAfter:
-    """A deadline that expires after ``n`` checks."""
-
-    def __init__(self, n: int) -> None:
-        self.left = n
-
-    def expired(self) -> bool:
-        self.left -= 1
-        return self.left < 0
-
-
 @pytest.mark.parametrize("stop_after", [1, 3])  # inside the agent's episodes / inside the baselines
 def test_session_cut_short_and_resumed_equals_uninterrupted(teacher_file, tmp_path, stop_after):
     import argparse
@@ -96,7 +87,7 @@ def test_session_cut_short_and_resumed_equals_uninterrupted(teacher_file, tmp_pa
     whole = CompressSession(args.teacher, settings, tmp_path / "a")
     assert whole.run()
     cut = CompressSession(args.teacher, settings, tmp_path / "b")
-    assert not cut.run(_StopAfter(stop_after))
+    assert not cut.run(StopAfter(stop_after))
     resumed = CompressSession(args.teacher, settings, tmp_path / "b", resume=True)
     assert resumed.run()
 
