@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
@@ -115,20 +116,24 @@ def witness_margin(problem: Problem, head: Head, x: np.ndarray) -> tuple[float, 
     return floor_float(top[-1] - top[-2]), True
 
 
-def scale_of(problem: Problem, params: dict[str, np.ndarray]) -> Fraction:
-    """The smallest t with ``params`` inside ``box.scaled(t)`` (exact, on the float box's ends)."""
-    box = problem.box
-    t = Fraction(0)
+def _deviations(box: ParamBox, params: dict[str, np.ndarray]) -> Iterator[tuple[Fraction, Any, Any]]:
+    """``(p - p0, p0, the box end on the side of the deviation)`` for every parameter off its nominal value (exact)."""
     for n in box.names:
         p0 = box.nominal[n].reshape(-1)
         for p, nom, lo, hi in zip(np.asarray(params[n]).reshape(-1), p0, box.lo[n].reshape(-1), box.hi[n].reshape(-1)):
             dev = to_fraction(p) - to_fraction(nom)
-            if dev == 0:
-                continue
-            room = to_fraction(hi) - to_fraction(nom) if dev > 0 else to_fraction(lo) - to_fraction(nom)
-            if room == 0:
-                return Fraction(-1)  # outside every scaled box: cannot happen for a snapped witness
-            t = max(t, dev / room)
+            if dev != 0:
+                yield dev, nom, hi if dev > 0 else lo
+
+
+def scale_of(problem: Problem, params: dict[str, np.ndarray]) -> Fraction:
+    """The smallest t with ``params`` inside ``box.scaled(t)`` (exact, on the float box's ends)."""
+    t = Fraction(0)
+    for dev, nom, end in _deviations(problem.box, params):
+        room = to_fraction(end) - to_fraction(nom)
+        if room == 0:
+            return Fraction(-1)  # outside every scaled box: cannot happen for a snapped witness
+        t = max(t, dev / room)
     return t
 
 
@@ -165,18 +170,12 @@ def witness_scale_bound(problem: Problem, params: dict[str, np.ndarray]) -> Frac
     :func:`_inner_room`), so the result is never below the witness's real
     scale.  None if some deviation has no bounded scale.
     """
-    box = problem.box
     t = Fraction(0)
-    for n in box.names:
-        p0 = box.nominal[n].reshape(-1)
-        for p, nom, lo, hi in zip(np.asarray(params[n]).reshape(-1), p0, box.lo[n].reshape(-1), box.hi[n].reshape(-1)):
-            dev = to_fraction(p) - to_fraction(nom)
-            if dev == 0:
-                continue
-            room = _inner_room(float(nom), float(hi if dev > 0 else lo))
-            if room is None:
-                return None
-            t = max(t, abs(dev) / room)
+    for dev, nom, end in _deviations(problem.box, params):
+        room = _inner_room(float(nom), float(end))
+        if room is None:
+            return None
+        t = max(t, abs(dev) / room)
     return t
 
 
