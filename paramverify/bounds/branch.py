@@ -184,7 +184,15 @@ def branch_and_bound(
     def bound_all(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> np.ndarray:
         return bound_start(blo, bhi, cap)()
 
-    def bound_start(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> Callable[[], np.ndarray]:
+    def gate_next() -> bool:
+        """Whether the next step runs ``tighten`` (see :func:`bound_start`)."""
+        if tighten is None:
+            return False
+        gate["calls"] += 1
+        return not (gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8)
+
+    def bound_start(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray,
+                    use_tighten: bool | None = None) -> Callable[[], np.ndarray]:
         """``bound`` capped by the parents' bounds ``cap``, then ``tighten`` on the surviving boxes
         while it pays for itself (sent now; the returned function waits for the bounds).
 
@@ -196,10 +204,7 @@ def branch_and_bound(
         Skipping it never loosens a bound: the parent's (possibly tightened)
         bound caps every child either way.
         """
-        use = tighten is not None
-        if use:
-            gate["calls"] += 1
-            use = not (gate["used"] >= 3 and 2 * gate["useful"] < gate["used"] and gate["calls"] % 8)
+        use = gate_next() if use_tighten is None else use_tighten
         keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
         pending_work = inflight["work"] = begin(blo, bhi, cap, keep_ub, use)
         return lambda: gate_update(pending_work(), keep_ub, use, cap)
@@ -227,18 +232,24 @@ def branch_and_bound(
             ub[live] = tight
         return ub
 
-    pace = {"per_box": 0.0}  # seconds per child box of the last step
+    # seconds per child box of the last step with and without ``tighten`` (the two differ by orders
+    # of magnitude on conv nets, so a cheap step's pace must not size a tightened one)
+    pace = {True: 0.0, False: 0.0}
 
     def probe_better(now: Probe, clo: np.ndarray, chi: np.ndarray, ub: np.ndarray) -> Probe:
         got = probe(clo, chi, ub, now.value)
         return got if got is not None and got.value > now.value else now
 
-    def fit(n: int) -> int:
-        """At most ``n`` boxes, fewer when the last step's pace says ``n`` would overrun the deadline."""
+    def fit(n: int, use: bool) -> int:
+        """At most ``n`` boxes, fewer when the last such step's pace says ``n`` would overrun the
+        deadline; 0 when even one box (two children) would."""
         left = deadline.remaining()
-        if left is None or pace["per_box"] <= 0.0:
+        per_box = pace[use]
+        if left is None or per_box <= 0.0:
             return n
-        return max(1, min(n, int(left / (2.0 * pace["per_box"]))))
+        if left < 2.0 * per_box:
+            return 0
+        return max(1, min(n, int(left / (2.0 * per_box))))
 
     refuted = refute_at is not None and best.value > refute_at
     if verify_at is not None and deadline.expired() and not refuted:
@@ -274,8 +285,15 @@ def branch_and_bound(
             if boxes >= options.max_splits:
                 reason, complete = "max-splits", False
                 break
+            use = gate_next()
+            room = fit(batch, use)
+            if use and room == 0:  # the costly pass would overrun: this step goes without it
+                use, room = False, fit(batch, False)
+            if room == 0:
+                reason, complete = "deadline", False
+                break
             take = []
-            while heap and len(take) < fit(batch):
+            while heap and len(take) < room:
                 negub, _, blo, bhi = heapq.heappop(heap)
                 if keep(-negub):
                     take.append((blo, bhi, -negub))
@@ -295,7 +313,7 @@ def branch_and_bound(
             chi = np.concatenate([hi_a, hi_b])
             t_step = time.monotonic()
             caps = np.array([t[2] for t in take])
-            finish = bound_start(clo, chi, np.concatenate([caps, caps]))  # a child lies inside its parent
+            finish = bound_start(clo, chi, np.concatenate([caps, caps]), use)  # a child lies inside its parent
             if late is not None:  # pipelined: the previous step's probe, while the workers bound this step
                 best = probe_better(best, *late)
                 late = None
@@ -305,7 +323,7 @@ def branch_and_bound(
                 late = (clo, chi, ub)
             else:
                 best = probe_better(best, clo, chi, ub)
-            pace["per_box"] = (time.monotonic() - t_step) / len(clo)
+            pace[use] = (time.monotonic() - t_step) / len(clo)
             push(clo, chi, ub)
             pending = -np.inf
         if late is not None:  # the last step's probe (it can only raise the lower end)
