@@ -22,21 +22,19 @@ iterate is a sound bound.  The smallest bound of each row is kept.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
-
-from dataclasses import replace
 
 from paramverify.bounds.crown import LinearBounds
 from paramverify.bounds.interval import Interval
 from paramverify.bounds.optimize import optimised_upper
-from paramverify.bounds.quantround import fq_value
+from paramverify.bounds.quantround import fq_index_range, grid_values
 from paramverify.errors import CapabilityError
 from paramverify.ir import Graph, Node
 from paramverify.ops.quant import ActivationQuantize, Grid
 from paramverify.options import Deadline
 from paramverify.properties import Problem
-
 
 #: slope-optimisation steps on int8 rows the plain bound leaves open (about 0.1 s on a digits CNN)
 ALPHA_ITERS = 20
@@ -52,21 +50,33 @@ def box_label_certified(problem: Problem) -> bool:
 
 def _certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per box ``[N, d]``: does every margin row of both networks stay below 0 (see the module docstring)?"""
+    _, nominal_ok, perturbed_ok = _rows_certified(problem, lo, hi)
+    return nominal_ok & perturbed_ok
+
+
+def _margin_rows(k: int, c: int) -> np.ndarray:
+    """Rows ``f_j - f_c`` (every ``j != c``): their upper bounds must be < 0."""
+    rows = np.zeros((k - 1, k))
+    rows[:, c] = -1.0
+    rows[np.arange(k - 1), [j for j in range(k) if j != c]] = 1.0
+    return rows
+
+
+def _rows_certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per box ``[N, d]``: the nominal class at its centre, whether the nominal (float) rows
+    and whether the perturbed (int8) rows are all below 0 on it."""
     g, box = problem.graph, problem.box
     ys = g.evaluate((lo + hi) / 2)
     k = ys.shape[1]
-    out = np.zeros(len(lo), dtype=bool)
-    if k < 2:
-        return out
     classes = np.argmax(ys, axis=1)
+    nominal_ok = np.zeros(len(lo), dtype=bool)
+    perturbed_ok = np.zeros(len(lo), dtype=bool)
+    if k < 2:
+        return classes, nominal_ok, perturbed_ok
     grid = int8_input_grid(problem)
-    g_in = without_input_rounding(g) if grid is not None else None
     for c in np.unique(classes):
         idx = np.flatnonzero(classes == c)
-        rows = np.zeros((k - 1, k))
-        others = [j for j in range(k) if j != c]
-        rows[:, c] = -1.0
-        rows[np.arange(k - 1), others] = 1.0  # upper bound of f_j - f_c must be < 0
+        rows = _margin_rows(k, int(c))
         try:
             lb = LinearBounds(g, box, lo[idx], hi[idx], differential=True)
             lb.refine()
@@ -74,19 +84,29 @@ def _certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             zero = np.zeros_like(rows)
             u = lb.upper([(lb.y, lb.rows(lb.y, np.concatenate([rows, zero]))),
                           (lb.y0, lb.rows(lb.y0, np.concatenate([zero, rows])))])
-            if grid is not None and g_in is not None and np.any(u[: k - 1] >= 0):
-                q_lo = fq_value(Interval(lo[idx], lo[idx]), grid).lo
-                q_hi = fq_value(Interval(hi[idx], hi[idx]), grid).hi
-                lq = LinearBounds(g_in, box, q_lo, q_hi)
-                lq.refine()
-                target = [(lq.y, lq.rows(lq.y, rows))]
-                u[: k - 1] = np.minimum(u[: k - 1], lq.upper(target))
-                if np.any(np.all(u[k - 1 :] < 0, axis=0) & np.any(u[: k - 1] >= 0, axis=0)):
-                    u[: k - 1] = np.minimum(u[: k - 1], optimised_upper(lq, target, iters=ALPHA_ITERS)[0])
+            if grid is not None and np.any(u[: k - 1] >= 0):
+                k_lo, k_hi = fq_index_range(Interval(lo[idx], hi[idx]), grid)
+                u[: k - 1] = np.minimum(u[: k - 1], _grid_rows_upper(problem, grid, k_lo, k_hi, rows, alpha=np.all(u[k - 1 :] < 0, axis=0)))
         except (CapabilityError, ValueError):
             continue
-        out[idx] = np.all(u < 0, axis=0)
-    return out
+        perturbed_ok[idx] = np.all(u[: k - 1] < 0, axis=0)
+        nominal_ok[idx] = np.all(u[k - 1 :] < 0, axis=0)
+    return classes, nominal_ok, perturbed_ok
+
+
+def _grid_rows_upper(problem: Problem, grid: Grid, k_lo: np.ndarray, k_hi: np.ndarray, rows: np.ndarray,
+                     alpha: np.ndarray | bool = True) -> np.ndarray:
+    """Upper bounds ``[rows, N]`` of the int8 rows over the grid boxes ``[k_lo s, k_hi s]`` (``[N, d]``),
+    by the lowering without its input rounding; slopes optimised where ``alpha`` and the plain
+    bound leaves a row open."""
+    values = grid_values(k_lo, k_hi, grid)
+    lq = LinearBounds(without_input_rounding(problem.graph), problem.box, values.lo, values.hi)
+    lq.refine()
+    target = [(lq.y, lq.rows(lq.y, rows))]
+    u = lq.upper(target)
+    if np.any(alpha & np.any(u >= 0, axis=0)):
+        u = np.minimum(u, optimised_upper(lq, target, iters=ALPHA_ITERS)[0])
+    return u
 
 
 def int8_input_range(problem: Problem) -> tuple[float, float] | None:
@@ -128,14 +148,23 @@ def int8_input_grid(problem: Problem) -> Grid | None:
 
 
 def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16) -> bool:
-    """:func:`box_label_certified` on the box, else on halves of it (split where the float
-    margin is most sensitive), a batch of pieces at a time, until every piece is
-    certified (True) or time or ``max_boxes`` runs out (False).  The pieces cover the
-    box, so True proves Def 4."""
+    """:func:`box_label_certified` on the box, else on pieces of it, a batch of pieces at a
+    time, until every piece is certified (True) or time or ``max_boxes`` runs out (False).
+
+    A piece is an input box (halved where the float margin is most sensitive)
+    until its float rows hold on it.  For an int8 lowering with an input grid
+    (:func:`int8_input_grid`) it then becomes a *grid piece*: the integer grid
+    indices ``[k_lo, k_hi]`` its inputs round to, on which only the int8 rows
+    are left to bound (:func:`_grid_rows_upper`), split into ``[k_lo, m]`` and
+    ``[m + 1, k_hi]``: grid values, not reals, so the halves do not overlap and
+    a coordinate whose range shrinks to one grid value is exact.  The pieces
+    cover the box (its inputs' grid values), so True proves Def 4."""
     region = problem.region
     if region.is_point:
         return False
-    queue = [(region.lo.copy(), region.hi.copy())]
+    grid = int8_input_grid(problem)
+    k = problem.graph.n_outputs
+    queue: list[tuple[bool, np.ndarray, np.ndarray, int]] = [(False, region.lo.copy(), region.hi.copy(), -1)]
     done = 0
     last = 0.0  # seconds the last batch took: one more that would overrun the deadline is not started
     while queue:
@@ -144,22 +173,59 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
             return False
         todo, queue = queue[-batch:], queue[:-batch]
         done += len(todo)
-        lo = np.stack([b[0] for b in todo])
-        hi = np.stack([b[1] for b in todo])
         t = time.monotonic()
-        ok = _certified(problem, lo, hi)
-        last = time.monotonic() - t
-        for (blo, bhi), good in zip(todo, ok):
-            if good:
-                continue
-            ax = _split_axis(problem, blo, bhi)
-            if ax is None:
+        boxes = [p for p in todo if not p[0]]
+        if boxes:
+            lo = np.stack([p[1] for p in boxes])
+            hi = np.stack([p[2] for p in boxes])
+            classes, nominal_ok, perturbed_ok = _rows_certified(problem, lo, hi)
+            for i, (_, blo, bhi, _c) in enumerate(boxes):
+                if nominal_ok[i] and perturbed_ok[i]:
+                    continue
+                if nominal_ok[i] and grid is not None:
+                    k_lo, k_hi = fq_index_range(Interval(blo, bhi), grid)
+                    halves = _grid_halves(problem, grid, k_lo, k_hi)
+                    if halves is None:
+                        return False
+                    queue.extend((True, a, b, int(classes[i])) for a, b in halves)
+                    continue
+                ax = _split_axis(problem, blo, bhi)
+                if ax is None:
+                    return False
+                mid = blo[ax] + (bhi[ax] - blo[ax]) / 2
+                left_hi, right_lo = bhi.copy(), blo.copy()
+                left_hi[ax], right_lo[ax] = mid, mid
+                queue.extend([(False, blo, left_hi, -1), (False, right_lo, bhi, -1)])
+        pieces = [p for p in todo if p[0]]
+        for c in sorted({p[3] for p in pieces}):
+            group = [p for p in pieces if p[3] == c]
+            assert grid is not None
+            k_lo = np.stack([p[1] for p in group])
+            k_hi = np.stack([p[2] for p in group])
+            try:
+                ok = np.all(_grid_rows_upper(problem, grid, k_lo, k_hi, _margin_rows(k, c)) < 0, axis=0)
+            except (CapabilityError, ValueError):
                 return False
-            mid = blo[ax] + (bhi[ax] - blo[ax]) / 2
-            left_hi, right_lo = bhi.copy(), blo.copy()
-            left_hi[ax], right_lo[ax] = mid, mid
-            queue.extend([(blo, left_hi), (right_lo, bhi)])
+            for j in np.flatnonzero(~ok):
+                halves = _grid_halves(problem, grid, k_lo[j], k_hi[j])
+                if halves is None:
+                    return False
+                queue.extend((True, a, b, c) for a, b in halves)
+        last = time.monotonic() - t
     return True
+
+
+def _grid_halves(problem: Problem, grid: Grid, k_lo: np.ndarray, k_hi: np.ndarray
+                 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """``[k_lo, m]`` and ``[m + 1, k_hi]`` along the input :func:`_split_axis` picks (None: one grid point)."""
+    values = grid_values(k_lo, k_hi, grid)
+    ax = _split_axis(problem, values.lo, values.hi)
+    if ax is None or k_hi[ax] <= k_lo[ax]:
+        return None
+    m = np.floor((k_lo[ax] + k_hi[ax]) / 2)
+    a_hi, b_lo = k_hi.copy(), k_lo.copy()
+    a_hi[ax], b_lo[ax] = m, m + 1
+    return (k_lo, a_hi), (b_lo, k_hi)
 
 
 def _split_axis(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> int | None:

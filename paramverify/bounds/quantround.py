@@ -63,19 +63,28 @@ def fq_error(a: Interval, grid: Grid) -> Interval:
 
 def fq_value(a: Interval, grid: Grid) -> Interval:
     """Encloses ``fq(x)`` for ``x`` in ``a`` (fq is non-decreasing)."""
+    return grid_values(*fq_index_range(a, grid), grid)
+
+
+def fq_index_range(a: Interval, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Integers ``k_lo <= k_hi`` (float arrays) with ``fq(x) / s`` in ``[k_lo, k_hi]`` for ``x`` in ``a``."""
     s = grid.scale
     t_lo = down(a.lo / s)
     t_hi = up(a.hi / s)
     q_lo = np.ceil(down(t_lo - 0.5 - ROUND_REL * (np.abs(t_lo) + 1)))
     q_hi = np.floor(up(t_hi + 0.5 + ROUND_REL * (np.abs(t_hi) + 1)))
     kmin, kmax = grid.qmin - grid.zero_point, grid.qmax - grid.zero_point
-    q_lo = np.clip(q_lo, kmin, kmax)
-    q_hi = np.clip(q_hi, kmin, kmax)
+    return np.clip(q_lo, kmin, kmax), np.clip(q_hi, kmin, kmax)
+
+
+def grid_values(k_lo: np.ndarray, k_hi: np.ndarray, grid: Grid) -> Interval:
+    """Encloses the grid values ``k s`` for integers ``k`` in ``[k_lo, k_hi]`` as onnxruntime forms them."""
+    s = grid.scale
     # (integer of at most 17 bits) * (a float32 scale) is exact in float64: a range inside one
     # rounding cell is that grid value exactly; otherwise widen for onnxruntime's float32 product
-    slack = np.where(q_lo == q_hi, 0.0, ROUND_REL * max(abs(grid.low), abs(grid.high)) + TINY)
+    slack = np.where(k_lo == k_hi, 0.0, ROUND_REL * max(abs(grid.low), abs(grid.high)) + TINY)
     exact = slack == 0
-    return Interval(np.where(exact, q_lo * s, down(q_lo * s - slack)), np.where(exact, q_hi * s, up(q_hi * s + slack)))
+    return Interval(np.where(exact, k_lo * s, down(k_lo * s - slack)), np.where(exact, k_hi * s, up(k_hi * s + slack)))
 
 
 def dynamic_half_step(a: Interval, qmin: int, qmax: int) -> np.ndarray:

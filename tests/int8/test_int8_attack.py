@@ -102,9 +102,10 @@ def test_split_certificate_does_not_start_a_batch_past_its_deadline(qdq, monkeyp
 
     def slow(problem, lo, hi):  # every piece takes 0.3 s and is never certified
         time.sleep(0.3)
-        return np.zeros(len(lo), dtype=bool)
+        no = np.zeros(len(lo), dtype=bool)
+        return np.zeros(len(lo), dtype=int), no, no
 
-    monkeypatch.setattr(margins, "_certified", slow)
+    monkeypatch.setattr(margins, "_rows_certified", slow)
     t = time.monotonic()
     assert margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5)) is False
     assert time.monotonic() - t < 0.5  # the second batch (0.3 s) would end past the deadline: not started
