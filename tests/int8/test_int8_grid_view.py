@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from int8_models import VARIANTS, export_float, ort_outputs, quantize, sample_ball
 
-import paramverify.bounds.margins as margins
 from paramverify import api
+from paramverify.bounds import margins
 from paramverify.bounds.interval import Interval
 from paramverify.bounds.quantround import fq_value
 from paramverify.properties import label_kept
