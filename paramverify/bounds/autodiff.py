@@ -16,6 +16,8 @@ import numpy as np
 from scipy import special
 from scipy.special import expit
 
+from paramverify.bounds.scatter import scatter_add
+
 Vjp = Callable[[np.ndarray], np.ndarray]
 
 
@@ -209,9 +211,7 @@ class AutodiffKernel:
 
         def vjp(g: np.ndarray) -> np.ndarray:
             gm = np.reshape(g, va.shape[:ax] + (idx.size,) + va.shape[ax + 1 :])
-            acc = np.zeros(np.moveaxis(va, ax, 0).shape)
-            np.add.at(acc, idx.reshape(-1), np.moveaxis(gm, ax, 0))
-            return np.moveaxis(acc, 0, ax)
+            return np.moveaxis(scatter_add(np.moveaxis(gm, ax, -1), idx.reshape(-1), va.shape[ax]), -1, ax)
 
         return self.tape.node(out, [(a, vjp)])
 

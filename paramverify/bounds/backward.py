@@ -37,6 +37,7 @@ from paramverify.bounds.relax import (
     relu_relaxation,
     sigmoidal_relaxation,
 )
+from paramverify.bounds.scatter import scatter_add
 from paramverify.errors import CapabilityError
 
 Targets = Sequence[tuple[LNode, np.ndarray]]
@@ -351,9 +352,7 @@ class _Pass:
         # flatten the gathered axes, move them last and scatter-add them
         lead, tail = L.shape[: 2 + ax], L.shape[2 + ax + idx.ndim:]
         Lm = np.moveaxis(L.reshape(lead + (flat.size,) + tail), 2 + ax, -1)
-        acc = np.zeros(Lm.shape[:-1] + (size,))
-        np.add.at(acc, (..., flat), Lm)
-        out = np.moveaxis(acc, -1, 2 + ax)
+        out = np.moveaxis(scatter_add(Lm, flat, size), -1, 2 + ax)
         if np.bincount(flat, minlength=size).max(initial=0) > 1:
             # repeated indices are summed: gamma(count) times the gathered magnitudes
             count = int(np.bincount(flat).max())
