@@ -91,11 +91,18 @@ def crown_group_rows(graph: Graph) -> int:
     every call: on the 784-64-64-10 MNIST MLP (10 boxes per group), 128 boxes at
     once cost 1.6-1.9x the CPU time of groups of 5-16 (the difference is system
     time, measured with ``getrusage``), while a tiny net pays per call and runs
-    best in one group.
-    The grouping does not change a box's bounds (CROWN is row by row).
+    best in one group.  The grouping does not change a box's bounds beyond the
+    last bits (CROWN is row by row; products of other shapes round differently).
     """
     largest = max([int(np.size(v)) for v in graph.initializers.values()] + [1])
     return max(1, CROWN_GROUP_VALUES // largest)
+
+
+def _joined(parts: list[Interval]) -> Interval:
+    """The groups' enclosures, rows in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return Interval(np.concatenate([q.lo for q in parts]), np.concatenate([q.hi for q in parts]))
 
 
 def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: DiffValue) -> DiffValue:
@@ -120,8 +127,7 @@ def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: Di
         parts = [crown(lo2[s : s + rows], hi2[s : s + rows]) for s in range(0, len(lo2), rows)]
     except CapabilityError:
         return out
-    n, p, d = (parts[0][i] if len(parts) == 1 else Interval(np.concatenate([q[i].lo for q in parts]), np.concatenate([q[i].hi for q in parts]))
-               for i in range(3))
+    n, p, d = (_joined([q[i] for q in parts]) for i in range(3))
 
     def cut(a: Interval, b: Interval) -> Interval:
         lo_, hi_ = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)

@@ -139,7 +139,7 @@ def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
 #: again, zero-filled, in the next task: 10,000 page faults per 16-box branch-and-bound task on the
 #: MNIST MLP, about 20% more CPU time per box than the same calls in one process (where the
 #: faults stop after the first calls).  Other C libraries ignore these variables.
-WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+WORKER_ENV = MappingProxyType({"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)})
 
 
 @dataclass

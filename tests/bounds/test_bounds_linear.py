@@ -163,7 +163,7 @@ def test_tighten_runs_crown_in_groups_of_boxes_with_the_same_bounds(monkeypatch:
     """Many input boxes go through CROWN in groups (large temporaries are zero-filled memory
     mappings at every call: 128 MNIST boxes at once cost up to 1.9x the CPU time of small
     groups); a box's enclosure is the same in a group as in one call."""
-    import paramverify.bounds.sound as sound
+    from paramverify.bounds import sound
 
     g = load_model(random_mlp(4, [40, 16, 16, 3]))  # largest initializer 640 values
     box = QuantizationScheme(8).to_box(g)
