@@ -12,11 +12,12 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
 (b) one branch-and-bound query: the largest output change (MaxEpsilon) over an
     L-inf box of radius ``--bnb-radius`` around image 0, 8-bit box, stopped at
     ``--bnb-splits`` boxes (a fixed amount of work; no deadline, so the run is
-    deterministic).  The default (25,000 boxes) should make one process take
-    >= 60 s on an idle 2-core machine: 2,500 boxes took 18 s there, and later
-    boxes are cheaper (most likely the gate that stops the CROWN pass once it
-    no longer pays), so 10,000 boxes took only twice the CPU time of 2,559 (44 s
-    against 22 s, one BLAS thread, loaded machine); about 70 s is expected.  The distributed run
+    deterministic).  The default (25,000 boxes) makes one process take well
+    over 60 s on an idle 2-core machine: since a box's interval products no
+    longer depend on the batch it is bounded in (docs/scaling.md, "Where the
+    workers' extra CPU per box went"), the CROWN pass stays on and a box costs
+    about 6-7 ms of CPU (loaded machine, one BLAS thread), so roughly 150-180 s
+    are expected (an extrapolation; 4,095 boxes took 31.6 s).  The distributed run
     ships each step's bound work (the interval bound and CROWN on the boxes it
     cannot discard: one task per chunk of ``boxes_per_task`` boxes, one round
     trip per step); chunking changes the last bits of the batched enclosures,

@@ -33,7 +33,8 @@ U = 2.0**-53
 TINY = 8 * float(np.finfo(np.float64).smallest_subnormal)
 #: relative error allowance of numpy/scipy exp, expit and tanh
 TRANSCENDENTAL_REL = 64 * U
-#: interval x interval matmuls up to this many scalar terms use exact per-term products
+#: interval x interval matmuls up to this many scalar terms use exact per-term products (when neither
+#: operand keeps one sign in every entry: else :func:`_interval_interval_signed` is exact at any size)
 EXACT_MATMUL_TERMS = 1 << 22
 
 
@@ -236,6 +237,56 @@ def _interval_interval_exact(a: Interval, b: Interval) -> Interval:
     return Interval(down(lo - m), up(hi + m))
 
 
+def _signed_rows(a: Interval, b: Interval) -> Interval:
+    """Exact ``a @ b`` where every entry of ``a`` keeps one sign (``lo >= 0`` or ``hi <= 0``).
+
+    Per term, with ``a`` in ``[al, ah]``, ``al >= 0``: the smallest product is
+    ``al * max(bl, 0) + ah * min(bl, 0)`` and the largest ``ah * max(bh, 0) + al * min(bh, 0)``
+    (one of each pair is zero); with ``ah <= 0``: ``al * max(bh, 0) + ah * min(bh, 0)`` and
+    ``al * min(bl, 0) + ah * max(bl, 0)``.  So the exact sums are matrix products of the
+    sign-split ends: the same enclosure as the per-term rule at the cost of a few BLAS
+    products, for any number of rows.  Rounding: every term of the (at most) four products
+    summed for one end is bounded by ``|a| |b|`` in magnitude and only one pair is nonzero
+    per term, so ``gamma(2k + 8) |a| @ |b|`` (with the underflow term) covers the products,
+    the sums and the three additions, as for the per-term rule.
+    """
+    pos = a.lo >= 0.0
+    alp, ahp = np.where(pos, a.lo, 0.0), np.where(pos, a.hi, 0.0)
+    blp, bln = np.maximum(b.lo, 0.0), np.minimum(b.lo, 0.0)
+    bhp, bhn = np.maximum(b.hi, 0.0), np.minimum(b.hi, 0.0)
+    lo = np.matmul(alp, blp) + np.matmul(ahp, bln)
+    hi = np.matmul(ahp, bhp) + np.matmul(alp, bhn)
+    if not np.all(pos):
+        aln, ahn = np.where(pos, 0.0, a.lo), np.where(pos, 0.0, a.hi)
+        lo = lo + np.matmul(aln, bhp) + np.matmul(ahn, bhn)
+        hi = hi + np.matmul(aln, bln) + np.matmul(ahn, blp)
+    m = _margin(a.mag, b.mag, a.shape[-1])
+    return Interval(down(lo - m), up(hi + m))
+
+
+def _one_sign(v: Interval) -> bool:
+    return bool(np.all(np.isfinite(v.lo)) and np.all(np.isfinite(v.hi)) and np.all((v.lo >= 0.0) | (v.hi <= 0.0)))
+
+
+def _interval_interval_signed(a: Interval, b: Interval) -> Interval | None:
+    """The exact product by :func:`_signed_rows` when ``a`` (or else ``b``, by transposing)
+    keeps one sign in every entry and both are finite; None otherwise.
+
+    The common case (inputs in [0, 1], relu outputs): exact whatever the number of rows,
+    so a box's enclosure does not depend on the batch it is evaluated in.
+    """
+    if _one_sign(a) and np.all(np.isfinite(b.lo)) and np.all(np.isfinite(b.hi)):
+        return _signed_rows(a, b)
+    if _one_sign(b) and np.all(np.isfinite(a.lo)) and np.all(np.isfinite(a.hi)):
+        t = _signed_rows(b.map(_swap), a.map(_swap))
+        return t.map(_swap)
+    return None
+
+
+def _swap(v: np.ndarray) -> np.ndarray:
+    return np.swapaxes(v, -1, -2)
+
+
 def _interval_interval_midrad(a: Interval, b: Interval) -> Interval:
     """Rump's midpoint-radius product (at most 1.5x wider than exact); for big operands."""
     ma = (a.lo + a.hi) * 0.5
@@ -263,9 +314,13 @@ def imatmul(a: Any, b: Any) -> Interval:
     elif b.point:
         out = _interval_point(a, b.lo)
     else:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        terms = int(np.prod(batch, dtype=np.int64)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
-        out = _interval_interval_exact(a, b) if terms <= EXACT_MATMUL_TERMS else _interval_interval_midrad(a, b)
+        signed = _interval_interval_signed(a, b)
+        if signed is not None:
+            out = signed
+        else:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            terms = int(np.prod(batch, dtype=np.int64)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+            out = _interval_interval_exact(a, b) if terms <= EXACT_MATMUL_TERMS else _interval_interval_midrad(a, b)
     if sb:
         out = out.map(lambda v: v[..., 0])
     if sa:

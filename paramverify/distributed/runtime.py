@@ -133,6 +133,15 @@ def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
 
 
 # --------------------------------------------------------------------- pool
+#: environment of the worker processes that run our tasks (Ray's ``runtime_env``): glibc's malloc
+#: keeps up to 256 MB of freed memory and serves blocks under 32 MB from its heap.  With glibc's
+#: defaults a Ray worker handed the temporaries of every task back to the kernel and took them
+#: again, zero-filled, in the next task: 10,000 page faults per 16-box branch-and-bound task on the
+#: MNIST MLP, about 20% more CPU time per box than the same calls in one process (where the
+#: faults stop after the first calls).  Other C libraries ignore these variables.
+WORKER_ENV = MappingProxyType({"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)})
+
+
 @dataclass
 class RayPool:
     """Runs packed functions as Ray tasks (created by :func:`open_pool`)."""
@@ -144,7 +153,8 @@ class RayPool:
                                                                "worker_run_s": 0.0, "worker_cpu_s": 0.0})
 
     def __post_init__(self) -> None:
-        opts = {"max_retries": self.config.max_retries, "num_cpus": self.config.cpus_per_task}
+        opts = {"max_retries": self.config.max_retries, "num_cpus": self.config.cpus_per_task,
+                "runtime_env": {"env_vars": dict(WORKER_ENV)}}
         self._task = self.ray.remote(_call_packed).options(**opts)
         self._timed = self.ray.remote(_call_timed).options(**opts)
         self._lost = False
