@@ -108,7 +108,7 @@ def main() -> None:
                        "met": bool(rs) and decided >= 0.9 * len(rs) and all(r["label_time_s"] < 30 for r in rs)}
     out = {"benchmark": "int8", "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
            "models": {"float": FLOAT.name, "QDQ": QDQ.name, "QOperator": QOP.name}, "machine": machine_info(),
-           "command": "nice python benchmarks/bench_int8.py", "rows": rows}
+           "command": " ".join(["python"] + sys.argv), "rows": rows}
     print(f"wrote {write_results(args.out, out)}")
 
 

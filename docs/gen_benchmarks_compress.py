@@ -23,7 +23,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def section(d: dict) -> str:
     s = d["settings"]
     t = d["target"]
-    reduced = "" if d["at_default_settings"] else (
+    reduced = "At the default settings.  Measured: " if d["at_default_settings"] else (
         "**A reduced run, not the default settings** (fewer meta-training episodes, evaluations, training steps and "
         "images than the defaults of `benchmarks/bench_compress.py`); the target is not judged on it.  Measured: ")
     wins = sum(1 for r in d["seeds"] if r.get("agent_ge_best_baseline"))

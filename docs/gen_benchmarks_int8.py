@@ -24,7 +24,8 @@ def section(d: dict) -> str:
         f"rounding included (`--quantized`, [int8.md](int8.md)). Label: `verify --property label` with a "
         f"{d['timeout_s']:g} s limit; eps: `bound --property eps` (largest |int8(x) - float(x)|) with a "
         f"{d['eps_timeout_s']:g} s limit. Soundness: {rows[0]['samples']:,} points per ball through onnxruntime on both "
-        f"models. Measured with `nice` on {m['cpus']} shared cores (load average {m['load_average_1_5_15']}).\n"
+        f"models. Measured with `{d.get('command', 'python benchmarks/bench_int8.py')}` on {m['cpus']} shared cores "
+        f"(load average {m['load_average_1_5_15']}).\n"
     )]
     summary = []
     for fmt in ("QDQ", "QOperator"):
