@@ -222,9 +222,15 @@ class RayPool:
         return out
 
     def _cancel(self, refs: Sequence[Any]) -> None:
+        """Cancel tasks still in flight (an interrupt).  Not ``force=True``: force-killing a
+        task whose reply is on its way aborts the whole driver process in Ray 2.60
+        (``task_manager.cc``: "Tried to complete task that was not pending", seen once in
+        CI on the interrupt test), which would lose the proved-so-far bracket.  A plain
+        cancel raises KeyboardInterrupt inside a running task instead; the pool's
+        shutdown ends whatever is left."""
         for ref in refs:
             with contextlib.suppress(*self._errors()):
-                self.ray.cancel(ref, force=True)
+                self.ray.cancel(ref, force=False)
 
     def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         """A batch function ``fn(a, b, ..., *scalars) -> [..., N]`` evaluated in chunks of
