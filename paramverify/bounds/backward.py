@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from paramverify.bounds.interval import U, gamma, up
+from paramverify.bounds.interval import U, _swap, gamma, up
 from paramverify.bounds.linear import (
     EXACT_PARAM_ELEMS,
     LNode,
     Trace,
     _chord_abs,
-    _swap,
     _unbroadcast,
     concretize_up,
     dot_up,

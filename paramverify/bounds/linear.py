@@ -486,10 +486,6 @@ def _unbroadcast(c: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, int
     return out.reshape(c.shape[:2] + tuple(shape)), fan
 
 
-def _swap(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
-
-
 def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` (numpy semantics) as one BLAS product when one side is a plain matrix.
 

@@ -109,25 +109,18 @@ def _grid_rows_upper(problem: Problem, grid: Grid, k_lo: np.ndarray, k_hi: np.nd
     return u
 
 
-def int8_input_range(problem: Problem) -> tuple[float, float] | None:
-    """``(L, H)``, the range of :func:`int8_input_grid`'s grid (None without one).
-
-    The rounding saturates: ``fq(x) = fq(clip(x, L, H))`` (onnxruntime
-    saturates the same way), so the int8 model takes the same values on a box
-    and on the box clipped to ``[L, H]``.
-    """
-    grid = int8_input_grid(problem)
-    return None if grid is None else (float(grid.low), float(grid.high))
-
-
 def without_input_rounding(g: Graph) -> Graph:
     """The lowering with its input quantization node removed (its reader reads the input):
     ``int8(x) = without_input_rounding(g)_int8(fq(x))``.  Only for graphs where
     :func:`int8_input_grid` found that node."""
-    (q,) = [n for n in g.nodes if g.input_name in n.inputs]
+    (q,) = _input_readers(g)
     nodes = tuple(Node(n.name, n.op, tuple(g.input_name if s == q.output else s for s in n.inputs), n.output)
                   for n in g.nodes if n is not q)
     return replace(g, nodes=nodes)
+
+
+def _input_readers(g: Graph) -> list[Node]:
+    return [n for n in g.nodes if g.input_name in n.inputs]
 
 
 def int8_input_grid(problem: Problem) -> Grid | None:
@@ -136,7 +129,7 @@ def int8_input_grid(problem: Problem) -> Grid | None:
     g, box = problem.graph, problem.box
     if g.replay_models is None:
         return None
-    readers = [n for n in g.nodes if g.input_name in n.inputs]
+    readers = _input_readers(g)
     if len(readers) != 1 or not isinstance(readers[0].op, ActivationQuantize) or readers[0].inputs[0] != g.input_name:
         return None
     enable = readers[0].inputs[1]

@@ -119,8 +119,7 @@ def tighten(graph: Graph, box: ParamBox, lo: np.ndarray, hi: np.ndarray, out: Di
         if graph.replay_models is not None:
             h = hinted_box_outputs(graph, box, glo, ghi)
             return h.n, h.p, h.d
-        n_, p_, d_ = linear_outputs(graph, box, glo, ghi)
-        return n_, p_, d_
+        return linear_outputs(graph, box, glo, ghi)
 
     rows = crown_group_rows(graph)
     try:

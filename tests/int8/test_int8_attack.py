@@ -116,7 +116,7 @@ def test_int8_input_clip_is_exact_on_onnxruntime_and_the_certificate_sound(varia
     """The margin certificate bounds the int8 rows on the box clipped to the input grid's range:
     onnxruntime gives the same int8 outputs on x and on clip(x, L, H), and a certified ball
     crossing 0 shows no label change on 10,000 samples."""
-    from paramverify.bounds.margins import box_label_certified, int8_input_range
+    from paramverify.bounds.margins import box_label_certified, int8_input_grid
 
     f = export_float(tmp_path / "robust.onnx", seed=0)  # one class on the whole ball
     q = quantize(f, tmp_path / "q.onnx", *variant)
@@ -124,7 +124,8 @@ def test_int8_input_clip_is_exact_on_onnxruntime_and_the_certificate_sound(varia
     x0 = rng.uniform(0.2, 0.8, 36)
     x0[rng.random(36) < 0.5] = 0.0
     problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.3)
-    rng_in = int8_input_range(problem)
+    grid = int8_input_grid(problem)
+    rng_in = None if grid is None else (float(grid.low), float(grid.high))
     assert rng_in is not None and rng_in[0] <= 0.0 < rng_in[1]
     xs = sample_ball(x0, 0.3, 10_000, seed=4)
     y_q = ort_outputs(q, xs)
@@ -134,8 +135,8 @@ def test_int8_input_clip_is_exact_on_onnxruntime_and_the_certificate_sound(varia
 
 
 def test_dynamic_models_get_no_input_clip(qdq, tmp_path):
-    from paramverify.bounds.margins import int8_input_range
+    from paramverify.bounds.margins import int8_input_grid
 
     f, _ = qdq
     q = quantize(f, tmp_path / "d.onnx", *VARIANTS[4])
-    assert int8_input_range(api.make_problem(str(f), quantized_model=str(q), x0=np.full(36, 0.5), radius=0.1)) is None
+    assert int8_input_grid(api.make_problem(str(f), quantized_model=str(q), x0=np.full(36, 0.5), radius=0.1)) is None
