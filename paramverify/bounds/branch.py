@@ -179,7 +179,6 @@ def branch_and_bound(
         return reported
 
     gate = {"calls": 0, "used": 0, "useful": 0}
-    inflight: dict[str, Any] = {}  # the step whose bounds are being computed (to cancel on an interrupt)
 
     def bound_all(blo: np.ndarray, bhi: np.ndarray, cap: np.ndarray) -> np.ndarray:
         return bound_start(blo, bhi, cap)()
@@ -206,7 +205,7 @@ def branch_and_bound(
         """
         use = gate_next() if use_tighten is None else use_tighten
         keep_ub = max(best.value, -np.inf if verify_at is None else verify_at)
-        pending_work = inflight["work"] = begin(blo, bhi, cap, keep_ub, use)
+        pending_work = begin(blo, bhi, cap, keep_ub, use)
         return lambda: gate_update(pending_work(), keep_ub, use, cap)
 
     def gate_update(both: np.ndarray, keep_ub: float, use: bool, cap: np.ndarray) -> np.ndarray:
@@ -329,8 +328,5 @@ def branch_and_bound(
         if late is not None:  # the last step's probe (it can only raise the lower end)
             best = probe_better(best, *late)
     except KeyboardInterrupt:
-        reason, complete = "interrupted", False
-        cancel = getattr(inflight.get("work"), "cancel", None)
-        if callable(cancel):
-            cancel()
+        reason, complete = "interrupted", False  # a batch in flight on Ray is dropped (see distributed/runtime.py)
     return SearchResult(best.value, upper(), best.witness, boxes, complete, reason)

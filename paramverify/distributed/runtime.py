@@ -133,6 +133,11 @@ def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
 
 
 # --------------------------------------------------------------------- pool
+# Tasks in flight are never cancelled (``ray.cancel``): in Ray 2.60 cancelling a task whose reply is
+# on its way, with or without ``force``, can abort the whole driver process (``task_manager.cc``:
+# "Tried to complete task that was not pending"; seen twice in our Ray tests' interrupt case), which
+# would lose the proved-so-far bracket of an interrupted run.  Their results are dropped instead; the
+# pool's shutdown (or, on a cluster the command joined, the tasks' own end) finishes them.
 #: environment of the worker processes that run our tasks (Ray's ``runtime_env``): glibc's malloc
 #: keeps up to 256 MB of freed memory and serves blocks under 32 MB from its heap.  With glibc's
 #: defaults a Ray worker handed the temporaries of every task back to the kernel and took them
@@ -182,8 +187,9 @@ class RayPool:
         """``(index, fn(item))`` as tasks finish (one task per item).
 
         A task whose worker dies is re-run by Ray (``max_retries``); a lost
-        cluster raises :class:`ClusterError` (the caller keeps what it got);
-        an interrupt cancels the tasks still pending.
+        cluster raises :class:`ClusterError` (the caller keeps what it got).
+        Tasks still pending are not cancelled on an interrupt or an error (see
+        the comment above :class:`RayPool`): their results are dropped, and the pool's shutdown ends them.
         """
         ray = self.ray
         try:
@@ -194,25 +200,21 @@ class RayPool:
         except self._errors() as exc:
             raise ClusterError(f"cannot submit tasks to the Ray cluster: {type(exc).__name__}: {exc}") from exc
         pending = list(index)
-        try:
-            while pending:
+        while pending:
+            try:
+                done, pending = ray.wait(pending, num_returns=1)
+            except self._errors() as exc:
+                raise ClusterError(f"lost the Ray cluster: {type(exc).__name__}: {exc}") from exc
+            for ref in done:
                 try:
-                    done, pending = ray.wait(pending, num_returns=1)
+                    value = ray.get(ref)
                 except self._errors() as exc:
-                    raise ClusterError(f"lost the Ray cluster: {type(exc).__name__}: {exc}") from exc
-                for ref in done:
-                    try:
-                        value = ray.get(ref)
-                    except self._errors() as exc:
-                        own = self._unwrap(exc)
-                        if own is not None:
-                            raise own from None
-                        raise ClusterError(f"lost the Ray cluster or a worker beyond {self.config.max_retries} retries: "
-                                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-                    yield index[ref], value
-        except BaseException:
-            self._cancel(pending)
-            raise
+                    own = self._unwrap(exc)
+                    if own is not None:
+                        raise own from None
+                    raise ClusterError(f"lost the Ray cluster or a worker beyond {self.config.max_retries} retries: "
+                                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                yield index[ref], value
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """``[fn(item) for item in items]`` with one task per item, in input order."""
@@ -220,17 +222,6 @@ class RayPool:
         for i, value in self.completed(fn, items):
             out[i] = value
         return out
-
-    def _cancel(self, refs: Sequence[Any]) -> None:
-        """Cancel tasks still in flight (an interrupt).  Not ``force=True``: force-killing a
-        task whose reply is on its way aborts the whole driver process in Ray 2.60
-        (``task_manager.cc``: "Tried to complete task that was not pending", seen once in
-        CI on the interrupt test), which would lose the proved-so-far bracket.  A plain
-        cancel raises KeyboardInterrupt inside a running task instead; the pool's
-        shutdown ends whatever is left."""
-        for ref in refs:
-            with contextlib.suppress(*self._errors()):
-                self.ray.cancel(ref, force=False)
 
     def spread(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         """A batch function ``fn(a, b, ..., *scalars) -> [..., N]`` evaluated in chunks of
@@ -291,9 +282,6 @@ class RayPool:
                         raise own from None
                     self._lost = True
                     return here()
-                except KeyboardInterrupt:
-                    self._cancel(refs)
-                    raise
                 self.stats["spread_calls"] += 1
                 self.stats["spread_s"] += time.perf_counter() - t0
                 self.stats["inflight_s"] += time.perf_counter() - sent
@@ -302,17 +290,16 @@ class RayPool:
                 self.stats["worker_cpu_s"] += sum(t[3] for t in timed)
                 return np.concatenate([np.asarray(t[0], dtype=np.float64) for t in timed], axis=-1)
 
-            return Pending(wait, lambda: self._cancel(refs))
+            return Pending(wait)
 
         return begin
 
 
 @dataclass(frozen=True, eq=False)
 class Pending:
-    """A batch under way (:meth:`RayPool.start`): call it to wait for the result, or cancel it."""
+    """A batch under way (:meth:`RayPool.start`): call it to wait for the result."""
 
     wait: Callable[[], np.ndarray]
-    cancel: Callable[[], None] = lambda: None
 
     def __call__(self) -> np.ndarray:
         return self.wait()
