@@ -22,12 +22,21 @@ must never lose to) and, where it applies, auto_LiRPA's figure quoted from
 not re-run; its random net is another draw of the same recipe).  Wall time and
 this process's CPU time are both recorded: the machine is shared, so wall
 times include waiting for a core.
+
+The random MLP's rows also carry the exact answer where a MILP solver finds it
+(``ref_milp.py``: HiGHS on the exact formulation; its optimum is unproved, but the
+model evaluated at the concrete parameters built from its maximiser, ``milp_witness``,
+is a true lower end): it shows how far each end of our bracket is from the truth.
+
+``--models random`` (or ``cnn``) re-runs one part and keeps the other part of an
+existing ``--out`` file as it was (the JSON lists such parts in ``kept_from_earlier_run``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import resource
 import sys
 import time
@@ -45,6 +54,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 from bench_common import RatioClock, machine_info, write_results
+from ref_milp import max_change
 from ref_pgd import reference_pgd
 
 from paramverify import api
@@ -62,6 +72,8 @@ ANCHORS = {
 TARGET_RATIO = 1.2
 SIZES = (784, 64, 64, 1)
 SEED = 1400
+#: HiGHS's time limit per row and sign (the reference only; it solved every row in 5-60 s)
+MILP_LIMIT_S = 300.0
 
 
 def random_mlp_model(seed: int = SEED) -> onnx.ModelProto:
@@ -108,15 +120,21 @@ def run_random(n_inputs: int, timeout: float) -> dict[str, Any]:
     rows = []
     print(f"random 784-64-64-1 (He init), |p - p0| <= 1e-3 on every parameter, {timeout:g} s per input   "
           f"| ANCHORS: {ANCHORS['random']}")
-    print(f"{'input':>6}{'lower':>10}{'upper':>10}{'ratio':>8}{'wall s':>8}{'cpu s':>7}{'to 1.2x':>9}{'ref PGD':>10}  result")
+    print(f"{'input':>6}{'lower':>10}{'upper':>10}{'ratio':>8}{'wall s':>8}{'cpu s':>7}{'to 1.2x':>9}{'ref PGD':>10}"
+          f"{'MILP':>10}{'MILP s':>7}  result")
     for i in range(n_inputs):
         x = np.random.default_rng(SEED + 1 + i).uniform(0.0, 1.0, SIZES[0])
         problem = api.make_problem(g, delta=1e-3, x0=x)
         r = {"input": i, **_eps_row(problem, timeout, i)}
+        m = max_change(problem, time_limit=MILP_LIMIT_S)
+        r.update({"milp_optimum": m.optimum, "milp_dual_bound": m.dual_bound, "milp_witness": m.witness,
+                  "milp_solved": m.solved, "milp_s": m.seconds,
+                  "lower_vs_milp": r["lower"] / m.witness, "upper_vs_milp": r["upper"] / m.witness})
         rows.append(r)
         reach = "-" if r["time_to_target_ratio_s"] is None else f"{r['time_to_target_ratio_s']:.1f}"
         print(f"{i:>6}{r['lower']:>10.4f}{r['upper']:>10.4f}{r['ratio']:>8.3f}{r['time_s']:>8.1f}{r['cpu_s']:>7.1f}"
-              f"{reach:>9}{r['reference_pgd']:>10.4f}  {'PASS' if r['pass'] else 'FAIL'}", flush=True)
+              f"{reach:>9}{r['reference_pgd']:>10.4f}{m.witness:>10.4f}{m.seconds:>7.1f}  {'PASS' if r['pass'] else 'FAIL'}",
+              flush=True)
     return {"model": "784-64-64-1 ReLU, He init (seed 1400), biases 0", "perturbation": "|p - p0| <= 1e-3, every parameter",
             "timeout_s": timeout, "target": f"upper <= {TARGET_RATIO}x lower within {timeout:g} s per input",
             "pass": all(r["pass"] for r in rows), "anchor": ANCHORS["random"], "rows": rows,
@@ -183,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         out["random"] = run_random(args.inputs, args.timeout)
     if "cnn" in models:
         out["cnn"] = run_cnn(args.cnn_images, args.cnn_eps_images, args.timeout)
+    earlier = Path(args.out)
+    if earlier.exists():
+        old = json.loads(earlier.read_text())
+        kept = [m for m in ("random", "cnn") if m not in models and m in old]
+        for m in kept:
+            out[m] = old[m]
+        if kept:
+            out["kept_from_earlier_run"] = {m: {"machine": old.get("machine"), "peak_rss_mb": old.get("peak_rss_mb")} for m in kept}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_memory"] = "resource.getrusage(RUSAGE_SELF).ru_maxrss of this process"
     out["machine"] = machine_info()
