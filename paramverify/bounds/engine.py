@@ -67,6 +67,9 @@ _LINEAR = "CROWN with perturbed weights"
 
 def _point_method(res: PointResult | int, what: str = "") -> str:
     n = res if isinstance(res, int) else res.domains
+    if not isinstance(res, int) and res.how == "lp":
+        return (f"bounds: first layer exact + LP branch and bound with Anderson cuts, weak-duality bounds "
+                f"({n} domains){what}")
     split = "neuron-split branch-and-bound" if n > 1 else "no neuron splitting"
     return f"bounds: {_LINEAR} + {split} ({n} domains){what}"
 

@@ -23,6 +23,7 @@ import numpy as np
 from paramverify.bounds.autodiff import AutodiffKernel
 from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
+from paramverify.bounds.mlplp import LPSearch, build_milp, witness_params
 from paramverify.bounds.local import (
     Rows,
     SplitSearch,
@@ -53,6 +54,10 @@ PGD_LABEL_SHARE = 0.15
 #: attacks' value (a wide bracket), else PGD_NARROW_SHARE
 PGD_GATE = 1.2
 PGD_NARROW_SHARE = 0.1
+#: share of the time limit the LP branch and bound leaves unused (the caller still has to finish)
+LP_RESERVE = 0.05
+#: seconds one row's LP branch and bound runs before the row with the largest bound is chosen again
+LP_SLICE_S = 1.0
 
 
 def row_objective(coefs: np.ndarray) -> Objective:
@@ -101,6 +106,8 @@ class PointResult:
     domains: int
     complete: bool
     reason: str
+    #: "split": neuron-split branch and bound (local.py); "lp": LP branch and bound with cuts (mlplp.py)
+    how: str = "split"
 
 
 # ---------------------------------------------------------------------------
@@ -156,6 +163,10 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
             got = sound_change(problem, problem.region.lo, c.params)
             if got.value > state["best"].value:
                 state["best"] = got
+    if verify_at is None and search.cut is not None:
+        lp = _lp_change(problem, search, rows, root, state, options, deadline)
+        if lp is not None:
+            return lp
     if verify_at is not None:
         shifted = Rows(rows.coefs, rows.offsets - verify_at, np.zeros(len(rows), bool), rows.names)
         search.rows = shifted
@@ -176,6 +187,59 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     out = search.run(options, deadline, mode="optimise", lower=lambda: state["best"].value, on_top=attack, label="max epsilon: ")
     upper = max(float(np.max(out.upper)), state["best"].value, 0.0)
     return PointResult(state["best"].value, upper, state["best"].witness, out.domains, out.complete, out.reason)
+
+
+def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarray, state: dict, options: Options,
+               deadline: Deadline) -> PointResult | None:
+    """MaxEpsilon of a two-hidden-layer ReLU MLP: branch and bound with linear programs and cuts per row
+    (:mod:`~paramverify.bounds.mlplp`), always continuing the row with the largest bound; None for
+    other networks."""
+    assert search.cut is not None
+    milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
+    if any(m is None for m in milps):
+        return None
+    best = lambda: state["best"].value  # noqa: E731
+    searches = [LPSearch(m, best, options.tolerance) for m in milps if m is not None]
+    # stop a little early, as the splitting search does: the caller still has to finish
+    reserve = 0.0 if options.timeout_s is None else LP_RESERVE * options.timeout_s
+    root = np.asarray(root, dtype=np.float64)
+
+    def uppers() -> np.ndarray:
+        return np.minimum(root, [s.upper for s in searches])
+
+    interrupted = False
+    while not interrupted:
+        open_ = [r for r, s in enumerate(searches) if not s.done]
+        left = deadline.remaining()
+        if not open_ or (left is not None and left <= reserve):
+            break
+        u = uppers()
+        r = max(open_, key=lambda q: u[q])
+        if u[r] <= best() + options.tolerance:
+            break
+        slice_s = LP_SLICE_S if left is None else min(LP_SLICE_S, left - reserve)
+        n_done = sum(s.domains for s in searches)
+        budget = None if options.max_splits is None else max(0, options.max_splits - n_done + searches[r].domains)
+
+        def shown(bound: float, r: int = r) -> None:
+            u2 = uppers()
+            u2[r] = min(u2[r], bound)
+            options.progress.update("max epsilon (LP branch and bound): ", best(), float(max(np.max(u2), best())))
+
+        searches[r].run(deadline.within(slice_s), budget, progress=shown)
+        if searches[r].best_h is not None:
+            got = sound_change(problem, problem.region.lo,
+                               witness_params(search.cut, rows.coefs[r], milps[r], searches[r].best_h, search.full_box))
+            if got.value > state["best"].value:
+                state["best"] = got
+        interrupted = deadline.interrupted() or searches[r].reason == "interrupted"
+        if budget is not None and sum(s.domains for s in searches) >= options.max_splits:
+            break
+    u = uppers()
+    complete = all(s.done and s.complete for s in searches) or float(np.max(u)) <= best() + options.tolerance
+    reason = "interrupted" if interrupted else ("tolerance" if complete else "deadline")
+    upper = max(float(np.max(u)), best(), 0.0)
+    return PointResult(best(), upper, state["best"].witness, sum(s.domains for s in searches), complete, reason, "lp")
 
 
 class _Refuted(Exception):

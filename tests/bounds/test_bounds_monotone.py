@@ -115,8 +115,9 @@ def test_min_sigma_search_upper_never_rises() -> None:
 
 
 def test_point_search_progress_never_rises() -> None:
-    """The neuron-split search at a point shows a non-increasing upper bound too."""
-    graph = load_model(random_mlp(3, [4, 24, 24, 3], "relu"))
+    """The neuron-split search at a point shows a non-increasing upper bound too (three hidden layers:
+    two would go to the LP branch and bound, tests/bounds/test_mlplp.py)."""
+    graph = load_model(random_mlp(3, [4, 24, 24, 24, 3], "relu"))
     pr = Problem(graph, QuantizationScheme(4).to_box(graph), InputRegion.point(np.full(4, 0.5)))
     rec = Recorder()
     b = BoundsEngine().optimise(pr, MaxEpsilon(), Options(timeout_s=20, tolerance=1e-9, max_splits=200, progress=rec))
