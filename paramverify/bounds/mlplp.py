@@ -284,6 +284,7 @@ class LPSearch:
             progress: Callable[[float], None] | None = None) -> None:
         """Split domains until the search ends (``done``) or ``deadline`` / ``max_domains`` stops it."""
         m, n1, n2 = self.m, self.m.n1, self.m.n2
+        parent: tuple[float, int, dict[int, int], np.ndarray | None] | None = None
         try:
             while self.heap:
                 self.shown = min(self.shown, max(-self.heap[0][0], self.leaves))
@@ -298,7 +299,8 @@ class LPSearch:
                 if max_domains is not None and self.domains >= max_domains:
                     self.done, self.complete, self.reason = True, False, "max-splits"
                     return
-                neg, _, fix, x = heapq.heappop(self.heap)
+                parent = heapq.heappop(self.heap)
+                neg, _, fix, x = parent
                 bound = -neg
                 if self._closed(bound):
                     continue
@@ -316,7 +318,10 @@ class LPSearch:
                     b2 = min(b2, bound)  # a child lies inside its parent
                     if not self._closed(b2):
                         heapq.heappush(self.heap, (-b2, next(self._counter), f2, x2))
+                parent = None
         except KeyboardInterrupt:
+            if parent is not None:  # a domain being split still counts with its own bound
+                heapq.heappush(self.heap, parent)
             self.complete, self.reason = False, "interrupted"
             return
         self.done = True
