@@ -147,7 +147,8 @@ def cut_first_layer(problem: Problem) -> FirstLayerCut | None:
     ivals: dict[str, object] = {x_name: x, "": None}
     for name in (w_name, b_name):
         if name is not None:
-            ivals[name] = Interval(np.asarray(box.lo[name], np.float64), np.asarray(box.hi[name], np.float64)) if name in perturbed else g.initializers[name]
+            ivals[name] = (Interval(np.asarray(box.lo[name], np.float64), np.asarray(box.hi[name], np.float64))
+                           if name in perturbed else g.initializers[name])
     for node in g.nodes[k:last + 1]:
         ins = [ivals[i] if i in ivals else values[i] for i in node.inputs if i != ""]
         ivals[node.output] = node.op.apply(ik, ins)

@@ -40,6 +40,7 @@ from scipy.optimize import linprog
 from paramverify.bounds.firstlayer import FirstLayerCut
 from paramverify.bounds.interval import Interval, imatmul, up
 from paramverify.options import Deadline
+from paramverify.specs import ParamBox
 
 #: cut rounds per domain (each round re-solves the relaxation with the new cuts)
 CUT_ROUNDS = 3
@@ -335,7 +336,8 @@ def search(m: ReluMilp, deadline: Deadline, lower: Callable[[], float] = lambda:
     return LPOutcome(s.upper, s.domains, s.complete, s.reason, s.best_h)
 
 
-def witness_params(cut: FirstLayerCut, coefs: np.ndarray, m: ReluMilp, h: np.ndarray, full_box) -> dict[str, np.ndarray]:
+def witness_params(cut: FirstLayerCut, coefs: np.ndarray, m: ReluMilp, h: np.ndarray,
+                   full_box: ParamBox) -> dict[str, np.ndarray]:
     """Concrete parameters of the original problem that realise ``h`` and the ends the program chose
     (a falsifier candidate: its value is re-evaluated soundly by the caller)."""
     g, box = cut.problem.graph, cut.problem.box

@@ -23,7 +23,6 @@ import numpy as np
 from paramverify.bounds.autodiff import AutodiffKernel
 from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
-from paramverify.bounds.mlplp import LPSearch, build_milp, witness_params
 from paramverify.bounds.local import (
     Rows,
     SplitSearch,
@@ -32,6 +31,7 @@ from paramverify.bounds.local import (
     label_rows,
     nominal_enclosure,
 )
+from paramverify.bounds.mlplp import LPSearch, build_milp, witness_params
 from paramverify.bounds.pgd import (
     PGDSettings,
     RowObjective,
