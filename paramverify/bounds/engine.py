@@ -28,7 +28,7 @@ from paramverify.bounds.exact import exact_decision, near_boundary, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
 from paramverify.bounds.margins import box_label_certified, certify_by_splits
-from paramverify.bounds.point import PointResult, point_change, point_labels
+from paramverify.bounds.point import LabelResult, PointResult, point_change, point_labels
 from paramverify.bounds.searches import (
     FlipWitness,
     classes_of,
@@ -65,7 +65,7 @@ _KERNEL = "differential interval + linear bounds"
 _LINEAR = "CROWN with perturbed weights"
 
 
-def _point_method(res: PointResult | int, what: str = "") -> str:
+def _point_method(res: PointResult | LabelResult | int, what: str = "") -> str:
     n = res if isinstance(res, int) else res.domains
     if not isinstance(res, int) and res.how == "lp":
         return (f"bounds: first layer exact + LP branch and bound with Anderson cuts, weak-duality bounds "
@@ -206,7 +206,7 @@ class BoundsEngine:
             if isinstance(prop, MarginLabelInvariance) and _margin_below(problem, prop.sigma):
                 return Verified("bounds: the point's nominal margin is provably below sigma (vacuous)", time.monotonic() - t0), 0.0
             lab = point_labels(problem, prop, options, deadline)
-            method = _point_method(lab.domains)
+            method = _point_method(lab)
             if lab.status == "holds":
                 return Verified(method, time.monotonic() - t0), 0.0
             if lab.status == "violated" and lab.counterexample is not None:

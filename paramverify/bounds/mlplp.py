@@ -207,12 +207,13 @@ class LPSearch:
     :meth:`run` continues where the last call stopped, so a caller can share its time between rows.
 
     Domains whose bound is <= ``lower()`` are closed (optimise), or, with
-    ``closed_at``, whose bound is below it (verify).  :attr:`upper` is the largest
-    bound of an open or solved domain, never more than an earlier one."""
+    ``closed_at``, whose bound is below it (verify; at most it when not ``strict``).
+    :attr:`upper` is the largest bound of an open or solved domain, never more than an
+    earlier one."""
 
     def __init__(self, m: ReluMilp, lower: Callable[[], float] = lambda: -np.inf, tolerance: float = 0.0,
-                 closed_at: float | None = None) -> None:
-        self.m, self.lower, self.tolerance, self.closed_at = m, lower, tolerance, closed_at
+                 closed_at: float | None = None, strict: bool = True) -> None:
+        self.m, self.lower, self.tolerance, self.closed_at, self.strict = m, lower, tolerance, closed_at, strict
         self.A0, self.b0, self.lb0, self.ub0, self.uk, self.zi = m.base()
         nv = self.A0.shape[1]
         self.obj = np.zeros(nv)
@@ -279,7 +280,14 @@ class LPSearch:
         return bound, x
 
     def _closed(self, bound: float) -> bool:
-        return bound < self.closed_at if self.closed_at is not None else bound <= self.lower()
+        if self.closed_at is None:
+            return bound <= self.lower()
+        return bound < self.closed_at if self.strict else bound <= self.closed_at
+
+    @property
+    def holds(self) -> bool:
+        """Verify mode: every domain closed (the row is < ``closed_at``, or <= it when not strict)."""
+        return self.done and not self.heap and self.leaves == -np.inf
 
     def run(self, deadline: Deadline, max_domains: int | None = None,
             progress: Callable[[float], None] | None = None) -> None:

@@ -14,7 +14,7 @@ counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +178,22 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
             if state["best"].value > verify_at:
                 raise _Refuted
 
+        def beats(r: int, params: dict[str, np.ndarray]) -> bool:
+            got = sound_change(problem, problem.region.lo, params)
+            if got.value > state["best"].value:
+                state["best"] = got
+            return state["best"].value > verify_at
+
+        lp = _lp_verify(search, shifted, options, deadline, beats, "max epsilon <= threshold (LP branch and bound): ")
+        if lp is not None:
+            status, n, up_ = lp
+            best_v, w = state["best"].value, state["best"].witness
+            if status == "refuted":
+                return PointResult(best_v, float(np.max(root)), w, n, True, "refuted", "lp")
+            if status == "holds":
+                return PointResult(best_v, max(verify_at, best_v), w, n, True, "holds", "lp")
+            return PointResult(best_v, max(up_ + verify_at, best_v), w, n, False, status, "lp")
+
         try:
             out = search.run(options, deadline, mode="verify", on_top=refuted, label="max epsilon <= threshold: ")
         except _Refuted:
@@ -242,6 +258,46 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
     return PointResult(best(), upper, state["best"].witness, sum(s.domains for s in searches), complete, reason, "lp")
 
 
+def _lp_verify(search: SplitSearch, rows: Rows, options: Options, deadline: Deadline,
+               refutes: Callable[[int, dict[str, np.ndarray]], bool], label: str) -> tuple[str, int, float] | None:
+    """Do the rows hold (< 0 where strict, else <= 0)?  LP branch and bound per row for a
+    two-hidden-layer ReLU MLP (:mod:`~paramverify.bounds.mlplp`), the row with the largest bound
+    first; the relaxation's integral points are offered to ``refutes`` (True ends the search).
+
+    Returns (holds | refuted | deadline | interrupted | exhausted, domains, largest open bound),
+    or None for other networks."""
+    if search.cut is None:
+        return None
+    milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
+    if any(m is None for m in milps):
+        return None
+    searches = [LPSearch(m, closed_at=0.0, strict=bool(rows.strict[r])) for r, m in enumerate(milps) if m is not None]
+    tried: set[tuple[int, bytes]] = set()
+    while True:
+        open_ = [r for r, s in enumerate(searches) if not s.done]
+        if not open_ or deadline.expired():
+            break
+        r = max(open_, key=lambda q: searches[q].upper)
+        options.progress.update(label, None, float(max(s.upper for s in searches)))
+        searches[r].run(deadline.within(LP_SLICE_S))
+        h = searches[r].best_h
+        if h is not None and (r, h.tobytes()) not in tried:
+            tried.add((r, h.tobytes()))
+            m = milps[r]
+            assert m is not None and search.cut is not None
+            if refutes(r, witness_params(search.cut, rows.coefs[r], m, h, search.full_box)):
+                return "refuted", sum(s.domains for s in searches), float(max(s.upper for s in searches))
+        if deadline.interrupted():
+            break
+    domains = sum(s.domains for s in searches)
+    upper = float(max(s.upper for s in searches))
+    if all(s.holds for s in searches):
+        return "holds", domains, upper
+    if deadline.interrupted():
+        return "interrupted", domains, upper
+    return ("deadline" if deadline.expired() else "exhausted"), domains, upper
+
+
 class _Refuted(Exception):
     """Internal: the falsifier found a violation during a decision search."""
 
@@ -259,6 +315,7 @@ class LabelResult:
     domains: int
     reason: str  # holds | refuted | tie (violated at the nominal parameters) | why unknown
     upper: float = np.inf  # unknown: the largest proved bound of a label row (the rows hold at <= 0 / < 0)
+    how: str = "split"  # as PointResult.how
 
 
 def point_labels(problem: Problem, prop: Property, options: Options, deadline: Deadline, scale: float | None = None) -> LabelResult:
@@ -309,6 +366,20 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
                     if ce is not None:
                         found["ce"] = ce
                         raise _Refuted
+        def flips(r: int, params: dict[str, np.ndarray]) -> bool:
+            ce = confirm_in_box(sp, prop, sp.region.lo, params)
+            if ce is not None:
+                found["ce"] = ce
+            return ce is not None
+
+        lp = _lp_verify(search, rows, options, deadline, flips, "labels (LP branch and bound): ")
+        if lp is not None:
+            status, n, up_ = lp
+            if status == "refuted":
+                raise _Refuted
+            if status == "holds":
+                return LabelResult("holds", None, n, "holds", how="lp")
+            return LabelResult("unknown", None, n, status, up_, how="lp")
         out = search.run(options, deadline, mode="verify", on_top=attack, label="labels: ")
     except _Refuted:
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")

@@ -173,3 +173,36 @@ def test_torch_mlp_bits_box_bracket_is_sound(tmp_path) -> None:
     assert b.lower <= exact.witness + 1e-9 <= b.upper + 2e-9
     ys = sampled_outputs(graph, box, x[None], np.random.default_rng(0), 4000)
     assert float(np.max(np.abs(ys - graph.evaluate(x)))) <= b.upper
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epsilon_threshold_verdicts_on_either_side_of_the_exact_maximum(seed: int) -> None:
+    from paramverify.properties import OutputBound
+    from paramverify.results import Falsified, Verified
+
+    graph = load_model(random_mlp(seed, [5, 8, 7, 2]))
+    x = np.random.default_rng(seed).uniform(0, 1, 5)
+    problem = Problem(graph, AbsoluteDelta(0.05).to_box(graph), InputRegion.point(x))
+    exact = max_change(problem)
+    above = BoundsEngine().verify(problem, OutputBound(exact.optimum * 1.01 + 1e-6), Options(timeout_s=20))
+    below = BoundsEngine().verify(problem, OutputBound(exact.witness * 0.99), Options(timeout_s=20))
+    assert isinstance(above, Verified)
+    assert isinstance(below, Falsified)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_label_verdicts_agree_with_z3(seed: int) -> None:
+    from paramverify.properties import LabelInvariance
+    from paramverify.results import Falsified, Unknown, Verified
+
+    graph = load_model(random_mlp(seed, [3, 5, 4, 3]))
+    x = np.random.default_rng(seed + 7).uniform(-1, 1, 3)
+    problem = Problem(graph, AbsoluteDelta(0.15).to_box(graph), InputRegion.point(x))
+    ours = BoundsEngine().verify(problem, LabelInvariance(), Options(timeout_s=20))
+    exact = get_engine("z3").verify(problem, LabelInvariance(), Options(timeout_s=60))
+    assert not isinstance(ours, Unknown)
+    if not isinstance(exact, Unknown):
+        assert type(ours) is type(exact)
+    if isinstance(ours, Falsified):
+        assert ours.counterexample is not None
+    assert isinstance(ours, (Verified, Falsified))
