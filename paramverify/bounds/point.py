@@ -273,6 +273,7 @@ def _lp_verify(search: SplitSearch, rows: Rows, options: Options, deadline: Dead
         return None
     searches = [LPSearch(m, closed_at=0.0, strict=bool(rows.strict[r])) for r, m in enumerate(milps) if m is not None]
     tried: set[tuple[int, bytes]] = set()
+    interrupted = False
     while True:
         open_ = [r for r, s in enumerate(searches) if not s.done]
         if not open_ or deadline.expired():
@@ -287,13 +288,14 @@ def _lp_verify(search: SplitSearch, rows: Rows, options: Options, deadline: Dead
             assert m is not None and search.cut is not None
             if refutes(r, witness_params(search.cut, rows.coefs[r], m, h, search.full_box)):
                 return "refuted", sum(s.domains for s in searches), float(max(s.upper for s in searches))
-        if deadline.interrupted():
+        if deadline.interrupted() or searches[r].reason == "interrupted":
+            interrupted = True
             break
     domains = sum(s.domains for s in searches)
     upper = float(max(s.upper for s in searches))
     if all(s.holds for s in searches):
         return "holds", domains, upper
-    if deadline.interrupted():
+    if interrupted:
         return "interrupted", domains, upper
     return ("deadline" if deadline.expired() else "exhausted"), domains, upper
 
