@@ -23,6 +23,7 @@ import numpy as np
 from paramverify.bounds.autodiff import AutodiffKernel
 from paramverify.bounds.exact import exact_nominal
 from paramverify.bounds.falsify import Objective, ascend, output_change
+from paramverify.bounds.interval import up
 from paramverify.bounds.local import (
     Rows,
     SplitSearch,
@@ -168,7 +169,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
         if lp is not None:
             return lp
     if verify_at is not None:
-        shifted = Rows(rows.coefs, rows.offsets - verify_at, np.zeros(len(rows), bool), rows.names)
+        shifted = Rows(rows.coefs, up(rows.offsets - verify_at), np.zeros(len(rows), bool), rows.names)
         search.rows = shifted
         if state["best"].value > verify_at:
             return PointResult(state["best"].value, float(np.max(root)), state["best"].witness, 1, True, "refuted")
@@ -184,7 +185,9 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
                 state["best"] = got
             return state["best"].value > verify_at
 
-        lp = _lp_verify(search, shifted, options, deadline, beats, "max epsilon <= threshold (LP branch and bound): ")
+        shifted_root = up(np.asarray(root, dtype=np.float64) - verify_at)
+        lp = _lp_verify(search, shifted, shifted_root, options, deadline, beats,
+                        "max epsilon <= threshold (LP branch and bound): ")
         if lp is not None:
             status, n, up_ = lp
             best_v, w = state["best"].value, state["best"].witness
@@ -215,17 +218,18 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
     if any(m is None for m in milps):
         return None
     best = lambda: state["best"].value  # noqa: E731
-    searches = [LPSearch(m, best, options.tolerance) for m in milps if m is not None]
+    # a row's search starts when the row is first chosen (its root relaxation costs time)
+    searches: list[LPSearch | None] = [None] * len(milps)
     # stop a little early, as the splitting search does: the caller still has to finish
     reserve = 0.0 if options.timeout_s is None else LP_RESERVE * options.timeout_s
     root = np.asarray(root, dtype=np.float64)
 
     def uppers() -> np.ndarray:
-        return np.minimum(root, [s.upper for s in searches])
+        return np.minimum(root, [np.inf if s is None else s.upper for s in searches])
 
     interrupted = False
     while not interrupted:
-        open_ = [r for r, s in enumerate(searches) if not s.done]
+        open_ = [r for r, s in enumerate(searches) if s is None or not s.done]
         left = deadline.remaining()
         if not open_ or (left is not None and left <= reserve):
             break
@@ -233,36 +237,44 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
         r = max(open_, key=lambda q: u[q])
         if u[r] <= best() + options.tolerance:
             break
+        if searches[r] is None:
+            searches[r] = LPSearch(milps[r], best, options.tolerance)  # type: ignore[arg-type]
+            continue
+        search_r = searches[r]
+        assert search_r is not None
         slice_s = LP_SLICE_S if left is None else min(LP_SLICE_S, left - reserve)
-        n_done = sum(s.domains for s in searches)
-        budget = None if options.max_splits is None else max(0, options.max_splits - n_done + searches[r].domains)
+        n_done = sum(s.domains for s in searches if s is not None)
+        budget = max(0, options.max_splits - n_done + search_r.domains)
 
         def shown(bound: float, r: int = r) -> None:
             u2 = uppers()
             u2[r] = min(u2[r], bound)
             options.progress.update("max epsilon (LP branch and bound): ", best(), float(max(np.max(u2), best())))
 
-        searches[r].run(deadline.within(slice_s), budget, progress=shown)
-        if searches[r].best_h is not None:
+        search_r.run(deadline.within(slice_s), budget, progress=shown)
+        m = milps[r]
+        if search_r.best_h is not None and m is not None:
             got = sound_change(problem, problem.region.lo,
-                               witness_params(search.cut, rows.coefs[r], milps[r], searches[r].best_h, search.full_box))
+                               witness_params(search.cut, rows.coefs[r], m, search_r.best_h, search.full_box))
             if got.value > state["best"].value:
                 state["best"] = got
-        interrupted = deadline.interrupted() or searches[r].reason == "interrupted"
-        if budget is not None and sum(s.domains for s in searches) >= options.max_splits:
+        interrupted = deadline.interrupted() or search_r.reason == "interrupted"
+        if sum(s.domains for s in searches if s is not None) >= options.max_splits:
             break
     u = uppers()
-    complete = all(s.done and s.complete for s in searches) or float(np.max(u)) <= best() + options.tolerance
+    complete = float(np.max(u)) <= best() + options.tolerance or all(s is not None and s.done and s.complete for s in searches)
     reason = "interrupted" if interrupted else ("tolerance" if complete else "deadline")
     upper = max(float(np.max(u)), best(), 0.0)
-    return PointResult(best(), upper, state["best"].witness, sum(s.domains for s in searches), complete, reason, "lp")
+    return PointResult(best(), upper, state["best"].witness, sum(s.domains for s in searches if s is not None), complete,
+                       reason, "lp")
 
 
-def _lp_verify(search: SplitSearch, rows: Rows, options: Options, deadline: Deadline,
+def _lp_verify(search: SplitSearch, rows: Rows, root: np.ndarray, options: Options, deadline: Deadline,
                refutes: Callable[[int, dict[str, np.ndarray]], bool], label: str) -> tuple[str, int, float] | None:
     """Do the rows hold (< 0 where strict, else <= 0)?  LP branch and bound per row for a
     two-hidden-layer ReLU MLP (:mod:`~paramverify.bounds.mlplp`), the row with the largest bound
-    first; the relaxation's integral points are offered to ``refutes`` (True ends the search).
+    first (rows whose ``root`` bound already holds are done); the relaxation's integral points are
+    offered to ``refutes`` (True ends the search).
 
     Returns (holds | refuted | deadline | interrupted | exhausted, domains, largest open bound),
     or None for other networks."""
@@ -271,33 +283,42 @@ def _lp_verify(search: SplitSearch, rows: Rows, options: Options, deadline: Dead
     milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
     if any(m is None for m in milps):
         return None
-    searches = [LPSearch(m, closed_at=0.0, strict=bool(rows.strict[r])) for r, m in enumerate(milps) if m is not None]
+    proved = [holds(float(root[r]), bool(rows.strict[r])) for r in range(len(rows))]
+    searches: list[LPSearch | None] = [None] * len(rows)  # started when first chosen
+
+    def upper(r: int) -> float:
+        s = searches[r]
+        return float(root[r]) if s is None else min(float(root[r]), s.upper)
+
     tried: set[tuple[int, bytes]] = set()
     interrupted = False
     while True:
-        open_ = [r for r, s in enumerate(searches) if not s.done]
+        open_ = [r for r in range(len(rows)) if not proved[r] and (searches[r] is None or not searches[r].done)]
         if not open_ or deadline.expired():
             break
-        r = max(open_, key=lambda q: searches[q].upper)
-        options.progress.update(label, None, float(max(s.upper for s in searches)))
-        searches[r].run(deadline.within(LP_SLICE_S))
-        h = searches[r].best_h
-        if h is not None and (r, h.tobytes()) not in tried:
-            tried.add((r, h.tobytes()))
-            m = milps[r]
-            assert m is not None and search.cut is not None
-            if refutes(r, witness_params(search.cut, rows.coefs[r], m, h, search.full_box)):
-                return "refuted", sum(s.domains for s in searches), float(max(s.upper for s in searches))
-        if deadline.interrupted() or searches[r].reason == "interrupted":
+        r = max(open_, key=upper)
+        options.progress.update(label, None, max(upper(q) for q in range(len(rows))))
+        m = milps[r]
+        assert m is not None and search.cut is not None
+        s = searches[r]
+        if s is None:
+            searches[r] = LPSearch(m, closed_at=0.0, strict=bool(rows.strict[r]))
+            continue
+        s.run(deadline.within(LP_SLICE_S))
+        if s.best_h is not None and (r, s.best_h.tobytes()) not in tried:
+            tried.add((r, s.best_h.tobytes()))
+            if refutes(r, witness_params(search.cut, rows.coefs[r], m, s.best_h, search.full_box)):
+                return "refuted", sum(x.domains for x in searches if x is not None), max(upper(q) for q in range(len(rows)))
+        if deadline.interrupted() or s.reason == "interrupted":
             interrupted = True
             break
-    domains = sum(s.domains for s in searches)
-    upper = float(max(s.upper for s in searches))
-    if all(s.holds for s in searches):
-        return "holds", domains, upper
+    domains = sum(x.domains for x in searches if x is not None)
+    top = max(upper(q) for q in range(len(rows)))
+    if all(proved[q] or (searches[q] is not None and searches[q].holds) for q in range(len(rows))):  # type: ignore[union-attr]
+        return "holds", domains, top
     if interrupted:
-        return "interrupted", domains, upper
-    return ("deadline" if deadline.expired() else "exhausted"), domains, upper
+        return "interrupted", domains, top
+    return ("deadline" if deadline.expired() else "exhausted"), domains, top
 
 
 class _Refuted(Exception):
@@ -374,7 +395,7 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
                 found["ce"] = ce
             return ce is not None
 
-        lp = _lp_verify(search, rows, options, deadline, flips, "labels (LP branch and bound): ")
+        lp = _lp_verify(search, rows, root, options, deadline, flips, "labels (LP branch and bound): ")
         if lp is not None:
             status, n, up_ = lp
             if status == "refuted":
