@@ -120,8 +120,8 @@ def max_change(problem: Problem, time_limit: float = 120.0) -> MilpReference:
             obj[n1:n1 + n2] = c
             integ = np.zeros(nv)
             integ[n1 + n2:] = 1
-            res = milp(-obj, constraints=LinearConstraint(np.array(rows), lo, hi), integrality=integ,
-                       bounds=Bounds(lb, ub), options={"time_limit": time_limit})
+            cons = [LinearConstraint(np.array(rows), lo, hi)] if rows else []
+            res = milp(-obj, constraints=cons, integrality=integ, bounds=Bounds(lb, ub), options={"time_limit": time_limit})
             if res.x is None:
                 continue
             value = float(obj @ res.x) + c0
