@@ -19,6 +19,17 @@ def _eps_table(rows: list[dict], key: str, num: Callable, table: Callable) -> st
                    "PASS" if r.get("pass") else "FAIL"] for r in rows])
 
 
+#: why the CNN's output-change brackets stay wide (measured 2026-12-05 on image 0, not re-run by the benchmark)
+_CNN_GAP = """Where the CNN's gap is (measured 2026-12-05 on image 0): not in the ReLUs. With the
+intermediate-bound refinement skipped the search bounded 5x more domains (571 against 115) and
+its upper end did not move (3.9382 against 3.9378); a 100-restart, 1,000-step PGD found 2.30,
+below the falsifier's 2.438. So the upper end is set by the relaxation of the shared, perturbed
+convolution weights times the activations, which neuron splitting does not touch; the LP
+branch and bound of the random MLP (`paramverify/bounds/mlplp.py`) needs independent weights
+per neuron and does not apply here.
+"""
+
+
 def _milp_table(rows: list[dict], num: Callable, table: Callable) -> str:
     """Where the truth lies: the MILP reference (``benchmarks/ref_milp.py``) beside our bracket."""
     if not any("milp_witness" in r for r in rows):
@@ -63,7 +74,7 @@ budget {num(c.get('timeout_s'), 'g')} s per query. ANCHORS: {c.get('anchor')}.
 Largest output change at an image: target {c.get('eps_target')}: {verdict(c.get('eps_pass'))}.
 
 {_eps_table(c.get('eps_rows', []), 'image', num, table)}
-
+{_CNN_GAP if not c.get('eps_pass') else ''}
 Label verdicts at {len(c.get('label_rows', []))} held-out images: {lab.get('verified', 0)} verified,
 {lab.get('falsified', 0)} falsified (replayed on onnxruntime), {lab.get('unknown', 0)} unknown; decided
 {num(100 * (c.get('label_decided_fraction') or 0), '.0f')}% (target: {c.get('label_target')}): {verdict(c.get('label_pass'))}.
