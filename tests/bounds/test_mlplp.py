@@ -206,3 +206,34 @@ def test_label_verdicts_agree_with_z3(seed: int) -> None:
     if isinstance(ours, Falsified):
         assert ours.counterexample is not None
     assert isinstance(ours, (Verified, Falsified))
+
+
+def test_ctrl_c_inside_a_split_keeps_the_domain(monkeypatch) -> None:
+    """A KeyboardInterrupt while a domain's children are bounded puts the domain back: the bound
+    reported after the interrupt is the domain's own, never below the exact maximum."""
+    rng = np.random.default_rng(0)
+    graph = load_model(random_mlp(11, [20, 24, 24, 1]))
+    x = rng.uniform(0, 1, 20)
+    problem = Problem(graph, AbsoluteDelta(0.02).to_box(graph), InputRegion.point(x))
+    cut = cut_first_layer(problem)
+    rows = change_rows(nominal_enclosure(problem))
+    exact = max_change(problem)
+    interrupted = 0
+    for r in range(len(rows)):
+        s = LPSearch(build_milp(cut, rows.coefs[r], float(rows.offsets[r])))
+        root = -s.heap[0][0]
+
+        def flaky(fix):
+            raise KeyboardInterrupt  # the first child of the first split
+
+        monkeypatch.setattr(s, "_solve", flaky)
+        s.run(Deadline(None))
+        monkeypatch.undo()
+        if s.reason != "interrupted":
+            continue  # the root needed no split
+        interrupted += 1
+        assert not s.complete and len(s.heap) == 1  # the domain is back in the queue
+        assert s.upper == root
+    assert interrupted >= 1
+    assert max(LPSearch(build_milp(cut, rows.coefs[r], float(rows.offsets[r]))).upper for r in range(len(rows))) \
+        >= exact.witness - 1e-9
