@@ -265,19 +265,28 @@ def test_distributed_bnb_deadline_returns_sound_bracket(files, ray_up):
     assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
 
 
-def test_distributed_bnb_interrupt_returns_proved_so_far(files, ray_up):
-    class InterruptAfter:
-        def __init__(self, n):
-            self.n = n
+class _InterruptAfter:
+    """A progress sink that raises KeyboardInterrupt (a Ctrl-C) at its n-th update."""
 
-        def update(self, message, lower=None, upper=None):
-            self.n -= 1
-            if self.n == 0:
-                raise KeyboardInterrupt
+    def __init__(self, n):
+        self.n = n
 
+    def update(self, message, lower=None, upper=None):
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
+def _interrupted_search(files, ray_up):
+    """A distributed branch and bound interrupted after 6 progress updates: (problem, its bracket)."""
     problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
     pool = RayPool(ParallelConfig(workers=2), ray_up)
-    cut = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, pool=pool, progress=InterruptAfter(6)))
+    return problem, api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, pool=pool,
+                                                                 progress=_InterruptAfter(6)))
+
+
+def test_distributed_bnb_interrupt_returns_proved_so_far(files, ray_up):
+    problem, cut = _interrupted_search(files, ray_up)
     ref = api.bound(problem, "eps", options=Options(timeout_s=None, max_splits=3000))
     assert not cut.complete and "interrupted" in (cut.note + cut.method)
     assert cut.lower <= ref.upper + 1e-9 and ref.lower <= cut.upper + 1e-9
@@ -504,17 +513,6 @@ def test_an_interrupted_search_never_cancels_ray_tasks(files, ray_up, monkeypatc
     calls = []
     monkeypatch.setattr(ray_up, "cancel", lambda *a, **kw: calls.append((a, kw)))
 
-    class InterruptAfter:
-        def __init__(self, n):
-            self.n = n
-
-        def update(self, message, lower=None, upper=None):
-            self.n -= 1
-            if self.n == 0:
-                raise KeyboardInterrupt
-
-    problem = api.make_problem(files["model"], delta=0.05, domain=[(-1.0, 1.0)] * 4)
-    pool = RayPool(ParallelConfig(workers=2), ray_up)
-    cut = api.bound(problem, "eps", options=Options(timeout_s=None, tolerance=0.0, pool=pool, progress=InterruptAfter(6)))
+    _, cut = _interrupted_search(files, ray_up)
     assert not cut.complete and "interrupted" in (cut.note + cut.method)
     assert calls == []
