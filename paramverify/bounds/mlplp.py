@@ -33,6 +33,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.optimize import linprog
@@ -51,10 +52,6 @@ MAX_CUTS = 1500
 def _dot_up(a: np.ndarray, b: np.ndarray) -> float:
     """An upper bound of ``a . b`` (float operands, exact real result enclosed)."""
     return float(imatmul(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[:, None]).hi[0, 0])
-
-
-def _dot_interval(a: np.ndarray, b: np.ndarray) -> Interval:
-    return imatmul(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[:, None])
 
 
 @dataclass(frozen=True)
@@ -79,6 +76,16 @@ class ReluMilp:
     @property
     def n2(self) -> int:
         return self.c.size
+
+    @cached_property
+    def h_min(self) -> np.ndarray:
+        """``[n2, n1]``: the box end of ``h_i`` that minimises ``wu_ki h_i`` (cuts and their separation)."""
+        return np.where(self.wu >= 0, self.hl, self.hu)
+
+    @cached_property
+    def h_max(self) -> np.ndarray:
+        """``[n2, n1]``: the box end of ``h_i`` that maximises ``wu_ki h_i``."""
+        return np.where(self.wu >= 0, self.hu, self.hl)
 
     def unstable(self) -> np.ndarray:
         return np.where((self.c > 0) & (self.L < 0) & (self.U > 0))[0]
@@ -120,10 +127,8 @@ class ReluMilp:
         z = 1 (then t <= u_k(h)) for every h in the box: ``delta >= max_h -sum_I w_i h_i`` and
         ``gamma + delta >= max_h sum_{not I} w_i h_i + b``, both rounded outward."""
         w = self.wu[k]
-        lo_end = np.where(w >= 0, self.hl, self.hu)  # minimises w_i h_i
-        hi_end = np.where(w >= 0, self.hu, self.hl)  # maximises w_i h_i
-        delta = _dot_up(-w[inside], lo_end[inside])
-        m1 = float(up(_dot_up(w[~inside], hi_end[~inside]) + self.bu[k]))
+        delta = _dot_up(-w[inside], self.h_min[k][inside])
+        m1 = float(up(_dot_up(w[~inside], self.h_max[k][~inside]) + self.bu[k]))
         gamma = float(up(m1 - delta))
         r = np.zeros(nv)
         r[self.n1 + k] = 1.0
@@ -141,15 +146,6 @@ def safe_upper(obj: np.ndarray, A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub
     r_hi = np.nextafter(obj - aty.lo[:, 0], np.inf)
     term = np.max(np.stack([up(r_lo * lb), up(r_lo * ub), up(r_hi * lb), up(r_hi * ub)]), axis=0)
     return float(up(_dot_up(np.ones(term.size), term) + (_dot_up(y, b) if y.size else 0.0)))
-
-
-@dataclass(frozen=True)
-class LPOutcome:
-    upper: float
-    domains: int
-    complete: bool
-    reason: str  # tolerance | exhausted | deadline | max-splits | interrupted
-    best_h: np.ndarray | None  # the relaxation's best integral point (a falsifier start)
 
 
 def build_milp(cut: FirstLayerCut, coefs: np.ndarray, offset: float) -> ReluMilp | None:
@@ -267,8 +263,8 @@ class LPSearch:
             for kk in self.uk:
                 j = self.zi[int(kk)]
                 w = m.wu[kk]
-                a_in = w * (h - np.where(w >= 0, m.hl, m.hu) * (1 - z[j]))
-                a_out = w * np.where(w >= 0, m.hu, m.hl) * z[j]
+                a_in = w * (h - m.h_min[kk] * (1 - z[j]))
+                a_out = w * m.h_max[kk] * z[j]
                 inside = a_in < a_out
                 if t[kk] > a_in[inside].sum() + a_out[~inside].sum() + m.bu[kk] * z[j] + 1e-9:
                     cuts.append(m.cut(int(kk), inside, nv, n1 + n2 + j))
@@ -334,14 +330,6 @@ class LPSearch:
             self.complete, self.reason = False, "interrupted"
             return
         self.done = True
-
-
-def search(m: ReluMilp, deadline: Deadline, lower: Callable[[], float] = lambda: -np.inf, tolerance: float = 0.0,
-           max_domains: int | None = None, closed_at: float | None = None) -> LPOutcome:
-    """One row's search to its end or ``deadline``."""
-    s = LPSearch(m, lower, tolerance, closed_at)
-    s.run(deadline, max_domains)
-    return LPOutcome(s.upper, s.domains, s.complete, s.reason, s.best_h)
 
 
 def witness_params(cut: FirstLayerCut, coefs: np.ndarray, m: ReluMilp, h: np.ndarray,

@@ -32,7 +32,7 @@ from paramverify.bounds.local import (
     label_rows,
     nominal_enclosure,
 )
-from paramverify.bounds.mlplp import LPSearch, build_milp, witness_params
+from paramverify.bounds.mlplp import LPSearch, ReluMilp, build_milp, witness_params
 from paramverify.bounds.pgd import (
     PGDSettings,
     RowObjective,
@@ -208,15 +208,25 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     return PointResult(state["best"].value, upper, state["best"].witness, out.domains, out.complete, out.reason)
 
 
+def _row_milps(search: SplitSearch, rows: Rows) -> list[ReluMilp] | None:
+    """Each row's exact program (:func:`~paramverify.bounds.mlplp.build_milp`) when the search cut a
+    first layer off a two-hidden-layer ReLU MLP; None otherwise."""
+    if search.cut is None:
+        return None
+    milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
+    return None if any(m is None for m in milps) else [m for m in milps if m is not None]
+
+
 def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarray, state: dict, options: Options,
                deadline: Deadline) -> PointResult | None:
     """MaxEpsilon of a two-hidden-layer ReLU MLP: branch and bound with linear programs and cuts per row
     (:mod:`~paramverify.bounds.mlplp`), always continuing the row with the largest bound; None for
     other networks."""
-    assert search.cut is not None
-    milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
-    if any(m is None for m in milps):
+    milps = _row_milps(search, rows)
+    if milps is None:
         return None
+    cut = search.cut
+    assert cut is not None  # _row_milps needs it
     best = lambda: state["best"].value  # noqa: E731
     # a row's search starts when the row is first chosen (its root relaxation costs time)
     searches: list[LPSearch | None] = [None] * len(milps)
@@ -238,7 +248,7 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
         if u[r] <= best() + options.tolerance:
             break
         if searches[r] is None:
-            searches[r] = LPSearch(milps[r], best, options.tolerance)  # type: ignore[arg-type]
+            searches[r] = LPSearch(milps[r], best, options.tolerance)
             continue
         search_r = searches[r]
         assert search_r is not None
@@ -252,10 +262,9 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
             options.progress.update("max epsilon (LP branch and bound): ", best(), float(max(np.max(u2), best())))
 
         search_r.run(deadline.within(slice_s), budget, progress=shown)
-        m = milps[r]
-        if search_r.best_h is not None and m is not None:
+        if search_r.best_h is not None:
             got = sound_change(problem, problem.region.lo,
-                               witness_params(search.cut, rows.coefs[r], m, search_r.best_h, search.full_box))
+                               witness_params(cut, rows.coefs[r], milps[r], search_r.best_h, search.full_box))
             if got.value > state["best"].value:
                 state["best"] = got
         interrupted = deadline.interrupted() or search_r.reason == "interrupted"
@@ -278,11 +287,11 @@ def _lp_verify(search: SplitSearch, rows: Rows, root: np.ndarray, options: Optio
 
     Returns (holds | refuted | deadline | interrupted | exhausted, domains, largest open bound),
     or None for other networks."""
-    if search.cut is None:
+    milps = _row_milps(search, rows)
+    if milps is None:
         return None
-    milps = [build_milp(search.cut, rows.coefs[r], float(rows.offsets[r])) for r in range(len(rows))]
-    if any(m is None for m in milps):
-        return None
+    cut = search.cut
+    assert cut is not None  # _row_milps needs it
     proved = [holds(float(root[r]), bool(rows.strict[r])) for r in range(len(rows))]
     searches: list[LPSearch | None] = [None] * len(rows)  # started when first chosen
 
@@ -299,7 +308,6 @@ def _lp_verify(search: SplitSearch, rows: Rows, root: np.ndarray, options: Optio
         r = max(open_, key=upper)
         options.progress.update(label, None, max(upper(q) for q in range(len(rows))))
         m = milps[r]
-        assert m is not None and search.cut is not None
         s = searches[r]
         if s is None:
             searches[r] = LPSearch(m, closed_at=0.0, strict=bool(rows.strict[r]))
@@ -307,7 +315,7 @@ def _lp_verify(search: SplitSearch, rows: Rows, root: np.ndarray, options: Optio
         s.run(deadline.within(LP_SLICE_S))
         if s.best_h is not None and (r, s.best_h.tobytes()) not in tried:
             tried.add((r, s.best_h.tobytes()))
-            if refutes(r, witness_params(search.cut, rows.coefs[r], m, s.best_h, search.full_box)):
+            if refutes(r, witness_params(cut, rows.coefs[r], m, s.best_h, search.full_box)):
                 return "refuted", sum(x.domains for x in searches if x is not None), max(upper(q) for q in range(len(rows)))
         if deadline.interrupted() or s.reason == "interrupted":
             interrupted = True

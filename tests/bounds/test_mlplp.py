@@ -22,7 +22,7 @@ from scipy.optimize import linprog
 from paramverify.bounds.engine import BoundsEngine
 from paramverify.bounds.firstlayer import cut_first_layer
 from paramverify.bounds.local import change_rows, nominal_enclosure
-from paramverify.bounds.mlplp import LPSearch, build_milp, safe_upper, search
+from paramverify.bounds.mlplp import LPSearch, build_milp, safe_upper
 from paramverify.engines import get_engine
 from paramverify.ir import load_model
 from paramverify.options import Deadline, Options
@@ -121,8 +121,9 @@ def test_search_encloses_the_exact_maximum(seed: int) -> None:
     uppers = []
     for r in range(len(rows)):
         m = build_milp(cut, rows.coefs[r], float(rows.offsets[r]))
-        out = search(m, Deadline(None))
-        assert out.complete
+        out = LPSearch(m)
+        out.run(Deadline(None))
+        assert out.done and out.complete
         uppers.append(out.upper)
     assert max(uppers) >= exact.witness - 1e-9
     assert max(uppers) == pytest.approx(exact.optimum, abs=1e-6)  # run to the end: exact up to the LP
