@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from paramverify.bounds.interval import U, _swap, gamma, up
+from paramverify.bounds.interval import U, _swap, down, gamma, up
 from paramverify.bounds.linear import (
+    ABS_TERM,
     EXACT_PARAM_ELEMS,
     LNode,
     Trace,
@@ -273,6 +274,10 @@ class _Pass:
             h_mid = (h_lo + h_hi) * 0.5
             n = self.record_at[1]
             self._hint_matmul(p, h_mid[n] if h.dom else (h_mid[n : n + 1] if h.batched else h_mid), L, p_left)
+        shared = h.pshape[-1] if p_left else h.pshape[-2]
+        if shared > 1 and p.is_param and not p.dom and not p.batched:
+            self._shared_weights(node, L, p, h, p_left, g)
+            return
         s, t = _chord_abs(self.t.lo[h.index], self.t.hi[h.index])
         s, t = self.t.view(s, h), self.t.view(t, h)
         self.note(node, "bilinear", p=p, h=h, sign=np.sign(L), s=s, t=t, p_left=p_left)
@@ -287,6 +292,41 @@ class _Pass:
             err = mm(mag_h, np.abs(pm) + pr)
         self.add_beta(sum_up(G * t) * (1 + g))
         self.add_beta(sum_up(absL * err) * (2 * g))
+        self.push(h, contrib)
+
+    def _shared_weights(self, node: LNode, L: np.ndarray, p: LNode, h: LNode, p_left: bool, g: float) -> None:
+        """``P h`` (or ``h P``) where each weight of ``P`` multiplies several entries of ``h``.
+
+        A convolution as a matmul: one weight meets every output position.
+        With ``P = Pm + D`` (``|D| <= Pr``) the perturbation's share of the
+        objective is ``sum_mk D_mk Q_mk(h)``, ``Q = L h^T`` (``h^T L`` when
+        ``P`` is on the right), so it is at most ``sum Pr |Q|`` with ``|Q|``
+        bounded by its chord over ``Q``'s range on ``h``'s box: linear in
+        ``h`` again, through the effective weights ``Pm + Pr s_Q``.  Bounding
+        ``|Q|`` as a whole keeps one sign per weight for all positions; the
+        per-entry rule (``sum Pr |L| |h|``) lets every position pick its own.
+        """
+        pm, pr = self.interval_mid_rad(p)
+        lo, hi = self.t.view(self.t.lo[h.index], h), self.t.view(self.t.hi[h.index], h)
+        mag_h = self.t.mag(h)
+        absL, Lp, Ln = np.abs(L), np.maximum(L, 0.0), np.minimum(L, 0.0)
+        k = h.pshape[-1] if p_left else h.pshape[-2]
+        gq = 2 * gamma(k + 4)
+        if p_left:
+            q_hi = mm(Lp, _swap(hi)) + mm(Ln, _swap(lo))
+            q_lo = mm(Lp, _swap(lo)) + mm(Ln, _swap(hi))
+            q_err = mm(absL, _swap(mag_h)) * gq + ABS_TERM * k
+        else:
+            q_hi = mm(_swap(hi), Lp) + mm(_swap(lo), Ln)
+            q_lo = mm(_swap(lo), Lp) + mm(_swap(hi), Ln)
+            q_err = mm(_swap(mag_h), absL) * gq + ABS_TERM * k
+        s, t = _chord_abs(down(q_lo - q_err), up(q_hi + q_err))
+        w = pm + pr * s
+        self.note(node, "shared", h=h, w=w, p_left=p_left)
+        self.add_beta(sum_up(pr * t) * (1 + 8 * U))
+        contrib = mm(_swap(w), L) if p_left else mm(L, _swap(w))
+        err = mm(np.abs(pm) + pr, mag_h) if p_left else mm(mag_h, np.abs(pm) + pr)
+        self.add_beta(sum_up(absL * err) * (2 * g + 8 * U))
         self.push(h, contrib)
 
     def _activation(self, node: LNode, L: np.ndarray) -> None:
