@@ -16,8 +16,12 @@ its parents:
   ``L.(P h) <= L.(Pm h) + sum |L| Pr |h|`` and ``|h|`` by its chord over
   ``h``'s interval (exactly ``h`` when ``h >= 0``).  The nominal weights
   keep the linear dependence on ``h``; the perturbation costs only
-  ``radius * |h|`` terms.  When ``h`` is a constant (a point input) and
-  ``P`` is small, the term is passed on to ``P`` exactly instead;
+  ``radius * |h|`` terms.  When one weight meets several entries of ``h``
+  (a convolution: every output position), the perturbation's share is
+  ``sum Pr |Q|`` with ``Q = L h^T`` instead, ``|Q|`` by its chord over
+  ``Q``'s range: one sign per weight for all positions, as in the network.
+  When ``h`` is a constant (a point input) and ``P`` is small, the term is
+  passed on to ``P`` exactly instead;
 * leaves (parameters, the data input, nodes without a relaxation) are
   concretised over their intervals.
 
