@@ -307,20 +307,19 @@ class _Pass:
         per-entry rule (``sum Pr |L| |h|``) lets every position pick its own.
         """
         pm, pr = self.interval_mid_rad(p)
-        lo, hi = self.t.view(self.t.lo[h.index], h), self.t.view(self.t.hi[h.index], h)
+        hm, hr = self.interval_mid_rad(h)
         mag_h = self.t.mag(h)
-        absL, Lp, Ln = np.abs(L), np.maximum(L, 0.0), np.minimum(L, 0.0)
+        absL = np.abs(L)
         k = h.pshape[-1] if p_left else h.pshape[-2]
-        gq = 2 * gamma(k + 4)
+        # Q's range on h's box: L hm^T +- |L| hr^T, each product off by at most gamma |L| mag^T
         if p_left:
-            q_hi = mm(Lp, _swap(hi)) + mm(Ln, _swap(lo))
-            q_lo = mm(Lp, _swap(lo)) + mm(Ln, _swap(hi))
-            q_err = mm(absL, _swap(mag_h)) * gq + ABS_TERM * k
+            q_mid, q_rad, q_mag = mm(L, _swap(hm)), mm(absL, _swap(hr)), mm(absL, _swap(mag_h))
         else:
-            q_hi = mm(_swap(hi), Lp) + mm(_swap(lo), Ln)
-            q_lo = mm(_swap(lo), Lp) + mm(_swap(hi), Ln)
-            q_err = mm(_swap(mag_h), absL) * gq + ABS_TERM * k
-        s, t = _chord_abs(down(q_lo - q_err), up(q_hi + q_err))
+            q_mid, q_rad, q_mag = mm(_swap(hm), L), mm(_swap(hr), absL), mm(_swap(mag_h), absL)
+        q_rad = up(q_rad + q_mag * (4 * gamma(k + 4)) + ABS_TERM * k)
+        del q_mag
+        s, t = _chord_abs(down(q_mid - q_rad), up(q_mid + q_rad))
+        del q_mid, q_rad
         w = pm + pr * s
         self.note(node, "shared", h=h, w=w, p_left=p_left)
         self.add_beta(sum_up(pr * t) * (1 + 8 * U))
