@@ -70,6 +70,8 @@ def _point_method(res: PointResult | LabelResult | int, what: str = "") -> str:
     if not isinstance(res, int) and res.how == "lp":
         return (f"bounds: first layer exact + LP branch and bound with Anderson cuts, weak-duality bounds "
                 f"({n} domains){what}")
+    if not isinstance(res, int) and res.how == "params":
+        return f"bounds: {_LINEAR} + neuron splits exhausted, then parameter-box branch-and-bound ({n} pieces){what}"
     split = "neuron-split branch-and-bound" if n > 1 else "no neuron splitting"
     return f"bounds: {_LINEAR} + {split} ({n} domains){what}"
 
@@ -80,6 +82,7 @@ def _point_note(reason: str) -> str:
         "max-splits": "stopped at max_splits domains before reaching the tolerance",
         "interrupted": "interrupted; the bracket is the best one proved so far",
         "exhausted": "no unstable neuron left to split in the worst domain; the bound is as tight as the relaxation gets",
+        "stalled": "no unstable neuron left to split, and splitting the parameter box stopped lowering the bound",
     }
     return notes.get(reason, reason)
 
@@ -94,7 +97,8 @@ def _incomplete_note(res: SearchResult) -> str:
         "deadline": "stopped at the time limit before reaching the tolerance",
         "max-splits": "stopped at max_splits boxes before reaching the tolerance",
         "interrupted": "interrupted; the bracket is the best one proved so far",
-        "exhausted": "no input box left to split (a point region); parameter-space splitting is not implemented",
+        "exhausted": ("no input box left to split (a point region); this search does not split the parameter box "
+                      "(the largest change and label certificates at a point do)"),
     }
     return notes.get(res.reason, res.reason)
 

@@ -32,6 +32,7 @@ from paramverify.bounds.local import (
     label_rows,
     nominal_enclosure,
 )
+from paramverify.bounds.paramsplit import Piece, param_split
 from paramverify.bounds.mlplp import LPSearch, ReluMilp, build_milp, witness_params
 from paramverify.bounds.pgd import (
     PGDSettings,
@@ -107,7 +108,8 @@ class PointResult:
     domains: int
     complete: bool
     reason: str
-    #: "split": neuron-split branch and bound (local.py); "lp": LP branch and bound with cuts (mlplp.py)
+    #: "split": neuron-split branch and bound (local.py); "lp": LP branch and bound with cuts (mlplp.py);
+    #: "params": neuron splits ran out, then the parameter box was split (paramsplit.py)
     how: str = "split"
 
 
@@ -199,11 +201,34 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
 
         try:
             out = search.run(options, deadline, mode="verify", on_top=refuted, label="max epsilon <= threshold: ")
+            if out.reason == "exhausted" and not _near(deadline, options):
+                # no neuron left to split: split the parameter box
+                def piece_refuted(r: int, piece: Piece) -> None:
+                    if not _near(deadline, options) and beats(r, _attack(problem, output_change(r % k, 1.0 if r < k else -1.0), piece.midpoint())[1]):
+                        raise _Refuted
+
+                ps = param_split(problem, shifted, out.upper, options, deadline, decide=True, on_piece=piece_refuted)
+                up_ = float(np.max(ps.uppers)) + verify_at
+                return PointResult(state["best"].value, max(up_, state["best"].value), state["best"].witness, ps.pieces,
+                                   ps.reason == "holds", ps.reason, "params")
         except _Refuted:
             return PointResult(state["best"].value, float(np.max(root)), state["best"].witness, search.evaluations, True, "refuted")
         up_ = float(np.max(out.upper)) + verify_at
         return PointResult(state["best"].value, max(up_, state["best"].value), state["best"].witness, out.domains, out.complete, out.reason)
     out = search.run(options, deadline, mode="optimise", lower=lambda: state["best"].value, on_top=attack, label="max epsilon: ")
+    if out.reason == "exhausted" and not _near(deadline, options):
+        # no neuron left to split: the gap is in the parameter box itself
+        def piece_attack(r: int, piece: Piece) -> None:
+            if not _near(deadline, options):
+                o, sign = r % k, (1.0 if r < k else -1.0)
+                got = sound_change(problem, problem.region.lo, _attack(problem, output_change(o, sign), piece.midpoint())[1])
+                if got.value > state["best"].value:
+                    state["best"] = got
+
+        ps = param_split(problem, rows, out.upper, options, deadline, lower=lambda: state["best"].value, on_piece=piece_attack)
+        upper = max(float(np.max(ps.uppers)), state["best"].value, 0.0)
+        complete = ps.reason == "tolerance"
+        return PointResult(state["best"].value, upper, state["best"].witness, ps.pieces, complete, ps.reason, "params")
     upper = max(float(np.max(out.upper)), state["best"].value, 0.0)
     return PointResult(state["best"].value, upper, state["best"].witness, out.domains, out.complete, out.reason)
 
@@ -412,6 +437,16 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
                 return LabelResult("holds", None, n, "holds", how="lp")
             return LabelResult("unknown", None, n, status, up_, how="lp")
         out = search.run(options, deadline, mode="verify", on_top=attack, label="labels: ")
+        if out.reason == "exhausted" and not _near(deadline, options):
+            # no neuron left to split: split the parameter box
+            def piece_flips(r: int, piece: Piece) -> None:
+                if not _near(deadline, options) and flips(r, _attack(sp, row_objective(rows.coefs[r]), piece.midpoint())[1]):
+                    raise _Refuted
+
+            ps = param_split(sp, rows, out.upper, options, deadline, decide=True, on_piece=piece_flips)
+            if ps.reason == "holds":
+                return LabelResult("holds", None, ps.pieces, "holds", how="params")
+            return LabelResult("unknown", None, ps.pieces, ps.reason, float(np.max(ps.uppers)), how="params")
     except _Refuted:
         return LabelResult("violated", found["ce"], search.evaluations, "refuted")
     if out.reason == "holds":
