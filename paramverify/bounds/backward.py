@@ -219,6 +219,10 @@ class _Pass:
             self.push(v, L * np.asarray(c, dtype=np.float64), rel=2 * U)
             return
         p, h, _ = self._pick(a, b)
+        axes = _broadcast_axes(p.pshape, node.pshape)
+        if axes and p.is_param and not p.dom and not p.batched and h.pshape == node.pshape:
+            self._shared_scale(node, L, p, h, axes)
+            return
         pm, pr = self.interval_mid_rad(p)
         s, t = _chord_abs(self.t.lo[h.index], self.t.hi[h.index])
         s, t = self.t.view(s, h), self.t.view(t, h)
@@ -228,6 +232,28 @@ class _Pass:
         c = L * pm + g * s
         self.push(h, c)
         self.add_beta(sum_up(np.abs(L) * (np.abs(pm) + pr) * self.t.mag(h)) * (8 * U))
+
+    def _shared_scale(self, node: LNode, L: np.ndarray, p: LNode, h: LNode, axes: tuple[int, ...]) -> None:
+        """``P * h`` with ``P`` broadcast along ``axes`` (a per-channel scale: one weight for every position).
+
+        The elementwise form of :meth:`_shared_weights`: ``Q`` sums ``L h`` over the broadcast
+        axes, and ``sum Pr |Q|`` (``|Q|`` by its chord) replaces ``sum Pr |L| |h|``.
+        """
+        pm, pr = self.interval_mid_rad(p)
+        hm, hr = self.interval_mid_rad(h)
+        mag_h = self.t.mag(h)
+        absL = np.abs(L)
+        n = int(np.prod([L.shape[a] for a in axes], dtype=np.int64))
+        q_mid = np.sum(L * hm, axis=axes, keepdims=True)
+        q_rad = np.sum(absL * hr, axis=axes, keepdims=True)
+        q_mag = np.sum(absL * mag_h, axis=axes, keepdims=True)
+        q_rad = up(q_rad + q_mag * (4 * gamma(n + 4)) + ABS_TERM * n)
+        s, t = _chord_abs(down(q_mid - q_rad), up(q_mid + q_rad))
+        w = pm + pr * s
+        self.note(node, "shared_mul", h=h, w=w)
+        self.add_beta(sum_up(pr * t) * (1 + 8 * U))
+        self.add_beta(sum_up(absL * (np.abs(pm) + pr) * mag_h) * (8 * U))
+        self.push(h, L * w)
 
     def _matmul(self, node: LNode, L: np.ndarray) -> None:
         a, b = node.parents
@@ -397,6 +423,16 @@ class _Pass:
             mag = np.take(self.t.mag(a), idx, axis=ax + (1 if a.batched or a.dom else 0))
             self.add_beta(sum_up(np.abs(L) * mag) * (2 * gamma(count + 2)))
         self.push(a, out)
+
+
+def _broadcast_axes(small: tuple[int, ...], full: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes of a coefficient array ``[S, N, *full]`` along which an operand of shape ``small`` is broadcast."""
+    lead = len(full) - len(small)
+    if lead < 0:
+        return ()
+    axes = [2 + i for i in range(lead) if full[i] > 1]
+    axes += [2 + lead + i for i, d in enumerate(small) if d == 1 and full[lead + i] > 1]
+    return tuple(axes)
 
 
 def backward(

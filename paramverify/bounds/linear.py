@@ -19,7 +19,8 @@ its parents:
   ``radius * |h|`` terms.  When one weight meets several entries of ``h``
   (a convolution: every output position), the perturbation's share is
   ``sum Pr |Q|`` with ``Q = L h^T`` instead, ``|Q|`` by its chord over
-  ``Q``'s range: one sign per weight for all positions, as in the network.
+  ``Q``'s range: one sign per weight for all positions, as in the network
+  (likewise for a per-channel scale broadcast over positions).
   When ``h`` is a constant (a point input) and ``P`` is small, the term is
   passed on to ``P`` exactly instead;
 * leaves (parameters, the data input, nodes without a relaxation) are

@@ -105,6 +105,8 @@ def primal(trace: Trace, tape: Tape, lead: tuple[int, int]) -> dict[int, np.ndar
                 prim[node.index] = mm(pm, h) + info["sign"] * mm(pr, mag)
             else:
                 prim[node.index] = mm(h, pm) + info["sign"] * mm(mag, pr)
+        elif kind == "shared_mul":
+            prim[node.index] = info["w"] * _value(prim, info["h"], len(node.pshape))
         elif kind == "shared":
             h = _value(prim, info["h"], len(node.pshape))
             prim[node.index] = mm(info["w"], h) if info["p_left"] else mm(h, info["w"])

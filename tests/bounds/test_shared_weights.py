@@ -45,6 +45,32 @@ def _one_by_one() -> onnx.ModelProto:
     return _model(nodes, {"W": np.ones((1, 1, 1, 1))}, (1, 1, 2), 2)
 
 
+def _channel_scale() -> onnx.ModelProto:
+    """y = (s x1, s x2): one per-channel scale (a BatchNormalization-like Mul) over a 1x2 image."""
+    nodes = [helper.make_node("Mul", ["img", "S"], ["c"]), helper.make_node("Flatten", ["c"], ["y"])]
+    return _model(nodes, {"S": np.ones((1, 1, 1, 1))}, (1, 1, 2), 2)
+
+
+def _conv_bn(seed: int) -> onnx.ModelProto:
+    """6x6 image -> Conv 1->3 3x3 -> BatchNormalization -> Relu -> Conv 3->2 -> Relu -> Gemm -> 3 logits."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["img", "W1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "g", "beta", "mean", "var"], ["n1"]),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "W2", "b2"], ["c2"], kernel_shape=[3, 3], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Flatten", ["r2"], ["f"]),
+        helper.make_node("Gemm", ["f", "W3", "b3"], ["y"], transB=1),
+    ]
+    inits = {"W1": rng.standard_normal((3, 1, 3, 3)) * 0.6, "b1": rng.standard_normal(3) * 0.1,
+             "g": rng.uniform(0.5, 1.5, 3), "beta": rng.standard_normal(3) * 0.1, "mean": rng.standard_normal(3) * 0.1,
+             "var": rng.uniform(0.5, 2.0, 3),
+             "W2": rng.standard_normal((2, 3, 3, 3)) * 0.4, "b2": rng.standard_normal(2) * 0.1,
+             "W3": rng.standard_normal((3, 8)) * 0.3, "b3": rng.standard_normal(3) * 0.1}
+    return _model(nodes, inits, (1, 6, 6), 3)
+
+
 def _two_convs(seed: int) -> onnx.ModelProto:
     """6x6 image -> Conv 3x3x3 -> Relu -> Conv 3->4 3x3 stride 2 -> Relu -> Gemm -> 3 logits."""
     rng = np.random.default_rng(seed)
@@ -85,6 +111,31 @@ def test_equal_positions_cancel_for_every_weight() -> None:
     box = AbsoluteDelta(0.5).to_box(graph)
     up = _upper(graph, box, np.full(2, 0.7), np.full(2, 0.7), np.array([[1.0, -1.0], [-1.0, 1.0]]))
     assert np.all(up >= 0.0) and np.all(up <= 1e-12)
+
+
+def test_one_scale_over_two_positions_is_bounded_exactly() -> None:
+    # the elementwise twin of the 1x1 convolution: s (x1 - x2) <= 1.1 * 0.02 on the same boxes
+    graph = load_model(_channel_scale())
+    box = AbsoluteDelta(0.1, params=("S",)).to_box(graph)
+    up = _upper(graph, box, np.full(2, 0.99), np.full(2, 1.01), np.array([[1.0, -1.0], [1.0, 1.0]]))
+    assert 0.022 <= up[0] <= 0.022 + 1e-9
+    assert 2.222 <= up[1] <= 2.222 + 1e-9
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), delta=st.sampled_from([1e-3, 0.02, 0.1]), point=st.booleans())
+def test_conv_batchnorm_is_enclosed(seed: int, delta: float, point: bool) -> None:
+    graph = load_model(_conv_bn(seed))
+    box = AbsoluteDelta(delta, params=("W1", "g", "beta", "W2", "W3")).to_box(graph)
+    rng = np.random.default_rng(seed)
+    lo = rng.uniform(0.0, 1.0, 36)
+    hi = lo if point else np.minimum(lo + 0.05, 1.0)
+    rows = np.concatenate([np.eye(3), -np.eye(3), np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])])
+    up = _upper(graph, box, lo, hi, rows)
+    xs = rng.uniform(lo, hi, (4, 36))
+    xs[0] = lo
+    ys = sampled_outputs(graph, box, xs, rng, 40)
+    assert np.all(ys @ rows.T <= up + 1e-12)
 
 
 @settings(max_examples=12, deadline=None)
