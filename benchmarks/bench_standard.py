@@ -181,6 +181,7 @@ def run_cnn(n_images: int, n_eps: int, timeout: float) -> dict[str, Any]:
             "timeout_s": timeout, "accuracy_on_images": float(np.mean(pred[:n_images] == y[:n_images])),
             "eps_target": f"upper <= {TARGET_RATIO}x lower within {timeout:g} s",
             "eps_pass": all(r["pass"] for r in eps_rows), "eps_rows": eps_rows,
+            "never_below_reference": all(r["lower_vs_reference"] >= 0 for r in eps_rows),
             "label_target": ">= 90% of the images decided (verified or replayed falsified) within the budget",
             "labels": counts, "label_decided_fraction": frac, "label_pass": frac >= 0.9,
             "label_rows": label_rows_out, "anchor": ANCHORS["cnn"]}

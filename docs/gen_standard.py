@@ -72,6 +72,7 @@ Target: {r.get('target')}: {verdict(r.get('pass'))}. Falsifier never below the r
 budget {num(c.get('timeout_s'), 'g')} s per query. ANCHORS: {c.get('anchor')}.
 
 Largest output change at an image: target {c.get('eps_target')}: {verdict(c.get('eps_pass'))}.
+Falsifier never below the reference: {verdict(c.get('never_below_reference', all(x.get('lower_vs_reference', -1) >= 0 for x in c.get('eps_rows', []))))}.
 
 {_eps_table(c.get('eps_rows', []), 'image', num, table)}
 
