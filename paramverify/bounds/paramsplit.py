@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -45,6 +46,8 @@ CANDIDATES = 3
 #: ("stalled": e.g. a row exactly at its threshold, which only exact arithmetic decides)
 STALL_WINDOW = 64
 STALL_REL = 1e-9
+#: share of the time limit left to the caller (as the neuron-split search does)
+RESERVE = 0.05
 
 Params = dict[str, np.ndarray]
 Coord = tuple[str, int]
@@ -128,7 +131,8 @@ def _scores(problem: Problem, rows: Rows, piece: Piece, r: int) -> list[Coord]:
 
 def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options, deadline: Deadline,
                 lower: Callable[[], float] | None = None, decide: bool = False,
-                on_piece: Callable[[int, Piece], None] | None = None, candidates: int = CANDIDATES) -> ParamSplitResult:
+                on_piece: Callable[[int, Piece], None] | None = None, candidates: int = CANDIDATES,
+                label: str = "") -> ParamSplitResult:
     """Best-first splitting of the parameter box.  ``caps`` ``[R]``: sound row bounds already proved
     (e.g. by neuron splits).  ``on_piece(row, piece)``: called for each piece popped (a falsifier hook;
     its exceptions propagate).
@@ -136,7 +140,9 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
     Optimise (``decide`` False): until the bound is within ``options.tolerance`` of ``lower()``.
     Decide (``decide`` True): a piece on which every row holds (``< 0``, or ``<= 0`` where not
     strict) is closed; "holds" once every piece is.  Either way time, ``max_splits`` and Ctrl-C
-    end it with the bound proved so far."""
+    end it with the bound proved so far; a split that would likely overrun the time limit (twice
+    the median of the last 8 splits' times, plus a reserve for the caller) is not started.  Progress goes to
+    ``options.progress`` as ``label`` + the piece count."""
     caps = np.asarray(caps, dtype=np.float64)
     lo0 = {n: np.asarray(problem.box.lo[n], dtype=np.float64) for n in problem.box.names}
     hi0 = {n: np.asarray(problem.box.hi[n], dtype=np.float64) for n in problem.box.names}
@@ -147,6 +153,8 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
     reason = "exhausted"
     pieces = 1
     history: list[float] = []
+    split_s: list[float] = []  # wall time of each split
+    reserve = 0.0 if options.timeout_s is None else RESERVE * options.timeout_s
 
     def is_open(u: np.ndarray) -> np.ndarray:
         return np.where(rows.strict, u >= 0, u > 0) if decide else np.ones(u.shape, dtype=bool)
@@ -166,10 +174,14 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
                 reason = "holds"
                 break
             bound = -queue[0][0]
-            if not decide and lower is not None and bound - lower() <= options.tolerance:
+            low = None if lower is None else lower()
+            options.progress.update(f"{label}{pieces} parameter pieces", low, None if decide else bound)
+            if not decide and low is not None and bound - low <= options.tolerance:
                 reason = "tolerance"
                 break
-            if deadline.expired():
+            left = deadline.remaining()
+            typical = float(np.median(split_s[-8:])) if split_s else 0.0
+            if deadline.expired() or (left is not None and left <= 2.0 * typical + reserve):
                 reason = "deadline"
                 break
             if pieces >= options.max_splits:
@@ -179,6 +191,7 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
             if len(history) > STALL_WINDOW and history[-1 - STALL_WINDOW] - bound <= STALL_REL * max(1.0, abs(bound)):
                 reason = "stalled"
                 break
+            t0 = time.monotonic()
             popped = heapq.heappop(queue)[2]
             r = int(np.argmax(np.where(is_open(popped.uppers), popped.uppers, -np.inf)))
             if on_piece is not None:
@@ -200,6 +213,7 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
                 push(kid)
             pieces += 1
             popped = None
+            split_s.append(time.monotonic() - t0)
     except KeyboardInterrupt:
         reason = "interrupted"
     held = [p.uppers for _, _, p in queue] + ([popped.uppers] if popped is not None else []) + [closed]

@@ -207,7 +207,8 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
                     if not _near(deadline, options) and beats(r, _attack(problem, output_change(r % k, 1.0 if r < k else -1.0), piece.midpoint())[1]):
                         raise _Refuted
 
-                ps = param_split(problem, shifted, out.upper, options, deadline, decide=True, on_piece=piece_refuted)
+                ps = param_split(problem, shifted, out.upper, options, deadline, decide=True, on_piece=piece_refuted,
+                                 label="max epsilon <= threshold: ")
                 up_ = float(np.max(ps.uppers)) + verify_at
                 return PointResult(state["best"].value, max(up_, state["best"].value), state["best"].witness, ps.pieces,
                                    ps.reason == "holds", ps.reason, "params")
@@ -225,7 +226,8 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
                 if got.value > state["best"].value:
                     state["best"] = got
 
-        ps = param_split(problem, rows, out.upper, options, deadline, lower=lambda: state["best"].value, on_piece=piece_attack)
+        ps = param_split(problem, rows, out.upper, options, deadline, lower=lambda: state["best"].value, on_piece=piece_attack,
+                         label="max epsilon: ")
         upper = max(float(np.max(ps.uppers)), state["best"].value, 0.0)
         complete = ps.reason == "tolerance"
         return PointResult(state["best"].value, upper, state["best"].witness, ps.pieces, complete, ps.reason, "params")
@@ -443,7 +445,7 @@ def point_labels(problem: Problem, prop: Property, options: Options, deadline: D
                 if not _near(deadline, options) and flips(r, _attack(sp, row_objective(rows.coefs[r]), piece.midpoint())[1]):
                     raise _Refuted
 
-            ps = param_split(sp, rows, out.upper, options, deadline, decide=True, on_piece=piece_flips)
+            ps = param_split(sp, rows, out.upper, options, deadline, decide=True, on_piece=piece_flips, label="labels: ")
             if ps.reason == "holds":
                 return LabelResult("holds", None, ps.pieces, "holds", how="params")
             return LabelResult("unknown", None, ps.pieces, ps.reason, float(np.max(ps.uppers)), how="params")
