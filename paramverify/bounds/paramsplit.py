@@ -86,17 +86,15 @@ def piece_uppers(problem: Problem, rows: Rows, lo: Mapping[str, np.ndarray], hi:
 
 
 def _halves(piece: Piece, c: Coord) -> tuple[tuple[Params, Params], tuple[Params, Params]]:
+    """The two halves of ``piece`` along coordinate ``c`` (they share the midpoint: together they cover it)."""
     name, i = c
-    lo_v, hi_v = piece.lo[name].reshape(-1), piece.hi[name].reshape(-1)
-    mid = lo_v[i] + (hi_v[i] - lo_v[i]) / 2
-    a_hi, b_lo = dict(piece.hi), dict(piece.lo)
-    a_hi[name] = hi_v.copy()
-    a_hi[name][i] = mid
-    b_lo[name] = lo_v.copy()
-    b_lo[name][i] = mid
-    a_hi[name] = a_hi[name].reshape(piece.hi[name].shape)
-    b_lo[name] = b_lo[name].reshape(piece.lo[name].shape)
-    return (dict(piece.lo), a_hi), (b_lo, dict(piece.hi))
+    lo, hi = piece.lo[name].reshape(-1), piece.hi[name].reshape(-1)
+    mid = min(max(lo[i] + (hi[i] - lo[i]) / 2, lo[i]), hi[i])
+    left_hi, right_lo = hi.copy(), lo.copy()
+    left_hi[i] = right_lo[i] = mid
+    shape = piece.lo[name].shape
+    return ((dict(piece.lo), {**piece.hi, name: left_hi.reshape(shape)}),
+            ({**piece.lo, name: right_lo.reshape(shape)}, dict(piece.hi)))
 
 
 def _scores(problem: Problem, rows: Rows, piece: Piece, r: int) -> list[Coord]:

@@ -32,8 +32,8 @@ from paramverify.bounds.local import (
     label_rows,
     nominal_enclosure,
 )
-from paramverify.bounds.paramsplit import Piece, param_split
 from paramverify.bounds.mlplp import LPSearch, ReluMilp, build_milp, witness_params
+from paramverify.bounds.paramsplit import Piece, param_split
 from paramverify.bounds.pgd import (
     PGDSettings,
     RowObjective,
@@ -204,7 +204,10 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
             if out.reason == "exhausted" and not _near(deadline, options):
                 # no neuron left to split: split the parameter box
                 def piece_refuted(r: int, piece: Piece) -> None:
-                    if not _near(deadline, options) and beats(r, _attack(problem, output_change(r % k, 1.0 if r < k else -1.0), piece.midpoint())[1]):
+                    if _near(deadline, options):
+                        return
+                    objective = output_change(r % k, 1.0 if r < k else -1.0)
+                    if beats(r, _attack(problem, objective, piece.midpoint())[1]):
                         raise _Refuted
 
                 ps = param_split(problem, shifted, out.upper, options, deadline, decide=True, on_piece=piece_refuted,
