@@ -214,5 +214,7 @@ def param_split(problem: Problem, rows: Rows, caps: np.ndarray, options: Options
             split_s.append(time.monotonic() - t0)
     except KeyboardInterrupt:
         reason = "interrupted"
-    held = [p.uppers for _, _, p in queue] + ([popped.uppers] if popped is not None else []) + [closed]
-    return ParamSplitResult(np.minimum(np.max(held, axis=0), caps), pieces, reason)
+    held = [p.uppers for _, _, p in queue] + ([popped.uppers] if popped is not None else [])
+    if not held and not np.all(np.isfinite(closed)):
+        return ParamSplitResult(caps, pieces, reason)  # stopped before the root piece was bounded
+    return ParamSplitResult(np.minimum(np.max(held + [closed], axis=0), caps), pieces, reason)

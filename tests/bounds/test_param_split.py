@@ -90,3 +90,19 @@ def test_bound_is_monotone_and_an_interrupt_keeps_it() -> None:
     root = piece_uppers(problem, rows, lo, hi)
     assert np.all(res.uppers <= root) and float(np.max(res.uppers)) < float(np.max(root))
     assert _sampled_change(problem, 400, 3) <= float(np.max(res.uppers))
+
+
+def test_an_interrupt_before_the_first_piece_keeps_the_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramverify.bounds.paramsplit as ps
+
+    problem = _linear(1, [3, 6, 5, 2], 0.2)
+    rows = change_rows(nominal_enclosure(problem))
+
+    def interrupted(*args: object) -> np.ndarray:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ps, "piece_uppers", interrupted)
+    caps = np.arange(1.0, len(rows) + 1.0)
+    opts = Options(timeout_s=5.0)
+    res = ps.param_split(problem, rows, caps, opts, opts.deadline(), lower=lambda: 0.0)
+    assert res.reason == "interrupted" and np.array_equal(res.uppers, caps)
