@@ -244,11 +244,8 @@ class _Pass:
         mag_h = self.t.mag(h)
         absL = np.abs(L)
         n = int(np.prod([L.shape[a] for a in axes], dtype=np.int64))
-        q_mid = np.sum(L * hm, axis=axes, keepdims=True)
-        q_rad = np.sum(absL * hr, axis=axes, keepdims=True)
-        q_mag = np.sum(absL * mag_h, axis=axes, keepdims=True)
-        q_rad = up(q_rad + q_mag * (4 * gamma(n + 4)) + ABS_TERM * n)
-        s, t = _chord_abs(down(q_mid - q_rad), up(q_mid + q_rad))
+        s, t = _q_chord(np.sum(L * hm, axis=axes, keepdims=True), np.sum(absL * hr, axis=axes, keepdims=True),
+                        np.sum(absL * mag_h, axis=axes, keepdims=True), n)
         w = pm + pr * s
         self.note(node, "shared_mul", h=h, w=w)
         self.add_beta(sum_up(pr * t) * (1 + 8 * U))
@@ -337,15 +334,10 @@ class _Pass:
         mag_h = self.t.mag(h)
         absL = np.abs(L)
         k = h.pshape[-1] if p_left else h.pshape[-2]
-        # Q's range on h's box: L hm^T +- |L| hr^T, each product off by at most gamma |L| mag^T
         if p_left:
-            q_mid, q_rad, q_mag = mm(L, _swap(hm)), mm(absL, _swap(hr)), mm(absL, _swap(mag_h))
+            s, t = _q_chord(mm(L, _swap(hm)), mm(absL, _swap(hr)), mm(absL, _swap(mag_h)), k)
         else:
-            q_mid, q_rad, q_mag = mm(_swap(hm), L), mm(_swap(hr), absL), mm(_swap(mag_h), absL)
-        q_rad = up(q_rad + q_mag * (4 * gamma(k + 4)) + ABS_TERM * k)
-        del q_mag
-        s, t = _chord_abs(down(q_mid - q_rad), up(q_mid + q_rad))
-        del q_mid, q_rad
+            s, t = _q_chord(mm(_swap(hm), L), mm(_swap(hr), absL), mm(_swap(mag_h), absL), k)
         w = pm + pr * s
         self.note(node, "shared", h=h, w=w, p_left=p_left)
         self.add_beta(sum_up(pr * t) * (1 + 8 * U))
@@ -423,6 +415,14 @@ class _Pass:
             mag = np.take(self.t.mag(a), idx, axis=ax + (1 if a.batched or a.dom else 0))
             self.add_beta(sum_up(np.abs(L) * mag) * (2 * gamma(count + 2)))
         self.push(a, out)
+
+
+def _q_chord(q_mid: np.ndarray, q_rad: np.ndarray, q_mag: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``|Q| <= s Q + t`` over ``Q``'s range ``q_mid +- q_rad`` (``L hm`` and ``|L| hr`` summed over ``k``
+    terms in floats); each sum is off by at most ``gamma |L| mag``, ``q_mag`` (also a float sum), so the
+    range is widened by ``4 gamma(k + 4) q_mag`` plus the underflow allowance."""
+    q_rad = up(q_rad + q_mag * (4 * gamma(k + 4)) + ABS_TERM * k)
+    return _chord_abs(down(q_mid - q_rad), up(q_mid + q_rad))
 
 
 def _broadcast_axes(small: tuple[int, ...], full: tuple[int, ...]) -> tuple[int, ...]:
