@@ -131,23 +131,28 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
     state = {"best": best}
     attacked: set[int] = set()
 
+    def record(params: Mapping[str, np.ndarray]) -> float:
+        """Keep ``params`` as the witness when their (sound) change beats the best one; the best value."""
+        got = sound_change(problem, problem.region.lo, params)
+        if got.value > state["best"].value:
+            state["best"] = got
+        return state["best"].value
+
+    def row_change(r: int) -> Objective:
+        return output_change(r % k, 1.0 if r < k else -1.0)
+
     def attack(r: int, splits: tuple) -> None:
         """Falsifier on row r: from the relaxation's maximiser of the domain, and (once) from nominal."""
         if _near(deadline, options):
             return
-        o, sign = r % k, (1.0 if r < k else -1.0)
         starts = [search.candidate(r, splits)]
         if r not in attacked:
             attacked.add(r)
             starts.append(None)
         for start in starts:
-            cands = [] if start is None else [start]
-            _, p = _attack(problem, output_change(o, sign), start)
-            cands.append(p)
-            for c in cands:
-                got = sound_change(problem, problem.region.lo, c)
-                if got.value > state["best"].value:
-                    state["best"] = got
+            if start is not None:
+                record(start)
+            record(_attack(problem, row_change(r), start)[1])
 
     root = search.root_bounds()
     for r in np.argsort(-root)[:2]:
@@ -163,11 +168,9 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
         starts = [search.candidate(r) for r in top]
         share = PGD_SHARE if wide else PGD_NARROW_SHARE
         for c in _strong(problem, change_objective(k), options, deadline, stop, starts, share)[:1]:
-            got = sound_change(problem, problem.region.lo, c.params)
-            if got.value > state["best"].value:
-                state["best"] = got
+            record(c.params)
     if verify_at is None and search.cut is not None:
-        lp = _lp_change(problem, search, rows, root, state, options, deadline)
+        lp = _lp_change(search, rows, root, state, record, options, deadline)
         if lp is not None:
             return lp
     if verify_at is not None:
@@ -182,10 +185,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
                 raise _Refuted
 
         def beats(r: int, params: dict[str, np.ndarray]) -> bool:
-            got = sound_change(problem, problem.region.lo, params)
-            if got.value > state["best"].value:
-                state["best"] = got
-            return state["best"].value > verify_at
+            return record(params) > verify_at
 
         shifted_root = up(np.asarray(root, dtype=np.float64) - verify_at)
         lp = _lp_verify(search, shifted, shifted_root, options, deadline, beats,
@@ -204,10 +204,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
             if out.reason == "exhausted" and not _near(deadline, options):
                 # no neuron left to split: split the parameter box
                 def piece_refuted(r: int, piece: Piece) -> None:
-                    if _near(deadline, options):
-                        return
-                    objective = output_change(r % k, 1.0 if r < k else -1.0)
-                    if beats(r, _attack(problem, objective, piece.midpoint())[1]):
+                    if not _near(deadline, options) and beats(r, _attack(problem, row_change(r), piece.midpoint())[1]):
                         raise _Refuted
 
                 ps = param_split(problem, shifted, out.upper, options, deadline, decide=True, on_piece=piece_refuted,
@@ -224,10 +221,7 @@ def point_change(problem: Problem, options: Options, deadline: Deadline, verify_
         # no neuron left to split: the gap is in the parameter box itself
         def piece_attack(r: int, piece: Piece) -> None:
             if not _near(deadline, options):
-                o, sign = r % k, (1.0 if r < k else -1.0)
-                got = sound_change(problem, problem.region.lo, _attack(problem, output_change(o, sign), piece.midpoint())[1])
-                if got.value > state["best"].value:
-                    state["best"] = got
+                record(_attack(problem, row_change(r), piece.midpoint())[1])
 
         ps = param_split(problem, rows, out.upper, options, deadline, lower=lambda: state["best"].value, on_piece=piece_attack,
                          label="max epsilon: ")
@@ -247,11 +241,11 @@ def _row_milps(search: SplitSearch, rows: Rows) -> list[ReluMilp] | None:
     return None if any(m is None for m in milps) else [m for m in milps if m is not None]
 
 
-def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarray, state: dict, options: Options,
-               deadline: Deadline) -> PointResult | None:
+def _lp_change(search: SplitSearch, rows: Rows, root: np.ndarray, state: dict,
+               record: Callable[[Mapping[str, np.ndarray]], float], options: Options, deadline: Deadline) -> PointResult | None:
     """MaxEpsilon of a two-hidden-layer ReLU MLP: branch and bound with linear programs and cuts per row
     (:mod:`~paramverify.bounds.mlplp`), always continuing the row with the largest bound; None for
-    other networks."""
+    other networks.  ``record(params)``: keeps a witness that beats ``state["best"]``."""
     milps = _row_milps(search, rows)
     if milps is None:
         return None
@@ -293,10 +287,7 @@ def _lp_change(problem: Problem, search: SplitSearch, rows: Rows, root: np.ndarr
 
         search_r.run(deadline.within(slice_s), budget, progress=shown)
         if search_r.best_h is not None:
-            got = sound_change(problem, problem.region.lo,
-                               witness_params(cut, rows.coefs[r], milps[r], search_r.best_h, search.full_box))
-            if got.value > state["best"].value:
-                state["best"] = got
+            record(witness_params(cut, rows.coefs[r], milps[r], search_r.best_h, search.full_box))
         interrupted = deadline.interrupted() or search_r.reason == "interrupted"
         if sum(s.domains for s in searches if s is not None) >= options.max_splits:
             break
