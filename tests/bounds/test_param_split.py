@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bounds_helpers import corner_params
+from bounds_helpers import sampled_outputs
 from netgen import random_mlp
 
 from paramverify import api
@@ -30,11 +30,9 @@ def _linear(seed: int, sizes: list[int], delta: float):
 
 
 def _sampled_change(problem, n: int, seed: int) -> float:
-    rng = np.random.default_rng(seed)
     x = problem.region.lo[None]
-    y0 = problem.graph.evaluate(x)
-    ys = [problem.graph.evaluate(x, corner_params(problem.box, rng) if i % 2 else problem.box.sample(rng)) for i in range(n)]
-    return float(np.max(np.abs(np.concatenate(ys) - y0)))
+    ys = sampled_outputs(problem.graph, problem.box, x, np.random.default_rng(seed), n)
+    return float(np.max(np.abs(ys - problem.graph.evaluate(x))))
 
 
 @pytest.mark.parametrize(("seed", "delta"), [(1, 0.2), (2, 0.05)])
@@ -52,12 +50,9 @@ def test_labels_proved_by_parameter_splits(seed: int, delta: float) -> None:
     problem = _linear(seed, [2, 4, 3, 2], delta)
     v = api.verify(problem, "label", options=Options(timeout_s=20.0, seed=seed))
     assert isinstance(v, Verified) and "parameter-box" in v.method
-    rng = np.random.default_rng(seed)
     x = problem.region.lo[None]
-    label = int(np.argmax(problem.graph.evaluate(x)))
-    for i in range(300):
-        p = corner_params(problem.box, rng) if i % 2 else problem.box.sample(rng)
-        assert int(np.argmax(problem.graph.evaluate(x, p))) == label
+    ys = sampled_outputs(problem.graph, problem.box, x, np.random.default_rng(seed), 300)
+    assert np.all(np.argmax(ys, axis=1) == int(np.argmax(problem.graph.evaluate(x))))
     wider = _linear(seed, [2, 4, 3, 2], 2 * delta)
     w = api.verify(wider, "label", options=Options(timeout_s=20.0, seed=seed))
     assert isinstance(w, Falsified) and w.counterexample.replayed
