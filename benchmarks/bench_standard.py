@@ -17,8 +17,9 @@
 
 Every row also carries the reference attack (``ref_pgd.py``: plain PGD, 20
 restarts x 200 steps from random points of the box, the attack the falsifier
-must never lose to) and, where it applies, auto_LiRPA's figure quoted from
-``../shared/ANCHORS.md`` (auto_LiRPA is not installable here, so it is quoted,
+must never lose to; each part records ``never_below_reference``, whether the
+falsifier's lower end stayed at or above it on every row) and, where it applies,
+auto_LiRPA's figure quoted from ``../shared/ANCHORS.md`` (auto_LiRPA is not installable here, so it is quoted,
 not re-run; its random net is another draw of the same recipe).  Wall time and
 this process's CPU time are both recorded: the machine is shared, so wall
 times include waiting for a core.
