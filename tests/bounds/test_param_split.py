@@ -44,6 +44,20 @@ def test_linear_net_bracket_closes(seed: int, delta: float) -> None:
     assert _sampled_change(problem, 400, seed) <= b.upper
 
 
+def test_torch_exported_linear_mlp_bracket_closes(tmp_path) -> None:
+    """Three Linear layers and no activation, as torch.onnx.export writes them (Gemm, Gemm, Gemm)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Linear(6, 5), torch.nn.Linear(5, 2)).eval()
+    path = tmp_path / "linear.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    problem = api.make_problem(load_model(str(path)), delta=0.05, x0=[0.3, -0.2, 0.5])
+    b = api.bound(problem, "eps", options=Options(timeout_s=20.0, tolerance=1e-6))
+    assert "parameter-box branch-and-bound" in b.method
+    assert b.complete and b.upper - b.lower <= 1e-6
+    assert _sampled_change(problem, 400, 0) <= b.upper
+
+
 @pytest.mark.parametrize(("seed", "delta"), [(41, 0.1), (52, 0.2)])
 def test_labels_proved_by_parameter_splits(seed: int, delta: float) -> None:
     # z3 proves both as well (25.8 s and 27.5 s); the bound engine needs the parameter splits

@@ -151,3 +151,18 @@ def test_sampled_changes_never_beat_the_proved_change(seed: int) -> None:
     y0 = graph.evaluate(x0[None])
     ys = sampled_outputs(graph, problem.box, x0[None], rng, 200)
     assert float(np.max(np.abs(ys - y0))) <= b.upper
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_torch_exported_cnn_every_tensor_8_bit(exporter: str, tmp_path) -> None:
+    """torch.onnx.export's CNN (Conv+BatchNorm folded, MaxPool, Conv, AveragePool, Linear), every tensor
+    in its 8-bit box at one image: a bracket within 1.2x that no sampled parameter set beats."""
+    from torch_exports import export
+
+    graph = load_model(str(export("cnn", tmp_path / f"{exporter}.onnx", exporter, 17, True)))
+    x0 = np.random.default_rng(0).uniform(0.0, 1.0, graph.input_size)
+    problem = api.make_problem(graph, bits=8, x0=x0)
+    b = api.bound(problem, "eps", options=Options(timeout_s=3.0, seed=0))
+    assert 0.0 < b.lower <= b.upper <= 1.2 * b.lower
+    ys = sampled_outputs(graph, problem.box, x0[None], np.random.default_rng(1), 200)
+    assert float(np.max(np.abs(ys - graph.evaluate(x0[None])))) <= b.upper
