@@ -311,7 +311,7 @@ class Matcher:
         model = onnx.ModelProto()
         model.CopyFrom(self.fm)
         del model.graph.node[:]
-        model.graph.node.extend(self.nodes)
+        model.graph.node.extend(pool_after_rounding(self.nodes, out))
         model.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), ENABLE_NAME))
         model.graph.output[0].name = out
         if not any(o.domain == "ai.paramverify" for o in model.opset_import):
@@ -320,6 +320,40 @@ class Matcher:
         values[ENABLE_NAME] = np.ones(())
         n_round = sum(1 for n in self.nodes if n.op_type in FQ_OPS)
         return Merged(model, values, n_round)
+
+
+def pool_after_rounding(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
+    """Moves every static rounding whose only reader is a MaxPool to after that MaxPool.
+
+    ``max(fq(a), fq(b)) = fq(max(a, b))`` because ``fq`` (round to a fixed grid, then
+    clip) is non-decreasing, so the function is unchanged; the bounds then meet one
+    rounding per pooled value instead of one per tap, and the pooling's relaxation
+    sees the values before rounding.  A dynamic rounding (its grid depends on the
+    whole tensor's range) is left where it is.
+    """
+    out = list(nodes)
+    readers: dict[str, list[int]] = {}
+    for k, n in enumerate(out):
+        for i in n.input:
+            readers.setdefault(i, []).append(k)
+    for k, q in enumerate(nodes):
+        t = q.output[0]
+        if q.op_type != "ActivationQuantize" or t == output or len(readers.get(t, [])) != 1:
+            continue
+        j = readers[t][0]
+        pool = out[j]
+        if pool.op_type != "MaxPool" or list(pool.input) != [t] or len(pool.output) != 1:
+            continue
+        moved_pool = onnx.NodeProto()
+        moved_pool.CopyFrom(pool)
+        moved_pool.input[0] = q.input[0]
+        moved_pool.output[0] = f"{t}__before_rounding"
+        moved_q = onnx.NodeProto()
+        moved_q.CopyFrom(q)
+        moved_q.input[0] = moved_pool.output[0]
+        moved_q.output[0] = pool.output[0]
+        out[k], out[j] = moved_pool, moved_q
+    return out
 
 
 def _grid_low(n: onnx.NodeProto) -> float:
