@@ -18,6 +18,11 @@ each int8 copy, on the L-inf ball of radius ``--radius`` around the image:
   onnxruntime on both models: the largest observed difference must not
   exceed the proved upper end, and a VERIFIED ball must show no label
   disagreement.
+
+An UNKNOWN ball whose float label is proved constant records the int8
+margin's bracket (``int8_margin``: ``proved_at_least``, ``lowest_found``,
+``pieces``) and the smallest int8 margin of the samples (``sampled_min``,
+which must not be below the proved end).
 """
 
 from __future__ import annotations
@@ -89,6 +94,13 @@ def main() -> None:
                    "eps_lower": b.lower, "eps_upper": b.upper, "eps_time_s": round(t_eps, 3), "eps_complete": b.complete,
                    "sampled_max_diff": observed, "sampled_label_disagreements": disagree, "samples": args.samples,
                    "sound": bool(observed <= b.upper and (v.name != "verified" or disagree == 0))}
+            margin = getattr(v, "margin", None)
+            if margin is not None:
+                # an undecided ball: the int8 margin's bracket, and the smallest margin the samples show
+                others = np.delete(y_q, margin.cls, axis=1)
+                sampled_min = float(np.min(y_q[:, margin.cls] - others.max(axis=1)))
+                row["int8_margin"] = {**margin.to_json(), "sampled_min": sampled_min}
+                row["sound"] = row["sound"] and margin.lower <= sampled_min
             if v.name == "falsified":
                 ce = v.counterexample  # type: ignore[union-attr]
                 row["counterexample_replayed"] = bool(ce.replayed)

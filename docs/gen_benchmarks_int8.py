@@ -49,10 +49,21 @@ def section(d: dict) -> str:
     parts.append(_table(["int8 model", "label verdicts (target >= 18 / 20, each < 30 s)", "verified", "falsified (replayed)",
                          "label time median / max (s)", "eps lower (witness)",
                          "eps upper (proof)", "largest sampled diff", "sound on samples"], summary))
-    parts.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|):\n")
-    parts.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max"],
+    parts.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|; for an unknown "
+                 "ball the int8 margin of the float label: proved lower end, lowest found by the falsifier, lowest of "
+                 "the samples):\n")
+
+    def margin(r: dict) -> str:
+        m = r.get("int8_margin")
+        if m is None:
+            return ""
+        found = "-" if m["lowest_found"] is None else f"{m['lowest_found']:.3g}"
+        return f"[{m['proved_at_least']:.3g}, {found}], samples {m['sampled_min']:.3g}"
+
+    parts.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max", "int8 margin (unknown)"],
                         [[r["format"], r["image"], r["label_verdict"], f"{r['label_time_s']:.2f}",
-                          f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}"] for r in rows]))
+                          f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}", margin(r)]
+                         for r in rows]))
     parts.append(
         "\nHow to read it: VERIFIED comes from CROWN margin rows of both networks over the ball (split into pieces by "
         "the float margin's slope); FALSIFIED from a float-margin descent and a random coordinate search scored on the int8 "

@@ -72,7 +72,9 @@ layout, now 1. It is raised when a field is removed or changes meaning; new fiel
   `counterexample` (a point object) when falsified; `output` as for bound.
   With `--quantized` an onnxruntime int8 model,
   `box.description` names it (`int8 model 'q.onnx' (QDQ; 5 activation roundings)`) and
-  `parameters` lists the dequantized weights and `__int8_enable` (the rounding switch).
+  `parameters` lists the dequantized weights and `__int8_enable` (the rounding switch);
+  an `unknown` label agreement whose float label is proved constant adds `int8_margin`
+  (`class`, `proved_at_least`, `lowest_found`, `pieces`: the int8 margin's bracket, docs/int8.md).
   With `--vnnlib`: `command`, `property` (`vnnlib`), `vnnlib`, `model`, `vnncomp` (`sat`,
   `unsat`, `timeout`, `unknown`) and the verdict fields.
 - **vnncomp**: `command`, `instances` (per instance `onnx`, `vnnlib`, `result`, `time_s`,

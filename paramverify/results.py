@@ -93,17 +93,48 @@ class Falsified:
 
 
 @dataclass(frozen=True)
+class MarginBracket:
+    """How far an undecided int8-vs-float label agreement got.
+
+    The float label is proved to be ``cls`` on the whole region, and the int8
+    model's margin for it (``int8_c - max_j int8_j``; the agreement needs it
+    > 0 everywhere) is proved >= ``lower`` on the region, on ``pieces`` pieces
+    of it.  ``upper``: the lowest margin seen at a concrete input of the
+    region on onnxruntime (the int8 file), None when no input was scored.
+    """
+
+    cls: int
+    lower: float
+    upper: float | None
+    pieces: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.cls, "proved_at_least": self.lower, "lowest_found": self.upper, "pieces": self.pieces}
+
+    def describe(self) -> str:
+        found = "" if self.upper is None else f", and {self.upper:.4g} at the lowest input found (onnxruntime)"
+        return (f"the int8 model's margin for the float label (class {self.cls}, which the float model keeps on the "
+                f"whole region) is proved >= {self.lower:.4g} over {self.pieces} pieces{found}; "
+                "agreement needs it > 0 everywhere")
+
+
+@dataclass(frozen=True)
 class Unknown:
-    """Neither proved nor refuted; ``reason`` says why (timeout, delta-sat, ...)."""
+    """Neither proved nor refuted; ``reason`` says why (timeout, delta-sat, ...).  ``margin``: for an
+    int8 label agreement, the bracket of the int8 margin reached (:class:`MarginBracket`)."""
 
     reason: str
     method: str
     time_s: float = 0.0
+    margin: MarginBracket | None = None
     name: Literal["unknown"] = field(default="unknown", init=False)
     exit_code: int = field(default=3, init=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.name, "method": self.method, "time_s": self.time_s, "reason": self.reason}
+        out = {"verdict": self.name, "method": self.method, "time_s": self.time_s, "reason": self.reason}
+        if self.margin is not None:
+            out["int8_margin"] = self.margin.to_json()
+        return out
 
 
 Verdict = Verified | Falsified | Unknown

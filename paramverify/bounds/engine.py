@@ -27,7 +27,7 @@ from paramverify.bounds.branch import SearchResult
 from paramverify.bounds.exact import exact_decision, near_boundary, only_nominal
 from paramverify.bounds.interval import down, up
 from paramverify.bounds.local import nominal_enclosure
-from paramverify.bounds.margins import box_label_certified, certify_by_splits
+from paramverify.bounds.margins import SplitOutcome, box_label_certified, certify_by_splits
 from paramverify.bounds.point import LabelResult, PointResult, point_change, point_labels
 from paramverify.bounds.searches import (
     FlipWitness,
@@ -50,12 +50,13 @@ from paramverify.properties import (
     Problem,
     Property,
 )
-from paramverify.quantized.attack import label_disagreement
+from paramverify.quantized.attack import LabelSearch, label_disagreement
 from paramverify.replay import witness
 from paramverify.results import (
     Bracket,
     Counterexample,
     Falsified,
+    MarginBracket,
     Unknown,
     Verdict,
     Verified,
@@ -145,17 +146,20 @@ class BoundsEngine:
             # one CROWN pass on the margin rows of both networks: keeps the correlation between
             # the two logits that the per-output search below loses
             return Verified("bounds: CROWN margin rows of both networks over the box", time.monotonic() - t0)
+        found: LabelSearch | None = None
+        split: SplitOutcome | None = None
         if isinstance(prop, LabelInvariance) and problem.graph.replay_models is not None:
             left = deadline.remaining()
             # up to half the time: the search spends it only where the float margin comes near the
             # int8-float gap, where the proofs below have little chance anyway
-            ce = label_disagreement(problem, deadline.within(None if left is None else max(0.5, 0.5 * left)), seed=options.seed)
-            if ce is not None:
-                return Falsified(ce, "bounds: float-margin descent with int8 label checks (replayed on both models)",
+            found = label_disagreement(problem, deadline.within(None if left is None else max(0.5, 0.5 * left)), seed=options.seed)
+            if found.counterexample is not None:
+                return Falsified(found.counterexample, "bounds: float-margin descent with int8 label checks (replayed on both models)",
                                  time.monotonic() - t0)
-        if isinstance(prop, LabelInvariance) and _margin_certified(problem, deadline):
-            return Verified("bounds: CROWN margin rows of both networks over the box (input splitting by the float margin's slope)",
-                            time.monotonic() - t0)
+            split = _margin_certified(problem, deadline)
+            if split.certified:
+                return Verified("bounds: CROWN margin rows of both networks over the box (input splitting by the float margin's slope)",
+                                time.monotonic() - t0)
         if isinstance(prop, (LabelInvariance, MarginLabelInvariance)):
             sigma = prop.sigma if isinstance(prop, MarginLabelInvariance) else 0.0
             res = search_flips(problem, classes_of(problem), options, deadline, verify_sigma=sigma)
@@ -169,7 +173,12 @@ class BoundsEngine:
                 if ce is not None:
                     return Falsified(ce, method + " + gradient falsifier", time.monotonic() - t0)
                 return Unknown("a label flip found in real arithmetic did not reproduce on onnxruntime", method, elapsed)
-            return Unknown(f"{_incomplete_note(res)}; some boxes could be neither certified nor refuted", method, elapsed)
+            reason = f"{_incomplete_note(res)}; some boxes could be neither certified nor refuted"
+            margin = _margin_bracket(split, found)
+            if margin is not None:
+                method = f"bounds: CROWN margin rows on {margin.pieces} pieces of the box, then {method.removeprefix('bounds: ')}"
+                reason = f"{reason}; {margin.describe()}"
+            return Unknown(reason, method, elapsed, margin)
         raise SpecError("property", f"unsupported property {prop!r}")
 
     def _verify_point(self, problem: Problem, prop: Property, options: Options, deadline: Deadline, t0: float) -> Verdict:
@@ -317,15 +326,22 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
     return None
 
 
-def _margin_certified(problem: Problem, deadline: Deadline) -> bool:
+def _margin_certified(problem: Problem, deadline: Deadline) -> SplitOutcome:
     """For an int8 lowering: label certificates by margin rows on pieces of the box, with 75%
-    of the remaining time (the rest goes to the interval search and its falsifier).  Other
-    problems keep the interval search alone."""
-    if problem.graph.replay_models is None:
-        return False
+    of the remaining time (the rest goes to the interval search and its falsifier)."""
     left = deadline.remaining()
     sub = Deadline(None if left is None else time.monotonic() + 0.75 * left)
     return certify_by_splits(problem, sub)
+
+
+def _margin_bracket(split: SplitOutcome | None, found: LabelSearch | None) -> MarginBracket | None:
+    """The int8 margin bracket of an undecided label agreement, when the split proved a floor."""
+    if split is None or split.floor is None or split.cls is None or not np.isfinite(split.floor):
+        return None
+    upper = None
+    if found is not None and found.cls == split.cls and np.isfinite(found.lowest_margin):
+        upper = found.lowest_margin
+    return MarginBracket(split.cls, split.floor, upper, split.pieces)
 
 
 def _margin_below(problem: Problem, sigma: float) -> bool:

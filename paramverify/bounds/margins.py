@@ -22,7 +22,7 @@ iterate is a sound bound.  The smallest bound of each row is kept.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,14 +65,23 @@ def _margin_rows(k: int, c: int) -> np.ndarray:
 def _rows_certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per box ``[N, d]``: the nominal class at its centre, whether the nominal (float) rows
     and whether the perturbed (int8) rows are all below 0 on it."""
+    classes, nominal_ok, perturbed_ok, _ = _rows_bounded(problem, lo, hi)
+    return classes, nominal_ok, perturbed_ok
+
+
+def _rows_bounded(problem: Problem, lo: np.ndarray, hi: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_rows_certified`, and per box a proved lower bound of the perturbed network's margin
+    ``f_p(x)_c - max_j f_p(x)_j`` on it (``-inf`` where no bound was found)."""
     g, box = problem.graph, problem.box
     ys = g.evaluate((lo + hi) / 2)
     k = ys.shape[1]
     classes = np.argmax(ys, axis=1)
     nominal_ok = np.zeros(len(lo), dtype=bool)
     perturbed_ok = np.zeros(len(lo), dtype=bool)
+    floor = np.full(len(lo), -np.inf)
     if k < 2:
-        return classes, nominal_ok, perturbed_ok
+        return classes, nominal_ok, perturbed_ok, floor
     grid = int8_input_grid(problem)
     for c in np.unique(classes):
         idx = np.flatnonzero(classes == c)
@@ -91,7 +100,8 @@ def _rows_certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> tuple[n
             continue
         perturbed_ok[idx] = np.all(u[: k - 1] < 0, axis=0)
         nominal_ok[idx] = np.all(u[k - 1 :] < 0, axis=0)
-    return classes, nominal_ok, perturbed_ok
+        floor[idx] = -np.max(u[: k - 1], axis=0)
+    return classes, nominal_ok, perturbed_ok, floor
 
 
 def _grid_rows_upper(problem: Problem, grid: Grid, k_lo: np.ndarray, k_hi: np.ndarray, rows: np.ndarray,
@@ -140,9 +150,26 @@ def int8_input_grid(problem: Problem) -> Grid | None:
     return readers[0].op.grid
 
 
-def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16) -> bool:
+@dataclass(frozen=True)
+class SplitOutcome:
+    """What :func:`certify_by_splits` proved.
+
+    ``certified``: Def 4 holds on the box.  Otherwise, when every piece left open
+    is a grid piece of one float class ``cls`` (the float label is proved
+    constant on them), ``floor`` is a proved lower bound of the int8 model's
+    margin for ``cls`` (``int8_c - max_j int8_j``) on the whole box; else None.
+    ``pieces``: the pieces bounded.
+    """
+
+    certified: bool
+    pieces: int
+    cls: int | None = None
+    floor: float | None = None
+
+
+def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16) -> SplitOutcome:
     """:func:`box_label_certified` on the box, else on pieces of it, a batch of pieces at a
-    time, until every piece is certified (True) or time or ``max_boxes`` runs out (False).
+    time, until every piece is certified or time or ``max_boxes`` runs out.
 
     A piece is an input box (halved where the float margin is most sensitive)
     until its float rows hold on it.  For an int8 lowering with an input grid
@@ -151,19 +178,34 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
     are left to bound (:func:`_grid_rows_upper`), split into ``[k_lo, m]`` and
     ``[m + 1, k_hi]``: grid values, not reals, so the halves do not overlap and
     a coordinate whose range shrinks to one grid value is exact.  The pieces
-    cover the box (its inputs' grid values), so True proves Def 4."""
+    cover the box (its inputs' grid values), so a certified outcome proves Def 4.
+    Every piece carries the int8 margin floor proved on it or on a piece
+    containing it, so an uncertified outcome can still say how far the proof got
+    (:class:`SplitOutcome`)."""
     region = problem.region
     if region.is_point:
-        return False
+        return SplitOutcome(False, 0)
     grid = int8_input_grid(problem)
     k = problem.graph.n_outputs
-    queue: list[tuple[bool, np.ndarray, np.ndarray, int]] = [(False, region.lo.copy(), region.hi.copy(), -1)]
+    # (grid piece?, lo, hi, float class, int8 margin floor proved on a piece containing it)
+    queue: list[tuple[bool, np.ndarray, np.ndarray, int, float]] = [(False, region.lo.copy(), region.hi.copy(), -1, -np.inf)]
     done = 0
     last = 0.0  # seconds the last batch took: one more that would overrun the deadline is not started
+
+    labels: set[int] = set()  # the float classes of the pieces whose float rows hold
+
+    def stopped(open_pieces: list[tuple[bool, np.ndarray, np.ndarray, int, float]]) -> SplitOutcome:
+        # every open piece is a grid piece and every piece's float class is the same c: the float
+        # label is c on the whole box, the certified pieces' int8 margins are > 0 and the open
+        # ones' floors <= 0, so the smallest open floor bounds the int8 margin on the box
+        if open_pieces and all(p[0] for p in open_pieces) and len(labels) == 1:
+            return SplitOutcome(False, done, next(iter(labels)), float(min(p[4] for p in open_pieces)))
+        return SplitOutcome(False, done)
+
     while queue:
         left = deadline.remaining()
         if deadline.expired() or done >= max_boxes or (left is not None and left < last):
-            return False
+            return stopped(queue)
         todo, queue = queue[-batch:], queue[:-batch]
         done += len(todo)
         t = time.monotonic()
@@ -171,24 +213,25 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
         if boxes:
             lo = np.stack([p[1] for p in boxes])
             hi = np.stack([p[2] for p in boxes])
-            classes, nominal_ok, perturbed_ok = _rows_certified(problem, lo, hi)
-            for i, (_, blo, bhi, _c) in enumerate(boxes):
+            classes, nominal_ok, perturbed_ok, floor = _rows_bounded(problem, lo, hi)
+            labels.update(int(c) for c in classes[nominal_ok])
+            for i, (_, blo, bhi, _c, _f) in enumerate(boxes):
                 if nominal_ok[i] and perturbed_ok[i]:
                     continue
                 if nominal_ok[i] and grid is not None:
                     k_lo, k_hi = fq_index_range(Interval(blo, bhi), grid)
                     halves = _grid_halves(problem, grid, k_lo, k_hi)
                     if halves is None:
-                        return False
-                    queue.extend((True, a, b, int(classes[i])) for a, b in halves)
+                        return SplitOutcome(False, done)
+                    queue.extend((True, a, b, int(classes[i]), float(floor[i])) for a, b in halves)
                     continue
                 ax = _split_axis(problem, blo, bhi)
                 if ax is None:
-                    return False
+                    return SplitOutcome(False, done)
                 mid = blo[ax] + (bhi[ax] - blo[ax]) / 2
                 left_hi, right_lo = bhi.copy(), blo.copy()
                 left_hi[ax], right_lo[ax] = mid, mid
-                queue.extend([(False, blo, left_hi, -1), (False, right_lo, bhi, -1)])
+                queue.extend([(False, blo, left_hi, -1, -np.inf), (False, right_lo, bhi, -1, -np.inf)])
         pieces = [p for p in todo if p[0]]
         for c in sorted({p[3] for p in pieces}):
             group = [p for p in pieces if p[3] == c]
@@ -196,16 +239,18 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
             k_lo = np.stack([p[1] for p in group])
             k_hi = np.stack([p[2] for p in group])
             try:
-                ok = np.all(_grid_rows_upper(problem, grid, k_lo, k_hi, _margin_rows(k, c)) < 0, axis=0)
+                u = _grid_rows_upper(problem, grid, k_lo, k_hi, _margin_rows(k, c))
             except (CapabilityError, ValueError):
-                return False
+                return SplitOutcome(False, done)
+            ok = np.all(u < 0, axis=0)
             for j in np.flatnonzero(~ok):
+                floor = max(group[j][4], float(-np.max(u[:, j])))
                 halves = _grid_halves(problem, grid, k_lo[j], k_hi[j])
                 if halves is None:
-                    return False
-                queue.extend((True, a, b, c) for a, b in halves)
+                    return SplitOutcome(False, done)
+                queue.extend((True, a, b, c, floor) for a, b in halves)
         last = time.monotonic() - t
-    return True
+    return SplitOutcome(True, done)
 
 
 def _grid_halves(problem: Problem, grid: Grid, k_lo: np.ndarray, k_hi: np.ndarray

@@ -24,7 +24,7 @@ Everything here only proposes points; what is reported is replayed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -120,10 +120,24 @@ def _depth(y_f: np.ndarray, y_q: np.ndarray, c: int) -> np.ndarray:
     return np.maximum(np.minimum(fm, -qm), np.minimum(-fm, qm))
 
 
+@dataclass(frozen=True, eq=False)
+class LabelSearch:
+    """What :func:`label_disagreement` found: a replayed ``counterexample`` (or None) and,
+    for the float class ``cls`` at the box's centre, the ``lowest_margin``
+    (``int8_c - max_j int8_j``, onnxruntime on the int8 file) seen at ``lowest_input``, a
+    concrete input of the box (``inf`` and None when no point was scored)."""
+
+    counterexample: Counterexample | None
+    cls: int | None = None
+    lowest_margin: float = float("inf")
+    lowest_input: np.ndarray | None = None
+
+
 def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, restarts: int = 6, steps: int = 30,
                        neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int = 400,
-                       restart_after: int = 40) -> Counterexample | None:
-    """A replayed input where the int8 model does not keep the float label, or None.
+                       restart_after: int = 40) -> LabelSearch:
+    """A replayed input where the int8 model does not keep the float label, if one is found
+    (:class:`LabelSearch`, which also keeps the lowest int8 margin seen).
 
     Phase 1 descends the float margin of the centre's class ``c`` (see the module
     docstring).  Phase 2 runs when the smallest float margin seen is within twice
@@ -138,14 +152,31 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     lo, hi = region.lo, region.hi
     width = hi - lo
     if not np.any(width > 0) or g.n_outputs < 2:
-        return None
+        return LabelSearch(None)
     rng = np.random.default_rng(seed)
     params = int8_params(problem)
     centre = (lo + hi) / 2
     c = int(np.argmax(g.evaluate(centre)[0]))
     objective = nominal_margin(c, problem.level, False)
     tried = [0]
-    int8 = int8_runner(problem)
+    run_int8 = int8_runner(problem)
+    dtype = input_dtype(g)
+    low = [np.inf, None]  # the lowest int8 margin of c seen, and where
+
+    def int8(xs: np.ndarray) -> np.ndarray:
+        y_q = run_int8(xs)
+        # only inputs whose float32 value (what the file reads) stays in the box count as witnesses
+        cast = np.asarray(xs, dtype=dtype).astype(np.float64)
+        inside = np.all((cast >= lo) & (cast <= hi), axis=1)
+        if np.any(inside):
+            m = np.where(inside, _margins(y_q, c), np.inf)
+            i = int(np.argmin(m))
+            if m[i] < low[0]:
+                low[0], low[1] = float(m[i]), cast[i].copy()
+        return y_q
+
+    def result(ce: Counterexample | None) -> LabelSearch:
+        return LabelSearch(ce, c, low[0], low[1])
 
     def replay(xs: np.ndarray, y_f: np.ndarray, y_q: np.ndarray) -> Counterexample | None:
         bad = np.flatnonzero(~label_kept(y_f, y_q, problem.level))
@@ -165,7 +196,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         eta = 0.125
         for _ in range(steps):
             if deadline.expired():
-                return None
+                return result(None)
             _, xv, _, _ = evaluate(g, problem.box, x, params, objective)
             u = rng.uniform(-0.3, 0.3, (neighbours, x.size)) * width
             xs = np.clip(np.concatenate([x[None], x[None] + u]), lo, hi)
@@ -176,13 +207,13 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
                 low_x, low_m = x.copy(), float(fm[0])
             ce = replay(xs, y_f, y_q)
             if ce is not None:
-                return ce
+                return result(ce)
             if xv.grad is None:
                 break
             x = np.clip(x - eta * np.sign(np.asarray(xv.grad).reshape(-1)) * width, lo, hi)
             eta = max(eta * 0.9, 0.01)
     if low_m > 2 * gap + 0.5:
-        return None
+        return result(None)
     start = float(_depth(g.evaluate(low_x[None]), int8(low_x[None]), c)[0])
     x, best, stall = low_x, start, 0
     for _ in range(rounds):
@@ -194,13 +225,13 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         y_f, y_q = g.evaluate(cand), int8(cand)
         ce = replay(cand, y_f, y_q)
         if ce is not None:
-            return ce
+            return result(ce)
         depth = _depth(y_f, y_q, c)
         b = int(np.argmax(depth))
         stall = 0 if depth[b] > best else stall + 1
         if depth[b] >= best:
             best, x = float(depth[b]), cand[b]
-    return None
+    return result(None)
 
 
 def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int = 8192, steps: int = 12,

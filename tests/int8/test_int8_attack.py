@@ -47,7 +47,7 @@ def test_disagreement_across_the_float_boundary_replays_on_both_files(qdq):
     f, q = qdq
     x0 = _boundary_point(f)
     problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
-    ce = label_disagreement(problem, Deadline(None))
+    ce = label_disagreement(problem, Deadline(None)).counterexample
     assert ce is not None and ce.replayed
     assert np.all(np.abs(ce.input - x0) <= 0.05 * (1 + 1e-6))
     y_f, y_q = ort_outputs(f, ce.input[None], optimize=False), ort_outputs(q, ce.input[None])
@@ -84,7 +84,7 @@ def test_confirm_int8_refuses_an_agreeing_point_and_accepts_the_falsifiers(qdq):
     y_f, y_q = ort_outputs(f, deep[None], optimize=False), ort_outputs(q, deep[None])
     if label_kept(y_f, y_q, 0.5)[0]:
         assert confirm_int8(problem, deep) is None
-    ce = label_disagreement(problem, Deadline(None))
+    ce = label_disagreement(problem, Deadline(None)).counterexample
     assert ce is not None
     again = confirm_int8(problem, ce.input)
     assert again is not None and again.replayed
@@ -103,11 +103,12 @@ def test_split_certificate_does_not_start_a_batch_past_its_deadline(qdq, monkeyp
     def slow(problem, lo, hi):  # every piece takes 0.3 s and is never certified
         time.sleep(0.3)
         no = np.zeros(len(lo), dtype=bool)
-        return np.zeros(len(lo), dtype=int), no, no
+        return np.zeros(len(lo), dtype=int), no, no, np.full(len(lo), -np.inf)
 
-    monkeypatch.setattr(margins, "_rows_certified", slow)
+    monkeypatch.setattr(margins, "_rows_bounded", slow)
     t = time.monotonic()
-    assert margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5)) is False
+    outcome = margins.certify_by_splits(problem, Deadline(time.monotonic() + 0.5))
+    assert not outcome.certified and outcome.floor is None  # the float rows never held: no int8 margin floor
     assert time.monotonic() - t < 0.5  # the second batch (0.3 s) would end past the deadline: not started
 
 
