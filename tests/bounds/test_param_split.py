@@ -10,6 +10,8 @@ monotone bound, and Ctrl-C returning the bound proved so far.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from bounds_helpers import sampled_outputs
@@ -50,7 +52,9 @@ def test_torch_exported_linear_mlp_bracket_closes(tmp_path) -> None:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Linear(6, 5), torch.nn.Linear(5, 2)).eval()
     path = tmp_path / "linear.onnx"
-    torch.onnx.export(net, torch.zeros(1, 3), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.zeros(1, 3), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
     problem = api.make_problem(load_model(str(path)), delta=0.05, x0=[0.3, -0.2, 0.5])
     b = api.bound(problem, "eps", options=Options(timeout_s=20.0, tolerance=1e-6))
     assert "parameter-box branch-and-bound" in b.method
