@@ -152,11 +152,12 @@ class BoundsEngine:
             left = deadline.remaining()
             # up to half the time: the search spends it only where the float margin comes near the
             # int8-float gap, where the proofs below have little chance anyway
-            found = label_disagreement(problem, deadline.within(None if left is None else max(0.5, 0.5 * left)), seed=options.seed)
+            found = label_disagreement(problem, deadline.within(None if left is None else max(0.5, 0.5 * left)), seed=options.seed,
+                                       progress=options.progress)
             if found.counterexample is not None:
                 return Falsified(found.counterexample, "bounds: float-margin descent with int8 label checks (replayed on both models)",
                                  time.monotonic() - t0)
-            split = _margin_certified(problem, deadline)
+            split = _margin_certified(problem, deadline, options)
             if split.certified:
                 return Verified("bounds: CROWN margin rows of both networks over the box (input splitting by the float margin's slope)",
                                 time.monotonic() - t0)
@@ -333,12 +334,12 @@ def _certify(problem: Problem, t: float, sigma: float | None, options: Options, 
     return None
 
 
-def _margin_certified(problem: Problem, deadline: Deadline) -> SplitOutcome:
+def _margin_certified(problem: Problem, deadline: Deadline, options: Options) -> SplitOutcome:
     """For an int8 lowering: label certificates by margin rows on pieces of the box, with 75%
     of the remaining time (the rest goes to the interval search and its falsifier)."""
     left = deadline.remaining()
     sub = Deadline(None if left is None else time.monotonic() + 0.75 * left)
-    return certify_by_splits(problem, sub)
+    return certify_by_splits(problem, sub, progress=options.progress)
 
 
 def _margin_bracket(split: SplitOutcome | None, found: LabelSearch | None) -> MarginBracket | None:

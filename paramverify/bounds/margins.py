@@ -33,7 +33,7 @@ from paramverify.bounds.quantround import fq_index_range, grid_values
 from paramverify.errors import CapabilityError
 from paramverify.ir import Graph, Node
 from paramverify.ops.quant import ActivationQuantize, Grid
-from paramverify.options import Deadline
+from paramverify.options import Deadline, ProgressSink
 from paramverify.properties import Problem
 
 #: slope-optimisation steps on int8 rows the plain bound leaves open (about 0.1 s on a digits CNN)
@@ -167,7 +167,8 @@ class SplitOutcome:
     floor: float | None = None
 
 
-def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16) -> SplitOutcome:
+def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 4096, batch: int = 16,
+                      progress: ProgressSink | None = None) -> SplitOutcome:
     """:func:`box_label_certified` on the box, else on pieces of it, a batch of pieces at a
     time, until every piece is certified or time or ``max_boxes`` runs out.
 
@@ -181,7 +182,8 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
     cover the box (its inputs' grid values), so a certified outcome proves Def 4.
     Every piece carries the int8 margin floor proved on it or on a piece
     containing it, so an uncertified outcome can still say how far the proof got
-    (:class:`SplitOutcome`)."""
+    (:class:`SplitOutcome`); ``progress`` gets a line per batch (pieces bounded and open, and
+    that floor once it exists)."""
     region = problem.region
     if region.is_point:
         return SplitOutcome(False, 0)
@@ -206,6 +208,10 @@ def certify_by_splits(problem: Problem, deadline: Deadline, max_boxes: int = 409
         left = deadline.remaining()
         if deadline.expired() or done >= max_boxes or (left is not None and left < last):
             return stopped(queue)
+        if progress is not None and done:
+            now = stopped(queue)
+            progress.update(f"int8 pieces: {done} bounded, {len(queue)} open" +
+                            ("" if now.floor is None else f"; margin >= {now.floor:.4g}"))
         todo, queue = queue[-batch:], queue[:-batch]
         done += len(todo)
         t = time.monotonic()

@@ -32,7 +32,7 @@ import onnxruntime as ort
 from paramverify.bounds.falsify import evaluate, nominal_margin, output_change
 from paramverify.bounds.interval import down
 from paramverify.errors import check
-from paramverify.options import Deadline
+from paramverify.options import Deadline, ProgressSink
 from paramverify.properties import LabelInvariance, Problem, label_kept
 from paramverify.replay import (
     confirm,
@@ -135,7 +135,7 @@ class LabelSearch:
 
 def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, restarts: int = 6, steps: int = 30,
                        neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int = 400,
-                       restart_after: int = 40) -> LabelSearch:
+                       restart_after: int = 40, progress: ProgressSink | None = None) -> LabelSearch:
     """A replayed input where the int8 model does not keep the float label, if one is found
     (:class:`LabelSearch`, which also keeps the lowest int8 margin seen).
 
@@ -146,7 +146,8 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     batch at a time for at most ``rounds`` batches, keeping the best, back to the
     start after ``restart_after`` batches without progress) that maximises the disagreement depth: the
     rounding errors of the int8 model line up at such coordinate choices, which
-    gradients of the step function cannot see.
+    gradients of the step function cannot see.  ``progress`` gets a line per restart and
+    every 20 batches of the second phase (the lowest int8 margin so far).
     """
     g, region = problem.graph, problem.region
     lo, hi = region.lo, region.hi
@@ -178,6 +179,10 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     def result(ce: Counterexample | None) -> LabelSearch:
         return LabelSearch(ce, c, low[0], low[1])
 
+    def report(stage: str) -> None:
+        if progress is not None and np.isfinite(low[0]):
+            progress.update(f"int8 falsifier, {stage}: lowest margin {low[0]:.4g}")
+
     def replay(xs: np.ndarray, y_f: np.ndarray, y_q: np.ndarray) -> Counterexample | None:
         bad = np.flatnonzero(~label_kept(y_f, y_q, problem.level))
         depth = _depth(y_f[bad], y_q[bad], c)
@@ -192,6 +197,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
 
     low_x, low_m, gap = centre, np.inf, 0.0
     for r in range(restarts):
+        report(f"descent {r + 1}/{restarts}")
         x = centre.copy() if r == 0 else rng.uniform(lo, hi)
         eta = 0.125
         for _ in range(steps):
@@ -216,9 +222,11 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         return result(None)
     start = float(_depth(g.evaluate(low_x[None]), int8(low_x[None]), c)[0])
     x, best, stall = low_x, start, 0
-    for _ in range(rounds):
+    for n in range(rounds):
         if deadline.expired() or tried[0] >= max_replays:
             break
+        if n % 20 == 0:
+            report(f"coordinates {n + 1}")
         if stall >= restart_after:  # stuck on a plateau of the int8 step function: start again
             x, best, stall = low_x, start, 0
         cand = _coordinate_moves(x, lo, hi, rng, batch)

@@ -86,7 +86,7 @@ def test_lowest_margin_is_onnxruntimes_at_an_input_of_the_ball(ball):
 def test_unknown_verdict_carries_the_bracket(ball, monkeypatch):
     _, _, problem, y_q = ball
     # stop the piece search after the first piece, as a time limit would on a harder ball
-    monkeypatch.setattr(engine, "certify_by_splits", lambda p, d: margins.certify_by_splits(p, d, max_boxes=1))
+    monkeypatch.setattr(engine, "certify_by_splits", lambda p, d, progress=None: margins.certify_by_splits(p, d, max_boxes=1))
     monkeypatch.setattr(engine, "search_flips", _no_search)
     verdict = api.verify(problem, "label", options=Options(timeout_s=6))
     assert isinstance(verdict, Unknown), verdict
@@ -103,3 +103,22 @@ def _no_search(problem, classes, options, deadline, verify_sigma=0.0):
     from paramverify.bounds.branch import SearchResult
 
     return SearchResult(lower=-np.inf, upper=np.inf, witness=None, boxes=0, complete=False, reason="deadline")
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def update(self, message: str, lower: float | None = None, upper: float | None = None) -> None:
+        self.lines.append(message)
+
+
+def test_progress_shows_pieces_and_the_falsifiers_lowest_margin(ball):
+    _, _, problem, _ = ball
+    root = margins.certify_by_splits(problem, Deadline(None), max_boxes=1)
+    sink = _Lines()
+    margins.certify_by_splits(problem, Deadline(None), max_boxes=2, progress=sink)
+    assert sink.lines[0] == f"int8 pieces: 1 bounded, 2 open; margin >= {root.floor:.4g}"
+    sink = _Lines()
+    label_disagreement(problem, Deadline(time.monotonic() + 3), progress=sink)
+    assert sink.lines and all(line.startswith("int8 falsifier, ") and "lowest margin" in line for line in sink.lines)
