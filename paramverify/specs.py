@@ -291,7 +291,8 @@ class RelativeDelta:
     def to_box(self, graph: Graph) -> ParamBox:
         _check_delta(self.fraction, "perturbation.fraction")
         names = _names(graph, self.params, "perturbation.params")
-        radius = {n: self.fraction * np.abs(graph.initializers[n]) for n in names}
+        with np.errstate(over="ignore"):  # an infinite radius is _box's to report (a SpecError naming the tensor)
+            radius = {n: self.fraction * np.abs(graph.initializers[n]) for n in names}
         return _box(graph, names, radius, f"|p - p0| <= {self.fraction:g} |p0|")
 
 
