@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from int8_models import SHAPE, VARIANTS, TinyCNN, ort_outputs, quantize, sample_ball
 
-import paramverify.bounds.engine as engine
 from paramverify import api
-from paramverify.bounds import margins
+from paramverify.bounds import engine, margins
 from paramverify.options import Deadline, Options
 from paramverify.quantized.attack import label_disagreement
 from paramverify.results import Unknown
@@ -75,7 +74,7 @@ def test_margin_floor_is_sound_and_rises_with_pieces(ball):
 
 
 def test_lowest_margin_is_onnxruntimes_at_an_input_of_the_ball(ball):
-    _, q, problem, y_q = ball
+    _, q, problem, _ = ball
     found = label_disagreement(problem, Deadline(time.monotonic() + 5))
     assert found.counterexample is None and found.lowest_input is not None
     x = found.lowest_input
