@@ -50,7 +50,7 @@ def box_label_certified(problem: Problem) -> bool:
 
 def _certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per box ``[N, d]``: does every margin row of both networks stay below 0 (see the module docstring)?"""
-    _, nominal_ok, perturbed_ok = _rows_certified(problem, lo, hi)
+    _, nominal_ok, perturbed_ok, _ = _rows_bounded(problem, lo, hi)
     return nominal_ok & perturbed_ok
 
 
@@ -62,17 +62,11 @@ def _margin_rows(k: int, c: int) -> np.ndarray:
     return rows
 
 
-def _rows_certified(problem: Problem, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per box ``[N, d]``: the nominal class at its centre, whether the nominal (float) rows
-    and whether the perturbed (int8) rows are all below 0 on it."""
-    classes, nominal_ok, perturbed_ok, _ = _rows_bounded(problem, lo, hi)
-    return classes, nominal_ok, perturbed_ok
-
-
 def _rows_bounded(problem: Problem, lo: np.ndarray, hi: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_rows_certified`, and per box a proved lower bound of the perturbed network's margin
-    ``f_p(x)_c - max_j f_p(x)_j`` on it (``-inf`` where no bound was found)."""
+    """Per box ``[N, d]``: the nominal class ``c`` at its centre, whether the nominal (float) rows
+    and whether the perturbed (int8) rows are all below 0 on it, and a proved lower bound of the
+    perturbed network's margin ``f_p(x)_c - max_j f_p(x)_j`` on it (``-inf`` where no bound was found)."""
     g, box = problem.graph, problem.box
     ys = g.evaluate((lo + hi) / 2)
     k = ys.shape[1]
