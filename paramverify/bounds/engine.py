@@ -50,7 +50,7 @@ from paramverify.properties import (
     Problem,
     Property,
 )
-from paramverify.quantized.attack import LabelSearch, confirm_int8, label_disagreement
+from paramverify.quantized.attack import LabelSearch, label_disagreement
 from paramverify.replay import witness
 from paramverify.results import (
     Bracket,
@@ -176,13 +176,6 @@ class BoundsEngine:
                 return Unknown("a label flip found in real arithmetic did not reproduce on onnxruntime", method, elapsed)
             reason = f"{_incomplete_note(res)}; some boxes could be neither certified nor refuted"
             margin = _margin_bracket(split, found)
-            if margin is not None and margin.upper is not None and margin.upper <= 0 and found is not None:
-                # the falsifier saw a disagreement it had no replays left for: replay it now
-                assert found.lowest_input is not None
-                ce = confirm_int8(problem, found.lowest_input)
-                if ce is not None:
-                    return Falsified(ce, "bounds: float-margin descent with int8 label checks (replayed on both models)",
-                                     time.monotonic() - t0)
             if margin is not None:
                 method = f"bounds: CROWN margin rows on {margin.pieces} pieces of the box, then {method.removeprefix('bounds: ')}"
                 reason = f"{reason}; {margin.describe()}"

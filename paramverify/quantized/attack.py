@@ -146,7 +146,9 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     batch at a time for at most ``rounds`` batches, keeping the best, back to the
     start after ``restart_after`` batches without progress) that maximises the disagreement depth: the
     rounding errors of the int8 model line up at such coordinate choices, which
-    gradients of the step function cannot see.  ``progress`` gets a line per restart and
+    gradients of the step function cannot see.  At most ``max_replays`` points are replayed
+    during the search; if none confirms and the lowest int8 margin seen is <= 0, that point
+    is replayed too before the search reports no counterexample.  ``progress`` gets a line per restart and
     every 20 batches of the second phase (the lowest int8 margin so far).
     """
     g, region = problem.graph, problem.region
@@ -177,6 +179,10 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         return y_q
 
     def result(ce: Counterexample | None) -> LabelSearch:
+        if ce is None and low[0] <= 0:
+            # the lowest point seen does not keep c on the int8 file; the replay budget may have run
+            # out before it came up, so it gets one replay of its own
+            ce = confirm_int8(problem, low[1])
         return LabelSearch(ce, c, low[0], low[1])
 
     def report(stage: str) -> None:
