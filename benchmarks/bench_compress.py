@@ -3,7 +3,8 @@ held-out task, beat the baselines at the same budget and evaluation count?
 
     python benchmarks/bench_compress.py [--seeds 0,1,2] [--meta-episodes 240] [--warmup 40]
         [--evaluations 16] [--budget 0.5] [--teacher-steps 600] [--finetune-steps 30]
-        [--eval-images 200] [--test-images 300] [--work DIR] [--out benchmarks/results/compress.json]
+        [--eval-images 200] [--test-images 300] [--work DIR] [--reuse-meta]
+        [--out benchmarks/results/compress.json]
 
 Per seed:
 
@@ -32,12 +33,14 @@ share of each method's final picks that came from random warm-up episodes.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,9 +82,19 @@ def one_seed(seed: int, a: argparse.Namespace, log: Any) -> dict[str, Any]:
 
     # 1. meta-training
     t0 = time.perf_counter()
-    meta = AgentRun(default_ddpg(a.warmup), seed, [("meta", a.meta_episodes)])
+    tag = (f"meta_seed{seed}_ep{a.meta_episodes}_w{a.warmup}_k{a.finetune_steps}_e{a.eval_images}"
+           f"_t{a.teacher_steps}")
+    ckpt, timing = a.work / f"{tag}.pt", a.work / f"{tag}.json"
+    meta = AgentRun(default_ddpg(a.warmup), seed, [("meta", a.meta_episodes)], ckpt if a.reuse_meta else None)
+    earlier = 0.0
+    if a.reuse_meta and ckpt.is_file():
+        meta.load_state_dict(torch.load(ckpt, weights_only=False))
+        earlier = json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
+        log(f"seed {seed}: meta-training resumed from {ckpt} at episode {len(meta.history)}")
     meta.run(lambda _p: envs, progress=log)
-    meta_s = time.perf_counter() - t0
+    meta_s = earlier + time.perf_counter() - t0
+    if a.reuse_meta:
+        timing.write_text(json.dumps({"seconds": meta_s}))
     meta_steps = meta.history
     warm = [h.evaluation.reward for h in meta_steps if h.warmup]
     after = [h.evaluation.reward for h in meta_steps if not h.warmup]
@@ -176,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-images", type=int, default=300, help="test images of the final comparison (default 300)")
     p.add_argument("--work", type=Path, default=Path("benchmarks/results/compress_work"), help="teacher cache")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/compress.json"), help="JSON to write")
+    p.add_argument("--reuse-meta", action="store_true",
+                   help="checkpoint meta-training in --work after every episode and reuse a finished or "
+                        "interrupted one of the same settings (its recorded minutes count as meta-training time)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]

@@ -15,6 +15,11 @@ state (each step carries the final reward already, so bootstrapping would count 
 * **fine-tuning**: the meta-trained agent continues on the new task's environment without a
   warm-up; its exploration noise restarts at :data:`FINETUNE_DELTA` (0.5) and decays as in
   meta-training (after a long meta-training it would otherwise be ~0: no exploration at all).
+  Evaluations are the expensive part, so each fine-tuning episode first draws
+  :data:`SCREENED` rollouts (the actor's greedy one and noisy ones) and evaluates the one the
+  meta-trained critic rates highest that has not been evaluated yet
+  (:func:`screened_rollout`): what meta-training learned about rewards picks the candidates,
+  not only the actor's mean.
 
 :class:`AgentRun` checkpoints after every episode (agent, replay buffer, RNG state, history),
 so a resumed run makes the choices of an uninterrupted one.
@@ -45,6 +50,8 @@ Progress = Callable[[str], None]
 #: two-option decision, such as keeping the teacher's BatchNorm, at 0.9-0.99, a noise of 0.2 crosses to
 #: the other option in 1.4-3.3% of the draws, 0.5 in 29-32%.)
 FINETUNE_DELTA = 0.5
+#: rollouts the critic rates per fine-tuning episode (the greedy one and noisy ones; 1: no screening)
+SCREENED = 32
 
 
 def default_ddpg(warmup: int = 20) -> DDPGConfig:
@@ -74,20 +81,51 @@ class Step:
         return Step(int(d["episode"]), d["phase"], d["task"], bool(d["warmup"]), Evaluation.from_json(d["evaluation"]))
 
 
-def play_episode(agent: DDPGAgent, env: CompressEnv, episode: int, learn: bool = True) -> Evaluation:
-    """One episode on ``env``: decide every stage, evaluate, store the transitions, update."""
+@dataclass(frozen=True)
+class Rollout:
+    """The decisions of one episode before it is evaluated: states, actions, option indices."""
+
+    states: tuple[np.ndarray, ...]
+    actions: tuple[float, ...]
+    choices: tuple[Choice, ...]
+
+
+def rollout(env: CompressEnv, act: Callable[[np.ndarray], float]) -> Rollout:
+    """Decide every stage of ``env``'s teacher with ``act`` (state -> action in [0, 1])."""
     choices: list[Choice] = []
     states, actions = [], []
     for s, t in enumerate(env.arch.stages):
         cur: list[int] = []
         for k in range(len(DECISIONS)):
             st = state(env.arch, env.features, s, k, choices, cur)  # type: ignore[arg-type]
-            a = agent.select_action(st, episode)
+            a = act(st)
             cur.append(decode(a, k, t))
             states.append(st)
             actions.append(a)
         choices.append(tuple(cur))  # type: ignore[arg-type]
-    ev = env.evaluate(choices)
+    return Rollout(tuple(states), tuple(actions), tuple(choices))
+
+
+def screened_rollout(agent: DDPGAgent, env: CompressEnv, episode: int, candidates: int,
+                     tried: set[tuple[Choice, ...]]) -> Rollout:
+    """The rollout a fine-tuning episode evaluates: of the actor's greedy rollout and
+    ``candidates - 1`` noisy ones (the episode's exploration noise), the one the critic rates
+    highest (mean ``Q`` over its decisions), skipping sub-networks already in ``tried`` (as
+    evaluated: projected onto the budget) while an untried one is among them."""
+    pool = [rollout(env, agent.greedy_action)]
+    pool += [rollout(env, lambda st: agent.select_action(st, episode)) for _ in range(candidates - 1)]
+    fresh = [r for r in pool if tuple(tuple(c) for c in env.project(list(r.choices))) not in tried] or pool
+    scores = [float(np.mean(agent.values(np.stack(r.states), np.asarray(r.actions)))) for r in fresh]
+    return fresh[int(np.argmax(scores))]
+
+
+def play_episode(agent: DDPGAgent, env: CompressEnv, episode: int, learn: bool = True,
+                 chosen: Rollout | None = None) -> Evaluation:
+    """One episode on ``env``: decide every stage (or take ``chosen``), evaluate, store the
+    transitions, update."""
+    r = chosen if chosen is not None else rollout(env, lambda st: agent.select_action(st, episode))
+    states, actions = r.states, r.actions
+    ev = env.evaluate(list(r.choices))
     if learn:
         n = len(states)
         for i in range(n):
@@ -105,14 +143,17 @@ class AgentRun:
     may be absent); ``envs_for(phase)`` gives that phase's environments (cycled per episode)."""
 
     def __init__(self, config: DDPGConfig, seed: int, plan: Sequence[tuple[str, int]],
-                 checkpoint: Path | None = None) -> None:
+                 checkpoint: Path | None = None, screen: int = SCREENED) -> None:
         for phase, n in plan:
             if phase not in ("meta", "finetune") or n < 0:
                 raise SpecError("plan", f"bad phase {phase!r} x {n}")
+        if not (isinstance(screen, int) and screen >= 1):
+            raise SpecError("screen", f"must be an integer >= 1, got {screen!r}")
         self.config, self.seed, self.plan = config, seed, list(plan)
         self.agent = DDPGAgent(STATE_DIM, config, seed)
         self.history: list[Step] = []
         self.checkpoint = checkpoint
+        self.screen = screen
         self.meta_episodes = 0  # episodes of a loaded meta-trained agent
 
     @property
@@ -193,7 +234,11 @@ class AgentRun:
             envs = envs_for(phase)
             env = envs[k % len(envs)]
             episode = self.episode_offset() if phase == "meta" else self.finetune_episode(k)
-            ev = play_episode(self.agent, env, episode)
+            chosen = None
+            if phase == "finetune" and self.screen > 1:
+                tried = {h.evaluation.choices for h in self.history if h.phase == phase}
+                chosen = screened_rollout(self.agent, env, episode, self.screen, tried)
+            ev = play_episode(self.agent, env, episode, chosen=chosen)
             self.history.append(Step(i, phase, env.label(), episode < self.config.warmup, ev))
             self.save()
             if progress is not None:

@@ -60,8 +60,11 @@ def add_subparser(subparsers: Any) -> None:
     s = p.add_argument_group("search")
     s.add_argument("--episodes", type=positive_int, default=20, help="agent evaluations; every baseline gets as many (default 20)")
     s.add_argument("--warmup", type=nonneg_int, default=8, help="random warm-up episodes without --agent (default 8)")
-    s.add_argument("--agent", type=Path, help="a meta-trained agent (--save-agent or python -m paramverify.compress.meta): "
+    s.add_argument("--agent", type=Path, help="a meta-trained agent (--save-agent or python -m paramverify.compress.zoo meta): "
                    "fine-tune it on this task instead of learning from scratch")
+    s.add_argument("--screen", type=positive_int, default=32,
+                   help="with --agent: rollouts the agent's critic rates before each evaluation; the best untried one "
+                        "is evaluated (default 32; 1 evaluates the actor's noisy rollout as drawn)")
     s.add_argument("--save-agent", type=Path, help="write the agent after the run (to fine-tune it on other tasks)")
     s.add_argument("--baselines", default="uniform,random,rule", help="comma list of uniform, random, rule, or 'none'")
     s.add_argument("--constraint", choices=["wall", "penalty"], default="wall",
@@ -111,7 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     task = Task(attack=args.attack, eps=args.eps, steps=args.steps, train_steps=args.train_steps)
     return CompressSettings(budget=args.budget, task=task, episodes=args.episodes, warmup=args.warmup, baselines=names,
                             env=env, eval_images=args.eval_images, test_images=args.test_images, seed=args.seed,
-                            agent=str(args.agent) if args.agent else None)
+                            agent=str(args.agent) if args.agent else None, screen=args.screen)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paramverify.compress.agent import AgentRun, default_ddpg
+from paramverify.compress.agent import SCREENED, AgentRun, default_ddpg
 from paramverify.compress.baselines import BASELINES, run_baseline
 from paramverify.compress.env import CompressEnv, EnvConfig, Evaluation
 from paramverify.compress.onnxio import read_teacher, save_onnx
@@ -50,6 +50,7 @@ class CompressSettings:
     test_images: int = 300
     seed: int = 0
     agent: str | None = None
+    screen: int = SCREENED
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -82,7 +83,8 @@ class CompressSession:
         self.progress(f"teacher {self.teacher.arch.label()}: attacking it on the evaluation images ...")
         self.env = CompressEnv(self.teacher, settings.task, self.data, replace(settings.env, budget=settings.budget))
         plan = [("finetune" if settings.agent else "meta", settings.episodes)]
-        self.agent_run = AgentRun(default_ddpg(settings.warmup), settings.seed, plan, out / "checkpoint.pt")
+        self.agent_run = AgentRun(default_ddpg(settings.warmup), settings.seed, plan, out / "checkpoint.pt",
+                                  screen=settings.screen)
         if settings.agent:
             self.agent_run.load_agent(Path(settings.agent))
         self.baseline_evals: dict[str, list[Evaluation]] = {b: [] for b in settings.baselines}

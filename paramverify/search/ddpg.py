@@ -168,6 +168,13 @@ class DDPGAgent:
             return float(self.rng.uniform(0.0, 1.0))
         return truncated_normal(self.greedy_action(state), self.delta(episode), 0.0, 1.0, self.rng)
 
+    def values(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The critic's ``Q(s, a)`` for rows of states and actions (rewards centred as in training)."""
+        with torch.no_grad(), one_torch_thread(self.device):
+            s = torch.as_tensor(np.asarray(states, dtype=np.float32), device=self.device)
+            a = torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(-1, 1), device=self.device)
+            return self.critic(s, a)[:, 0].cpu().numpy().astype(np.float64)
+
     # -- learning ----------------------------------------------------------------
     def observe(self, s: np.ndarray, a: float, r: float, s2: np.ndarray, done: bool) -> None:
         self.buffer.add(s, a, r, s2, done)

@@ -77,3 +77,48 @@ def test_a_file_that_is_no_agent_is_a_spec_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SpecError, match="agent"):
         AgentRun(default_ddpg(), seed=0, plan=[("finetune", 1)]).load_agent(bad)
+
+
+def test_screening_takes_the_critics_favourite_among_untried_rollouts(tiny_env):
+    """The critic is replaced by a known score (the sum of the rollout's actions), so the
+    chosen rollout can be checked against every candidate; a tried sub-network is skipped."""
+    import numpy as np
+
+    from paramverify.compress.agent import rollout, screened_rollout
+    from paramverify.search.ddpg import DDPGAgent
+
+    agent = DDPGAgent(len(rollout(tiny_env, lambda s: 0.5).states[0]), default_ddpg(warmup=0), seed=3)
+    agent.values = lambda states, actions: np.asarray(actions, dtype=float)  # mean Q = mean action
+    seen = []
+    real = agent.select_action
+
+    def spy(state, episode):
+        a = real(state, episode)
+        seen.append(a)
+        return a
+
+    agent.select_action = spy
+    n_decisions = len(rollout(tiny_env, lambda s: 0.5).actions)
+    chosen = screened_rollout(agent, tiny_env, episode=5, candidates=6, tried=set())
+    noisy = [seen[i * n_decisions:(i + 1) * n_decisions] for i in range(5)]
+    assert len(seen) == 5 * n_decisions  # the greedy rollout and five noisy ones
+    greedy = rollout(tiny_env, agent.greedy_action)
+    best = max([list(greedy.actions)] + noisy, key=np.mean)
+    assert list(chosen.actions) == best
+    # the favourite, once tried, is skipped: the next best untried rollout is taken
+    agent.rng = np.random.default_rng(0)
+    first = screened_rollout(agent, tiny_env, episode=5, candidates=6, tried=set())
+    agent.rng = np.random.default_rng(0)
+    key = tuple(tuple(c) for c in tiny_env.project(list(first.choices)))
+    second = screened_rollout(agent, tiny_env, episode=5, candidates=6, tried={key})
+    assert tuple(tuple(c) for c in tiny_env.project(list(second.choices))) != key
+    assert np.mean(second.actions) <= np.mean(first.actions)
+
+
+def test_fine_tuning_never_evaluates_a_sub_network_twice(envs):
+    run = AgentRun(default_ddpg(warmup=1), seed=5, plan=[("meta", 2), ("finetune", 4)])
+    assert run.run(lambda p: envs[p])
+    picked = [h.evaluation.choices for h in run.history if h.phase == "finetune"]
+    assert len(picked) == 4 and len(set(picked)) == 4
+    with pytest.raises(SpecError, match="screen"):
+        AgentRun(default_ddpg(), seed=0, plan=[("finetune", 1)], screen=0)

@@ -59,6 +59,16 @@ def test_compress_writes_subnet_report_plot_and_resumes(teacher_file, tmp_path, 
                  "--agent", str(tmp_path / "agent.pt"), *FAST, "--warmup", "5"]) == 0
     rep2 = json.loads((out2 / "report.json").read_text())
     assert rep2["methods"]["agent"]["warmup_evaluations"] == 0 and list(rep2["methods"]) == ["agent"]
+    assert rep2["settings"]["screen"] == 32
+    picks = [tuple(map(tuple, e["choices"])) for e in rep2["methods"]["agent"]["history"]]
+    assert len(set(picks)) == len(picks)  # screening never evaluates a sub-network twice
+    # --screen 1: the actor's noisy rollout as drawn (no critic screening); a bad value is a usage error
+    out3 = tmp_path / "out3"
+    assert main(["compress", teacher_file, "--budget", "0.5", "--out", str(out3), "--baselines", "none",
+                 "--agent", str(tmp_path / "agent.pt"), *FAST, "--screen", "1"]) == 0
+    assert json.loads((out3 / "report.json").read_text())["settings"]["screen"] == 1
+    with pytest.raises(SystemExit):
+        main(["compress", teacher_file, "--budget", "0.5", "--screen", "0"])
 
 
 def test_foreign_teacher_and_impossible_budget_are_input_errors(teacher_file, tmp_path, capsys):
