@@ -13,7 +13,9 @@ Per seed:
    ``paramverify.compress.zoo.META_TASKS`` x budgets {0.3, 0.5, 0.7} (teachers on digits and
    MNIST-14x14; PGD and Square at several eps), the first ``--warmup`` at random.
 2. **Fine-tuning** (timed) on the held-out task ``zoo.HELD_OUT`` (a teacher and a task not in
-   the buffer: ``mnist14-b``, PGD-10 at eps 0.1) at ``--budget``: ``--evaluations`` episodes.
+   the buffer: ``mnist14-b``, PGD-10 at eps 0.1) at ``--budget``: ``--evaluations`` episodes, each
+   evaluating the untried rollout its critic rates highest of ``paramverify.compress.agent.SCREENED``
+   (the greedy one and noisy ones; rollouts cost no evaluation).
 3. **Baselines** on the same task with the same number of evaluations: uniform scaling, random
    search, the deepen-before-widening rule; and the same agent *without* meta-training
    (``scratch``: a third of its episodes at random).

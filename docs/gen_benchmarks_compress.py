@@ -27,13 +27,16 @@ def section(d: dict) -> str:
         "**A reduced run, not the default settings** (fewer meta-training episodes, evaluations, training steps and "
         "images than the defaults of `benchmarks/bench_compress.py`); the target is not judged on it.  Measured: ")
     wins = sum(1 for r in d["seeds"] if r.get("agent_ge_best_baseline"))
+    ties = sum(1 for r in d["seeds"] if r.get("agent_ge_best_baseline") and r["best_baseline"]
+               and r["methods"]["agent"].get("test_adv_acc") == r["methods"][r["best_baseline"]].get("test_adv_acc"))
+    tie_note = f" ({ties} of them {'a tie' if ties == 1 else 'ties'}: equal test accuracy)" if ties else ""
     out = [f"""`python benchmarks/bench_compress.py`: meta-training over {len(d['meta_tasks'])} (teacher, task) pairs x budgets
 {', '.join(_f(b, 'g') for b in d['meta_budgets'])}, then fine-tuning on the held-out task {d['held_out']}, against
 uniform scaling, random search, the deepen-before-widening rule and the agent without meta-training (`scratch`), each
 with {s['evaluations']} evaluations; seeds {s['seeds']}; {s['meta_episodes']} meta-training episodes ({s['warmup']} at
 random), {s['finetune_steps']} PGD fine-tuning steps per sub-network, {s['eval_images']} evaluation and
 {s['test_images']} test images.  {reduced}the agent's test PGD accuracy is >= the best baseline's on
-{wins} of {len(d['seeds'])} seeds; meta-training took at most
+{wins} of {len(d['seeds'])} seeds{tie_note}; meta-training took at most
 {_f(t['meta_training_max_minutes'], '.1f')} min and fine-tuning {_f(t['finetuning_max_minutes'], '.1f')} min per seed
 (targets 60 and 10 min at the defaults): **{'PASS' if t['pass'] else 'FAIL' if d['at_default_settings'] else 'not judged'}**.
 """, ""]
