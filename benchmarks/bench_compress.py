@@ -1,5 +1,6 @@
 """Robust compression search benchmark (issue 16, RC-NAS): does the meta-trained agent, fine-tuned on a
-held-out task, beat the baselines at the same budget and evaluation count?
+held-out task, beat the baselines at the same budget and evaluation count?  Writes the JSON and,
+beside it, ``<out stem>_curves.png`` (best reward so far per evaluation, meta-training reward).
 
     python benchmarks/bench_compress.py [--seeds 0,1,2] [--meta-episodes 240] [--warmup 40]
         [--evaluations 16] [--budget 0.5] [--teacher-steps 600] [--finetune-steps 30]
@@ -167,6 +168,51 @@ def one_seed(seed: int, a: argparse.Namespace, log: Any) -> dict[str, Any]:
     return out
 
 
+def plot_curves(res: dict[str, Any], path: Path, window: int = 20) -> Path:
+    """Two panels from a results dict: best reward so far per evaluation on the held-out task
+    (every method, mean and min-max band over the seeds), and the meta-training reward per
+    episode (trailing mean of ``window`` episodes, per seed, warm-up end marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after selecting the Agg backend
+
+    from paramverify.fileio import atomic_path
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    colors = {"agent": "tab:blue", "random": "tab:orange", "scratch": "tab:green", "uniform": "tab:grey",
+              "rule": "tab:brown"}
+    for m, color in colors.items():
+        runs = [r["methods"][m]["best_so_far"] for r in res["seeds"] if m in r["methods"]]
+        if not runs:
+            continue
+        n = min(len(c) for c in runs)
+        arr = np.array([[np.nan if v is None else v for v in c[:n]] for c in runs], dtype=float)
+        x = np.arange(1, n + 1)
+        ax1.plot(x, np.nanmean(arr, 0), color=color, label=f"{m} (mean of {len(runs)} seeds)")
+        ax1.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=color, alpha=0.12, linewidth=0)
+    ax1.set_xlabel("evaluations on the held-out task")
+    ax1.set_ylabel("best reward so far (within budget)")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.grid(alpha=0.3)
+    for r in res["seeds"]:
+        rew = np.asarray(r["meta"]["rewards"], dtype=float)
+        if rew.size >= window:
+            trail = np.convolve(rew, np.ones(window) / window, mode="valid")
+            ax2.plot(np.arange(window, rew.size + 1), trail, label=f"seed {r['seed']}")
+    ax2.axvline(res["settings"]["warmup"], color="tab:red", linestyle=":", linewidth=0.8, label="random warm-up ends")
+    ax2.set_xlabel("meta-training episode")
+    ax2.set_ylabel(f"reward, mean of the last {window} episodes")
+    ax2.legend(loc="lower right", fontsize=8)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(f"Compression search: held-out task {res['held_out']}; meta-training over the buffer")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def table(res: dict[str, Any]) -> str:
     lines = ["| seed | method | evals | MACs frac | eval reward | eval adv | test adv | test clean |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -226,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                      "random_best_so_far_mean": np.nanmean(random_curves, 0).tolist(),
                      "random_best_so_far_std": np.nanstd(random_curves, 0).tolist()}
     write_results(a.out, res)
+    plot = plot_curves(res, a.out.resolve().with_name(a.out.stem + "_curves.png"))  # compress.json -> compress_curves.png
     print(table(res))
+    print(f"wrote {plot}")
     for r in results:
         pv = r.get("paired_agent_vs_best_baseline")
         print(f"seed {r['seed']}: meta {r['meta_seconds']:.0f} s (reward warm-up {r['meta']['warmup_mean_reward']:.3f} -> "

@@ -67,4 +67,7 @@ random), {s['finetune_steps']} PGD fine-tuning steps per sub-network, {s['eval_i
     out.append("")
     out.append("Best reward so far after k evaluations on the held-out task (mean +- std over seeds): " + "; ".join(
         f"k={k + 1}: agent {_f(am[k])} +- {_f(asd[k])}, random {_f(rm[k])} +- {_f(rsd[k])}" for k in pts) + ".")
+    out.append("")
+    out.append("![Best reward so far per evaluation on the held-out task (mean and min-max over seeds), and the "
+               "meta-training reward per episode](../benchmarks/results/compress_curves.png)")
     return "\n".join(out) + "\n"
