@@ -10,7 +10,8 @@ boundaries cross at slightly different places.  So:
   gradient, from the centre and random starts) and, at every iterate,
   evaluates both models on the iterate and on random points around it;
   where the float margin gets close to the int8-float gap it continues with
-  a random search over box coordinates scored on the int8 file itself.  A
+  a search over box coordinates (random moves, one-coordinate sweeps and walks
+  along the int8 model's flat steps) scored on the int8 file itself.  A
   point where the int8 model does not keep the float label is snapped and
   replayed on onnxruntime on both files (``replay.confirm``, or
   :func:`confirm_int8` where only the file shows it) before it is returned.
@@ -39,6 +40,7 @@ from paramverify.replay import (
     input_dtype,
     replay_witness,
     run_pair,
+    snap,
     snap_witness,
     witness,
 )
@@ -106,6 +108,10 @@ def confirm_int8(problem: Problem, x: np.ndarray) -> Counterexample | None:
                           note="int8 outputs are the int8 file's on onnxruntime")
 
 
+#: weight of the float margin in the coordinate search's score (orders the points of one int8 step)
+TIE_BREAK = 0.01
+
+
 def _margins(y: np.ndarray, c: int) -> np.ndarray:
     """Per row: output ``c`` minus the largest other output."""
     others = y.copy()
@@ -139,20 +145,31 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     """A replayed input where the int8 model does not keep the float label, if one is found
     (:class:`LabelSearch`, which also keeps the lowest int8 margin seen).
 
-    Phase 1 descends the float margin of the centre's class ``c`` (see the module
-    docstring).  Phase 2 runs when the smallest float margin seen is within twice
-    the largest int8-float gap seen (plus 0.5) of 0: a random search over box
-    coordinates (moves of 1 to 7 coordinates to a box end or a uniform value, a
-    batch at a time for at most ``rounds`` batches, keeping the best, back to the
-    start after ``restart_after`` batches without progress) that maximises the disagreement depth: the
-    rounding errors of the int8 model line up at such coordinate choices, which
-    gradients of the step function cannot see.  At most ``max_replays`` points are replayed
+    Both phases work in the region rounded inwards to the input dtype (every point
+    tried is read inside the region by the file).  Phase 1 descends the float margin
+    of the centre's class ``c`` (see the module docstring).  Phase 2 runs when the
+    smallest float margin seen is within twice the largest int8-float gap seen (plus
+    0.5) of 0: a search over box coordinates that drives the int8 margin of ``c``
+    down (the rounding errors of the int8 model line up at such coordinate choices,
+    which gradients of the step function cannot see).  Each of at most ``rounds``
+    rounds scores ``batch`` random moves of 1 to 7 coordinates (to a box end or a
+    uniform value) and a sweep of 16 values of each of up to 64 coordinates; it
+    moves to the best point when that is better (int8 margin first, 0.01 x the float
+    margin to order the points of one int8 step), else to a random point of the
+    same int8 step or a lower one (the int8 margin is flat over large sets; a walk
+    along them finds the next step down), and starts again, alternately from the
+    descent's lowest point and a random one, after ``restart_after`` rounds without
+    a lower step.  At most ``max_replays`` points are replayed
     during the search; if none confirms and the lowest int8 margin seen is <= 0, that point
     is replayed too before the search reports no counterexample.  ``progress`` gets a line per restart and
     every 20 batches of the second phase (the lowest int8 margin so far).
     """
     g, region = problem.graph, problem.region
-    lo, hi = region.lo, region.hi
+    dtype = input_dtype(g)
+    # the search's box: the region's ends rounded inwards to the input dtype, so that every point
+    # tried reads as itself in the file (a float64 end can round out of the region in float32,
+    # and a search that drifts to such ends would score points no witness can use)
+    lo, hi = snap(region.lo, region.lo, region.hi, dtype), snap(region.hi, region.lo, region.hi, dtype)
     width = hi - lo
     if not np.any(width > 0) or g.n_outputs < 2:
         return LabelSearch(None)
@@ -163,7 +180,6 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     objective = nominal_margin(c, problem.level, False)
     tried = [0]
     run_int8 = int8_runner(problem)
-    dtype = input_dtype(g)
     low = [np.inf, None]  # the lowest int8 margin of c seen, and where
 
     def int8(xs: np.ndarray) -> np.ndarray:
@@ -226,25 +242,41 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             eta = max(eta * 0.9, 0.01)
     if low_m > 2 * gap + 0.5:
         return result(None)
-    start = float(_depth(g.evaluate(low_x[None]), int8(low_x[None]), c)[0])
-    x, best, stall = low_x, start, 0
+    def key(y_f: np.ndarray, y_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # phase 1 drove the float margin down; here the int8 margin of c is driven down (a
+        # disagreement once it is <= 0 while the float model keeps c).  It is a step function
+        # of x; a small share of the float margin, which is continuous, orders the points of
+        # one step: towards the float boundary
+        level = -_margins(y_q, c)
+        return level, level - TIE_BREAK * _margins(y_f, c)
+
+    x = low_x
+    level, best = (float(v[0]) for v in key(g.evaluate(x[None]), int8(x[None])))
+    stall = 0
     for n in range(rounds):
         if deadline.expired() or tried[0] >= max_replays:
             break
         if n % 20 == 0:
             report(f"coordinates {n + 1}")
-        if stall >= restart_after:  # stuck on a plateau of the int8 step function: start again
-            x, best, stall = low_x, start, 0
-        cand = _coordinate_moves(x, lo, hi, rng, batch)
+        if stall >= restart_after:  # long on one plateau of the int8 step function: start again
+            x = low_x if n % (2 * restart_after) < restart_after else rng.uniform(lo, hi)
+            level, best = (float(v[0]) for v in key(g.evaluate(x[None]), int8(x[None])))
+            stall = 0
+        cand = np.concatenate([_coordinate_moves(x, lo, hi, rng, batch), _coordinate_sweep(x, lo, hi, rng)])
         y_f, y_q = g.evaluate(cand), int8(cand)
         ce = replay(cand, y_f, y_q)
         if ce is not None:
             return result(ce)
-        depth = _depth(y_f, y_q, c)
-        b = int(np.argmax(depth))
-        stall = 0 if depth[b] > best else stall + 1
-        if depth[b] >= best:
-            best, x = float(depth[b]), cand[b]
+        depth, k = key(y_f, y_q)
+        b = int(np.argmax(k))
+        if k[b] > best:
+            x, level, best, stall = cand[b], float(depth[b]), float(k[b]), (0 if depth[b] > level else stall + 1)
+        else:  # a random step along the plateau (the int8 step of x or a higher one)
+            same = np.flatnonzero(depth >= level)
+            if same.size:
+                i = int(rng.choice(same))
+                x, level, best = cand[i], float(depth[i]), float(k[i])
+            stall += 1
     return result(None)
 
 
@@ -260,7 +292,8 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     best first.
     """
     g, region = problem.graph, problem.region
-    lo, hi = region.lo, region.hi
+    dtype = input_dtype(g)  # the region's ends rounded inwards to the input dtype (see label_disagreement)
+    lo, hi = snap(region.lo, region.lo, region.hi, dtype), snap(region.hi, region.lo, region.hi, dtype)
     rng = np.random.default_rng(seed)
     params = int8_params(problem)
     int8 = int8_runner(problem)
@@ -305,6 +338,20 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     if moved_x:
         allx, alls = np.concatenate([allx, np.stack(moved_x)]), np.concatenate([alls, moved_s])
     return allx[np.argsort(-alls)[:top]]
+
+
+def _coordinate_sweep(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, values: int = 16,
+                      coordinates: int = 64) -> np.ndarray:
+    """Copies of ``x`` with one coordinate set to each of ``values`` evenly spaced points of its
+    range, for ``coordinates`` coordinates (all when there are no more; else a random choice)."""
+    d = x.size
+    idx = np.arange(d) if d <= coordinates else rng.choice(d, size=coordinates, replace=False)
+    grid = np.linspace(0.0, 1.0, values)
+    cand = np.repeat(x[None], idx.size * values, axis=0)
+    rows = np.arange(cand.shape[0])
+    cols = np.repeat(idx, values)
+    cand[rows, cols] = lo[cols] + np.tile(grid, idx.size) * (hi[cols] - lo[cols])
+    return cand
 
 
 def _coordinate_moves(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:

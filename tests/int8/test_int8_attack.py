@@ -141,3 +141,40 @@ def test_dynamic_models_get_no_input_clip(qdq, tmp_path):
     f, _ = qdq
     q = quantize(f, tmp_path / "d.onnx", *VARIANTS[4])
     assert int8_input_grid(api.make_problem(str(f), quantized_model=str(q), x0=np.full(36, 0.5), radius=0.1)) is None
+
+
+def test_every_point_the_falsifiers_score_reads_as_itself_in_the_file(qdq, monkeypatch):
+    """The searches score points with the int8 file, which reads float32: a float64 box end
+    (like 0.605) can be read as its float32 neighbour outside the region, and no witness could
+    use that score (the search used to drift onto such ends and stay there).  The searches now
+    run on the region's ends rounded inwards, so every point they score is read inside it."""
+    import time
+
+    from paramverify.quantized import attack
+
+    f, q = qdq
+    x0 = np.random.default_rng(11).uniform(0.2, 0.8, int(np.prod(SHAPE)))
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    lo, hi = problem.region.lo, problem.region.hi
+    assert np.any(lo.astype(np.float32).astype(np.float64) != lo)  # the region's ends are not all float32
+    seen = []
+    real = attack.int8_runner
+
+    def recording(p):
+        run = real(p)
+
+        def rec(xs):
+            seen.append(np.array(xs, dtype=np.float64).reshape(len(xs), -1))
+            return run(xs)
+
+        return rec
+
+    monkeypatch.setattr(attack, "int8_runner", recording)
+    found = label_disagreement(problem, Deadline(time.monotonic() + 3))
+    attack.gap_points(problem, Deadline(time.monotonic() + 3))
+    xs = np.concatenate(seen)
+    assert len(xs) > 1000
+    read = xs.astype(np.float32).astype(np.float64)  # what the file computes with
+    assert np.all((read >= lo) & (read <= hi))
+    if found.lowest_input is not None:
+        assert np.all((found.lowest_input >= lo) & (found.lowest_input <= hi))
