@@ -10,6 +10,7 @@ the decision boundary, and flippable points with the +/- sigma bands.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import time
@@ -114,7 +115,7 @@ def format_table(cells: list[Cell]) -> str:
             continue
         table.add_row(c.study, f"{c.delta:g}", q, f"{b.lower:.7f}", f"{b.upper:.7f}", f"{b.gap:.1e}",
                       f"{b.time_s:.2f}", paper, anchor)
-    console = Console(width=140, record=True, file=open(os.devnull, "w"))
+    console = Console(width=140, record=True, file=io.StringIO())  # recorded and exported, not printed
     console.print(table)
     return console.export_text()
 
