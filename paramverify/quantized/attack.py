@@ -166,9 +166,9 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     """
     g, region = problem.graph, problem.region
     dtype = input_dtype(g)
-    # the search's box: the region's ends rounded inwards to the input dtype, so that every point
-    # tried reads as itself in the file (a float64 end can round out of the region in float32,
-    # and a search that drifts to such ends would score points no witness can use)
+    # the search's box: the region's ends rounded inwards to the input dtype, so that the file reads
+    # every point tried inside the region (a float64 end can round out of it in float32, and a
+    # search that drifts to such ends would score points no witness can use)
     lo, hi = snap(region.lo, region.lo, region.hi, dtype), snap(region.hi, region.lo, region.hi, dtype)
     width = hi - lo
     if not np.any(width > 0) or g.n_outputs < 2:
@@ -271,7 +271,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         b = int(np.argmax(k))
         if k[b] > best:
             x, level, best, stall = cand[b], float(depth[b]), float(k[b]), (0 if depth[b] > level else stall + 1)
-        else:  # a random step along the plateau (the int8 step of x or a higher one)
+        else:  # a random step along the plateau (a point whose int8 margin is x's or lower)
             same = np.flatnonzero(depth >= level)
             if same.size:
                 i = int(rng.choice(same))
