@@ -166,10 +166,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     """
     g, region = problem.graph, problem.region
     dtype = input_dtype(g)
-    # the search's box: the region's ends rounded inwards to the input dtype, so that the file reads
-    # every point tried inside the region (a float64 end can round out of it in float32, and a
-    # search that drifts to such ends would score points no witness can use)
-    lo, hi = snap(region.lo, region.lo, region.hi, dtype), snap(region.hi, region.lo, region.hi, dtype)
+    lo, hi = _search_box(problem)
     width = hi - lo
     if not np.any(width > 0) or g.n_outputs < 2:
         return LabelSearch(None)
@@ -184,9 +181,10 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
 
     def int8(xs: np.ndarray) -> np.ndarray:
         y_q = run_int8(xs)
-        # only inputs whose float32 value (what the file reads) stays in the box count as witnesses
+        # only inputs whose float32 value (what the file reads) lies in the region count as witnesses:
+        # all of them, except where a zero-width coordinate has no float32 value in the region
         cast = np.asarray(xs, dtype=dtype).astype(np.float64)
-        inside = np.all((cast >= lo) & (cast <= hi), axis=1)
+        inside = np.all((cast >= region.lo) & (cast <= region.hi), axis=1)
         if np.any(inside):
             m = np.where(inside, _margins(y_q, c), np.inf)
             i = int(np.argmin(m))
@@ -242,6 +240,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             eta = max(eta * 0.9, 0.01)
     if low_m > 2 * gap + 0.5:
         return result(None)
+
     def key(y_f: np.ndarray, y_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # phase 1 drove the float margin down; here the int8 margin of c is driven down (a
         # disagreement once it is <= 0 while the float model keeps c).  It is a step function
@@ -250,9 +249,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         level = -_margins(y_q, c)
         return level, level - TIE_BREAK * _margins(y_f, c)
 
-    x = low_x
-    level, best = (float(v[0]) for v in key(g.evaluate(x[None]), int8(x[None])))
-    stall = 0
+    x, level, best, stall = low_x, -np.inf, -np.inf, restart_after  # round 0 starts at low_x
     for n in range(rounds):
         if deadline.expired() or tried[0] >= max_replays:
             break
@@ -267,15 +264,15 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         ce = replay(cand, y_f, y_q)
         if ce is not None:
             return result(ce)
-        depth, k = key(y_f, y_q)
+        levels, k = key(y_f, y_q)
         b = int(np.argmax(k))
         if k[b] > best:
-            x, level, best, stall = cand[b], float(depth[b]), float(k[b]), (0 if depth[b] > level else stall + 1)
+            x, level, best, stall = cand[b], float(levels[b]), float(k[b]), (0 if levels[b] > level else stall + 1)
         else:  # a random step along the plateau (a point whose int8 margin is x's or lower)
-            same = np.flatnonzero(depth >= level)
+            same = np.flatnonzero(levels >= level)
             if same.size:
                 i = int(rng.choice(same))
-                x, level, best = cand[i], float(depth[i]), float(k[i])
+                x, level, best = cand[i], float(levels[i]), float(k[i])
             stall += 1
     return result(None)
 
@@ -291,9 +288,8 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     most); all scored with the int8 file on onnxruntime against the float model,
     best first.
     """
-    g, region = problem.graph, problem.region
-    dtype = input_dtype(g)  # the region's ends rounded inwards to the input dtype (see label_disagreement)
-    lo, hi = snap(region.lo, region.lo, region.hi, dtype), snap(region.hi, region.lo, region.hi, dtype)
+    g = problem.graph
+    lo, hi = _search_box(problem)
     rng = np.random.default_rng(seed)
     params = int8_params(problem)
     int8 = int8_runner(problem)
@@ -338,6 +334,14 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     if moved_x:
         allx, alls = np.concatenate([allx, np.stack(moved_x)]), np.concatenate([alls, moved_s])
     return allx[np.argsort(-alls)[:top]]
+
+
+def _search_box(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The falsifiers' box: the region's ends rounded inwards to the input dtype, so that the file
+    reads every point tried inside the region (a float64 end can round out of it in float32, and a
+    search that drifts to such ends would score points no witness can use)."""
+    lo, hi, dtype = problem.region.lo, problem.region.hi, input_dtype(problem.graph)
+    return snap(lo, lo, hi, dtype), snap(hi, lo, hi, dtype)
 
 
 def _coordinate_sweep(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, values: int = 16,
