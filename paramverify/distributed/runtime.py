@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from paramverify.errors import BackendUnavailableError, ClusterError, SpecError
+from paramverify.errors import BackendUnavailableError, ClusterError, SpecError, check
 
 INSTALL = 'pip install -e ".[ray]"'
 
@@ -138,6 +138,24 @@ def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
 # "Tried to complete task that was not pending"; seen twice in our Ray tests' interrupt case), which
 # would lose the proved-so-far bracket of an interrupted run.  Their results are dropped instead; the
 # pool's shutdown (or, on a cluster the command joined, the tasks' own end) finishes them.
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the driver's BLAS libraries, or None without threadpoolctl.
+
+    While a batch of tasks is in flight (:meth:`RayPool.start`) the driver's BLAS is held to one
+    thread.  OpenBLAS's extra threads keep spinning on a core for a while after each product, so
+    a driver that works between sending and receiving (the branch and bound's probe) with
+    numpy's default threads took the cores its own workers needed: on 2 cores the driver used
+    9.4 s of CPU for an 11.7 s run with 2 workers (1.17x), and 4.0 s for a 9.1 s run (1.56x)
+    with one thread (digits MLP query of ``benchmarks/bench_ray.py``, 4,000 boxes).  Ray gives
+    its workers one thread already (``OMP_NUM_THREADS=1``).
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
 #: environment of the worker processes that run our tasks (Ray's ``runtime_env``): glibc's malloc
 #: keeps up to 256 MB of freed memory and serves blocks under 32 MB from its heap.  With glibc's
 #: defaults a Ray worker handed the temporaries of every task back to the kernel and took them
@@ -163,6 +181,27 @@ class RayPool:
         self._task = self.ray.remote(_call_packed).options(**opts)
         self._timed = self.ray.remote(_call_timed).options(**opts)
         self._lost = False
+        self._blas = _blas_controller()
+        self._inflight = 0
+        self._limit: Any = None
+
+    def _busy(self, delta: int) -> None:
+        """Count the batches in flight; while there are any the driver's BLAS runs one thread
+        (see :func:`_blas_controller`)."""
+        self._inflight += delta
+        check(self._inflight >= 0, "Ray pool: more batches received than sent")
+        if self._blas is None:
+            return
+        if self._inflight > 0 and self._limit is None:
+            self._limit = self._blas.limit(limits=1, user_api="blas")
+        elif self._inflight == 0 and self._limit is not None:
+            self._limit.restore_original_limits()
+            self._limit = None
+
+    def release(self) -> None:
+        """Forget batches never waited for (an interrupt): the driver's BLAS threads come back."""
+        if self._inflight:
+            self._busy(-self._inflight)
 
     @property
     def size(self) -> int:
@@ -271,6 +310,7 @@ class RayPool:
             except self._errors():
                 self._lost = True
                 return Pending(here)
+            self._busy(+1)
 
             def wait() -> np.ndarray:
                 t0 = time.perf_counter()
@@ -282,6 +322,8 @@ class RayPool:
                         raise own from None
                     self._lost = True
                     return here()
+                finally:
+                    self._busy(-1)
                 self.stats["spread_calls"] += 1
                 self.stats["spread_s"] += time.perf_counter() - t0
                 self.stats["inflight_s"] += time.perf_counter() - sent
@@ -338,8 +380,11 @@ def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
     if ray.is_initialized():  # a caller (a notebook, a test fixture) already connected: use it, leave it up
         pool = RayPool(config, ray)
         pool.stats["startup_s"] = 0.0
-        with contextlib.redirect_stdout(sys.stderr):
-            yield pool
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield pool
+        finally:
+            pool.release()
         return
     try:
         if config.address is not None:
@@ -355,4 +400,5 @@ def open_pool(config: ParallelConfig) -> Iterator[RayPool | None]:
         with contextlib.redirect_stdout(sys.stderr):
             yield pool
     finally:
+        pool.release()
         ray.shutdown()
