@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the page's sections 
 import gen_benchmarks_cnn as CNN  # noqa: E402
 import gen_benchmarks_compress  # noqa: E402
 import gen_benchmarks_int8  # noqa: E402
+import gen_benchmarks_ray  # noqa: E402
 import gen_benchmarks_search_learning as SL  # noqa: E402
 import gen_benchmarks_sq  # noqa: E402
 import gen_standard  # noqa: E402
@@ -49,7 +50,7 @@ SCRIPTS = """| script | what | scale down / up |
 """ + SL.SCRIPT_ROW + """
 | `bench_compress.py` | robust compression search: the meta-trained agent fine-tuned on a held-out task against uniform scaling, random search and the deepen-before-widening rule at equal evaluation counts, 3 seeds; writes `compress_curves.png` | `--seeds`, `--meta-episodes`, `--evaluations`, `--finetune-steps`, `--eval-images`, `--test-images`, `--work DIR`, `--reuse-meta` |
 | `bench_int8.py` | the digits CNN against its onnxruntime int8 QDQ and QOperator copies: label agreement and the bracket on the largest int8-float output difference on balls around test images, checked on onnxruntime samples | `--n`, `--radius`, `--timeout`, `--eps-timeout`, `--samples` |
-| `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and one branch-and-bound query, task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--note TEXT` |
+| `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and two branch-and-bound queries (MNIST, digits), task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--digits-splits N`, `--boxes-per-task K`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
 | `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
 
@@ -530,38 +531,6 @@ the extreme-scale tier) with small budgets in the normal test suite.
 """
 
 
-def ray(d: dict) -> str:
-    a, b, ov, m, t = d["dataset"], d["bnb"], d["overhead"], d["model"], d["targets"]
-    w = d["workers"]
-    head = (f"Measured with `{'python benchmarks/bench_ray.py --quick' if d.get('quick') else 'python benchmarks/bench_ray.py'}`"
-            f" on {w} local workers; load average {', '.join(num(x, '.2f') for x in get(d, 'machine', 'load_average_1_5_15', default=[]))}."
-            + (f" Note: {d['note']}" if d.get("note") else "") + "\n")
-    rows = [
-        [f"(a) label certificates, {a['images']} MNIST images, {a['bits']}-bit box", num(a["one_process_s"], ".1f"), num(a["ray_s"], ".1f"),
-         num(a["speedup"], ".2f") + "x", "identical" if a["identical"] else "DIFFERENT", verdict(t.get("dataset"))],
-        [f"(b) branch and bound, {b['boxes']} boxes (L-inf radius {b['radius']:g} at image 0)", num(b["one_process_s"], ".1f"),
-         num(b["ray_s"], ".1f"), num(b["speedup"], ".2f") + "x",
-         f"[{num(b['one_process'][0], '.6g')}, {num(b['one_process'][1], '.6g')}] / [{num(b['ray'][0], '.6g')}, {num(b['ray'][1], '.6g')}]"
-         + (" (overlap)" if b["sound_overlap"] else " (DISJOINT)"), verdict(t.get("bnb"))],
-    ]
-    out = head + "\n" + table(["workload", "one process s", f"{w} workers s", "speedup", "results (one process / Ray)",
-                               f">= {t.get('speedup')}x"], rows)
-    out += (f"\n\nTask overhead: Ray start-up {num(d.get('ray_startup_s'), '.1f')} s; an empty task "
-            f"{num(ov['per_task_empty_s'] * 1e3, '.2f')} ms; a task with {ov['boxes_per_task']} boxes "
-            f"({num(ov['bytes_per_task_boxes'] / 1e3, '.0f')} kB) {num(ov['per_task_with_boxes_s'] * 1e3, '.2f')} ms. "
-            f"Bytes per task: (a) {num(a['bytes_per_task'] / 1e3, '.1f')} kB, (b) {num(b['bytes_per_task'] / 1e3, '.0f')} kB; "
-            f"shipped once per run through the object store: (a) {num(a['shipped_once_bytes'] / 1e6, '.2f')} MB, "
-            f"(b) {num(b['shipped_once_bytes'] / 1e6, '.2f')} MB. B&B: bound evaluations {num(b['bound_s'], '.1f')} s of "
-            f"{num(b['one_process_s'], '.1f')} s in one process (driver's serial share {num(100 * b['serial_fraction'], '.0f')}%), "
-            f"{num(b['per_box_bound_s'] * 1e3, '.1f')} ms per box; boxes per task for < 5% task overhead: "
-            f"{m['bnb']['boxes_per_task_for_5pct']}.\n\n")
-    rows = [[wk, num(m["dataset"][wk]["50"], ".1f"), num(m["dataset"][wk]["10000"], ".1f"), num(m["bnb"][wk]["batch_128"], ".2f"),
-             f"{num(m['bnb'][wk]['batch_grown'], '.2f')} ({m['bnb'][wk]['grown_batch_boxes']} boxes)"] for wk in m["dataset"]]
-    out += "Predicted speedup (model of `docs/scaling.md`, fitted to the numbers above):\n\n"
-    out += table(["workers", "(a) 50 images", "(a) 10,000 images", "(b) batch of 128 boxes (as now)", "(b) batch grown with W"], rows)
-    return out + "\n"
-
-
 def render() -> str:
     R = {n: load(n) for n in NAMES}
     sections = [
@@ -580,7 +549,7 @@ def render() -> str:
         gen_benchmarks_compress.TITLE, guarded("compress", gen_benchmarks_compress.section, load("compress")),
         "## Stochastic quantization: attacks with EOT, MI detection (`results/sq.json`)\n",
         guarded("sq", gen_benchmarks_sq.sq, R["sq"]),
-        "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", ray, R["ray"]),
+        "## Scale-out on Ray (`results/ray.json`)\n", guarded("ray", gen_benchmarks_ray.ray, R["ray"]),
         "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", gen_benchmarks_int8.section, R["int8"]),
         "## f. Networks not trained for the verifier (`results/standard.json`)\n", guarded("standard", gen_standard.render, load("standard")),
         REPRODUCING,

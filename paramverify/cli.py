@@ -31,6 +31,7 @@ from paramverify.argtypes import (  # parse_* and wall_budget: shared with bits,
 )
 from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
+from paramverify.memory import keep_freed_memory
 from paramverify.fileio import check_output_path, write_text
 from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
 from paramverify.options import Options
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sigma", type=nonneg_float, help="with --property delta and --domain: only inputs with margin >= S must keep labels")
     _witness_arg(b)
     _problem_args(b)
-    add_parallel_args(b)
+    add_parallel_args(b, boxes=True)
     _common(b)
 
     v = sub.add_parser("verify", help="prove or refute one property", epilog=_EPILOG,
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sigma", type=nonneg_float, help="the margin S (for --property sigma)")
     _witness_arg(v)
     _problem_args(v)
-    add_parallel_args(v)
+    add_parallel_args(v, boxes=True)
     _common(v)
 
     e = sub.add_parser("export-smt", help="write the property as an SMT-LIB2 script",
@@ -423,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # run as a program (argv from sys.argv): --timeout counts from the process start, the
     # interpreter's own start-up included; called from Python: from this call
     started = time.monotonic() - (_process_age() if argv is None else 0.0)
+    if argv is None:  # this program's own process: keep freed memory (numpy's temporaries; paramverify/memory.py)
+        keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     args.started = started  # see wall_budget

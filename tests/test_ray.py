@@ -96,6 +96,20 @@ def test_flag_validation(files, capsys):
     assert code == 2 and "conflicts with --ray-address" in err
     code, _, err = run_cli(capsys, "search", files["model"], "--budget", "0.5", "--workers", "2", "--device", "cuda")
     assert code == 2 and "Ray tasks run on the workers' CPUs" in err and err.strip().count("\n") == 0
+    code, _, err = run_cli(capsys, "bound", files["model"], "--property", "eps", "--delta", "0.01", "--domain", "0:1,0:1,0:1,0:1",
+                           "--workers", "2", "--boxes-per-task", "0")
+    assert code == 2 and "boxes_per_task: must be an integer >= 1" in err and err.strip().count("\n") == 0
+
+
+def test_boxes_per_task_reaches_the_pool():
+    from paramverify.cli import build_parser
+    from paramverify.distributed.runtime import parallel_config
+
+    for cmd in ("verify", "bound"):
+        args = build_parser().parse_args([cmd, "m.onnx", "--property", "eps", "--workers", "2", "--boxes-per-task", "8"])
+        assert parallel_config(args).boxes_per_task == 8
+        args = build_parser().parse_args([cmd, "m.onnx", "--property", "eps", "--workers", "2"])
+        assert parallel_config(args).boxes_per_task == ParallelConfig.boxes_per_task == 32
 
 
 def test_dataset_rows_single_process_in_order(files, capsys):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from paramverify import memory
 from paramverify.errors import BackendUnavailableError, ClusterError, SpecError, check
 
 INSTALL = 'pip install -e ".[ray]"'
@@ -43,7 +44,9 @@ class ParallelConfig:
     ``max_retries``: Ray re-runs a task whose worker died this many times.
     ``boxes_per_task``: branch and bound ships its batches in chunks of this
     many boxes; the chunking does not depend on the number of workers, so
-    every worker count computes the same numbers.
+    every worker count computes the same numbers.  A step bounds 128 boxes,
+    so at most 128 / ``boxes_per_task`` workers share one step (4 at the
+    default 32, which 2 workers on 2 cores ran fastest: docs/scaling.md).
     ``cpus_per_task``: CPUs Ray reserves for each task (2 on a 2-CPU instance
     runs one task at a time).
     """
@@ -51,7 +54,7 @@ class ParallelConfig:
     workers: int | None = None
     address: str | None = None
     max_retries: int = 3
-    boxes_per_task: int = 16
+    boxes_per_task: int = 32
     cpus_per_task: float = 1.0
 
     @property
@@ -65,20 +68,29 @@ class ParallelConfig:
             raise SpecError("workers", f"must be >= 1, got {self.workers}", "e.g. --workers 2")
         if self.address is not None and not self.address.strip():
             raise SpecError("ray_address", "is empty", "e.g. --ray-address 10.0.0.1:6379 (or 'auto')")
-        if self.max_retries < 0 or self.boxes_per_task < 1 or not self.cpus_per_task > 0:
-            raise SpecError("workers", "max_retries must be >= 0, boxes_per_task >= 1 and cpus_per_task > 0")
+        if not isinstance(self.boxes_per_task, int) or self.boxes_per_task < 1:
+            raise SpecError("boxes_per_task", f"must be an integer >= 1, got {self.boxes_per_task!r}", "e.g. --boxes-per-task 16")
+        if self.max_retries < 0 or not self.cpus_per_task > 0:
+            raise SpecError("workers", "max_retries must be >= 0 and cpus_per_task > 0")
         return self
 
 
-def add_parallel_args(p: argparse.ArgumentParser) -> None:
-    """The shared scale-out flags (``--workers N``, ``--ray-address ADDR``)."""
+def add_parallel_args(p: argparse.ArgumentParser, boxes: bool = False) -> None:
+    """The shared scale-out flags (``--workers N``, ``--ray-address ADDR``; with ``boxes``
+    also ``--boxes-per-task K`` for commands that run branch and bound)."""
     g = p.add_argument_group(f"scale-out on Ray (optional: {INSTALL})")
     g.add_argument("--workers", type=int, metavar="N", help="run tasks on a local Ray instance with N worker processes")
     g.add_argument("--ray-address", metavar="ADDR", help="run tasks on an existing Ray cluster (`ray start --head` prints ADDR)")
+    if boxes:
+        default = ParallelConfig.boxes_per_task
+        g.add_argument("--boxes-per-task", type=int, metavar="K", default=default,
+                       help=f"branch and bound (--domain): boxes per task (default {default}); a step bounds 128 boxes, "
+                            "so at most 128/K workers share it: use 8 or 16 on larger clusters")
 
 
 def parallel_config(args: argparse.Namespace) -> ParallelConfig:
-    return ParallelConfig(getattr(args, "workers", None), getattr(args, "ray_address", None)).validate()
+    return ParallelConfig(getattr(args, "workers", None), getattr(args, "ray_address", None),
+                          boxes_per_task=getattr(args, "boxes_per_task", ParallelConfig.boxes_per_task)).validate()
 
 
 def require_ray() -> Any:
@@ -133,11 +145,6 @@ def _call_timed(blob: bytes, *args: Any) -> tuple[Any, float, float, float]:
 
 
 # --------------------------------------------------------------------- pool
-# Tasks in flight are never cancelled (``ray.cancel``): in Ray 2.60 cancelling a task whose reply is
-# on its way, with or without ``force``, can abort the whole driver process (``task_manager.cc``:
-# "Tried to complete task that was not pending"; seen twice in our Ray tests' interrupt case), which
-# would lose the proved-so-far bracket of an interrupted run.  Their results are dropped instead; the
-# pool's shutdown (or, on a cluster the command joined, the tasks' own end) finishes them.
 def _blas_controller() -> Any:
     """threadpoolctl's view of the driver's BLAS libraries, or None without threadpoolctl.
 
@@ -156,13 +163,18 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
+# Tasks in flight are never cancelled (``ray.cancel``): in Ray 2.60 cancelling a task whose reply is
+# on its way, with or without ``force``, can abort the whole driver process (``task_manager.cc``:
+# "Tried to complete task that was not pending"; seen twice in our Ray tests' interrupt case), which
+# would lose the proved-so-far bracket of an interrupted run.  Their results are dropped instead; the
+# pool's shutdown (or, on a cluster the command joined, the tasks' own end) finishes them.
 #: environment of the worker processes that run our tasks (Ray's ``runtime_env``): glibc's malloc
-#: keeps up to 256 MB of freed memory and serves blocks under 32 MB from its heap.  With glibc's
-#: defaults a Ray worker handed the temporaries of every task back to the kernel and took them
-#: again, zero-filled, in the next task: 10,000 page faults per 16-box branch-and-bound task on the
-#: MNIST MLP, about 20% more CPU time per box than the same calls in one process (where the
-#: faults stop after the first calls).  Other C libraries ignore these variables.
-WORKER_ENV = MappingProxyType({"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)})
+#: keeps freed memory (:mod:`paramverify.memory`).  With glibc's defaults a Ray worker handed the
+#: temporaries of every task back to the kernel and took them again, zero-filled, in the next task:
+#: 10,000 page faults per 16-box branch-and-bound task on the MNIST MLP, about 20% more CPU time per
+#: box than the same calls in one process.  The command-line program applies the same settings to
+#: its own process.
+WORKER_ENV = memory.ENV
 
 
 @dataclass
