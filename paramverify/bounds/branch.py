@@ -14,12 +14,6 @@ capped by its parent's (the child lies inside the parent, so the parent's
 bound holds for it too), and the upper bound reported -- to the progress
 sink and in the result -- is the smallest one reached so far (each was
 sound when reported, and the supremum does not change).
-Each step's children are probed (``probe``) for a better witness; a probe that
-finds nothing better doubles the number of steps to the next one (at most
-``PROBE_GAP_MAX``) and one that finds something makes them every step again
-(on the MNIST and digits queries of ``benchmarks/bench_ray.py`` no probe after
-the start-up falsifier raised the lower end, and probing every step cost 15-20%
-of the run).
 The search stops at the tolerance, at a verification threshold, at the
 deadline, at ``max_splits`` boxes or on KeyboardInterrupt, and always
 returns the best valid bracket reached.
@@ -50,10 +44,6 @@ from paramverify.options import Deadline, Options
 BoundFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: tighten(lo, hi, ub) -> a (costlier) sound bound of the same boxes, applied only to boxes that survive ``ub``
 TightenFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-#: the most steps between two probes of children (see ``probe_due`` in :func:`branch_and_bound`)
-PROBE_GAP_MAX = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,25 +235,9 @@ def branch_and_bound(
     # of magnitude on conv nets, so a cheap step's pace must not size a tightened one)
     pace = {True: 0.0, False: 0.0}
 
-    # probes that raise nothing come rarer: after each such probe the number of steps to the next one
-    # doubles (up to PROBE_GAP_MAX); a probe that raises the lower end makes them every step again
-    probes = {"gap": 1, "skip": 0, "run": 0}
-
     def probe_better(now: Probe, clo: np.ndarray, chi: np.ndarray, ub: np.ndarray) -> Probe:
         got = probe(clo, chi, ub, now.value)
-        probes["run"] += 1
-        better = got is not None and got.value > now.value
-        probes["gap"] = 1 if better else min(2 * probes["gap"], PROBE_GAP_MAX)
-        probes["skip"] = probes["gap"] - 1
-        return got if better else now  # type: ignore[return-value]
-
-    def probe_due() -> bool:
-        """Whether this step's children are probed (decided when their bounds are back, after the
-        previous probe's outcome is known: the same decisions pipelined or not)."""
-        if probes["skip"] > 0:
-            probes["skip"] -= 1
-            return False
-        return True
+        return got if got is not None and got.value > now.value else now
 
     def fit(n: int, use: bool) -> int:
         """At most ``n`` boxes, fewer when the last such step's pace says ``n`` would overrun the
@@ -344,9 +318,7 @@ def branch_and_bound(
                 late = None
             ub = finish()
             boxes += len(clo)
-            if not probe_due():
-                pass
-            elif pipelined:
+            if pipelined:
                 late = (clo, chi, ub)
             else:
                 best = probe_better(best, clo, chi, ub)

@@ -13,7 +13,7 @@ import pytest
 from bounds_helpers import corner_params
 from netgen import random_mlp
 
-from paramverify.bounds.branch import PROBE_GAP_MAX, Probe, branch_and_bound
+from paramverify.bounds.branch import Probe, branch_and_bound
 from paramverify.bounds.engine import BoundsEngine
 from paramverify.ir import load_model
 from paramverify.options import Options
@@ -144,38 +144,3 @@ def test_tighten_gate_handles_infinite_first_bounds() -> None:
         res = branch_and_bound(bound, _probe, np.array([0.0]), np.array([1.0]), opts, opts.deadline(), batch=2, tighten=tighten)
     assert res.reason == "tolerance" and res.lower <= 1.0 <= res.upper
     assert calls["tighten"] == calls["bound"] and _non_increasing(rec.uppers)
-
-
-
-def _count_probes(improve_at: set[int]) -> list[int]:
-    """The steps (numbered from 1; 0 is the root) whose children the search probed, with a
-    probe that raises the lower end at the steps ``improve_at`` only, on a flat objective
-    that no bound can settle."""
-    steps: list[int] = []
-    state = {"step": 0, "value": -1.0}
-
-    def bound(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        state["step"] += 1  # the root's bound, then one call per step
-        return np.full(len(lo), 10.0)
-
-    def probe(lo: np.ndarray, hi: np.ndarray, ub: np.ndarray, best: float) -> Probe | None:
-        step = state["step"] - 1
-        steps.append(step)
-        if step not in improve_at:
-            return None
-        state["value"] += 1e-3
-        return Probe(state["value"], None)
-
-    opts = Options(tolerance=0.0, max_splits=2 + 2 * 40, timeout_s=None)  # 41 steps of one box
-    branch_and_bound(bound, probe, np.array([0.0]), np.array([1.0]), opts, opts.deadline(), batch=1)
-    return steps
-
-
-def test_probes_that_find_nothing_come_rarer_and_return_when_one_does() -> None:
-    assert PROBE_GAP_MAX == 8
-    # after each fruitless probe the gap to the next doubles (2, 4, 8) and stays at 8
-    assert _count_probes(set()) == [0, 1, 3, 7, 15, 23, 31, 39]
-    # a probe that raises the lower end (step 7) makes the next step probed again
-    assert _count_probes({7}) == [0, 1, 3, 7, 8, 10, 14, 22, 30, 38]
-    # every probe raising it: every step is probed
-    assert _count_probes(set(range(42))) == list(range(42))
