@@ -31,9 +31,9 @@ from paramverify.argtypes import (  # parse_* and wall_budget: shared with bits,
 )
 from paramverify.distributed.runtime import add_parallel_args, open_pool, parallel_config
 from paramverify.errors import InternalError, ParamVerifyError, SpecError
-from paramverify.memory import keep_freed_memory
 from paramverify.fileio import check_output_path, write_text
 from paramverify.interrupt import finishing, handle_signals, ignore_further_signals, shielded
+from paramverify.memory import keep_freed_memory
 from paramverify.options import Options
 from paramverify.progress import ConsoleProgress
 from paramverify.results import SCHEMA_VERSION

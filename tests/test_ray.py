@@ -342,6 +342,29 @@ def test_branch_and_bound_falls_back_to_the_driver_when_workers_are_lost(ray_up)
     assert np.array_equal(spread(lo, hi), bound(lo, hi))  # later batches stay on the driver
 
 
+def test_driver_blas_runs_one_thread_while_a_batch_is_in_flight(ray_up):
+    """The driver's BLAS threads spin on the cores the workers need (docs/scaling.md): held to
+    one thread from sending a batch to receiving it, then restored; an interrupted run's
+    batch never waited for is released when the pool closes."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"]
+
+    before = blas_threads()
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    begin = pool.start(lambda lo, hi: hi.sum(axis=1) - lo.sum(axis=1))
+    lo, hi = np.zeros((40, 3)), np.ones((40, 3))
+    pending = begin(lo, hi)
+    assert blas_threads() == [1] * len(before)
+    assert np.array_equal(pending(), np.full(40, 3.0))
+    assert blas_threads() == before
+    begin(lo, hi)  # sent, never waited for
+    assert blas_threads() == [1] * len(before)
+    pool.release()
+    assert blas_threads() == before
+
+
 def test_bits_one_task_per_tensor_identical(files, capsys, ray_up):
     rows = np.load(files["rows"])
     np.save(files["dir"] / "two.npy", rows[:2])

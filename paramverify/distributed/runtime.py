@@ -327,15 +327,16 @@ class RayPool:
             def wait() -> np.ndarray:
                 t0 = time.perf_counter()
                 try:
-                    timed = ray.get(refs)
+                    try:
+                        timed = ray.get(refs)
+                    finally:
+                        self._busy(-1)  # before a fallback on the driver, which wants all its threads
                 except self._errors() as exc:
                     own = self._unwrap(exc)
                     if own is not None:
                         raise own from None
                     self._lost = True
                     return here()
-                finally:
-                    self._busy(-1)
                 self.stats["spread_calls"] += 1
                 self.stats["spread_s"] += time.perf_counter() - t0
                 self.stats["inflight_s"] += time.perf_counter() - sent
