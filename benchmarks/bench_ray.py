@@ -13,11 +13,7 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
     L-inf box of radius ``--bnb-radius`` around image 0, 8-bit box, stopped at
     ``--bnb-splits`` boxes (a fixed amount of work; no deadline, so the run is
     deterministic).  The default (25,000 boxes) makes one process take well
-    over 60 s on an idle 2-core machine: since a box's interval products no
-    longer depend on the batch it is bounded in (docs/scaling.md, "Where the
-    workers' extra CPU per box went"), the CROWN pass stays on and a box costs
-    about 6-7 ms of CPU (loaded machine, one BLAS thread), so roughly 150-180 s
-    are expected (an extrapolation; 4,095 boxes took 31.6 s).  The distributed run
+    over 60 s on an idle 2-core machine (148 s in the committed run).  The distributed run
     ships each step's bound work (the interval bound and CROWN on the boxes it
     cannot discard: one task per chunk of ``boxes_per_task`` boxes, one round
     trip per step); chunking changes the last bits of the batched enclosures,
@@ -32,11 +28,19 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
     (numpy's BLAS runs on every core in one process, so on 2 cores a value
     near 2 means the one-process baseline already used both cores for its
     matrix products, which caps what 2 workers can add).
+(b2) the same measurement on a second query (``bnb_digits`` in the JSON): a
+    64-64-64-10 MLP trained here on scikit-learn's digits (:func:`digits_problem`),
+    its logits over the L-inf box of radius ``--digits-radius`` around a held-out
+    image, to ``--digits-splits`` boxes (30,000 by default: 64 s in one process).
+    Its products are small, so per-call costs weigh more than on MNIST.
 (c) overhead: per-task round trip of empty tasks, bytes shipped per task, the
     per-box bound cost, fitted into the model of docs/scaling.md.
 
-Machine load matters: the JSON records the load average, and ``--note`` a
-free-text remark (e.g. "measured under load").
+Both one-process baselines run in this process with numpy's default threads and with
+the malloc settings the ``paramverify`` program and the Ray workers use
+(``paramverify/memory.py``), so neither side gains from those alone.  Machine load
+matters: the JSON records the load average, and ``--note`` a free-text remark
+(e.g. "measured under load").
 """
 
 from __future__ import annotations
@@ -243,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="budget per image in seconds (default 10)")
     ap.add_argument("--bnb-radius", type=float, default=0.03)
     ap.add_argument("--bnb-splits", type=int, default=25_000, help="boxes of the MNIST B&B query (default 25,000: >= 60 s in one process)")
-    ap.add_argument("--digits-radius", type=float, default=0.05)
+    ap.add_argument("--digits-radius", type=float, default=0.05, help="L-inf radius of the digits query's input box (default 0.05)")
     ap.add_argument("--digits-splits", type=int, default=30_000, help="boxes of the digits B&B query (default 30,000: >= 60 s in one process)")
-    ap.add_argument("--boxes-per-task", type=int, default=ParallelConfig.boxes_per_task)
+    ap.add_argument("--boxes-per-task", type=int, default=ParallelConfig.boxes_per_task,
+                    help=f"boxes per branch-and-bound task (default {ParallelConfig.boxes_per_task}, as the CLI's --boxes-per-task)")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'measured under load')")
     ap.add_argument("--out", default=str(HERE / "results" / "ray.json"))
     args = ap.parse_args(argv)
