@@ -62,6 +62,7 @@ from paramverify.compress.zoo import (
     get_teacher,
     task_buffer,
 )
+from paramverify.fileio import atomic_path, write_text
 
 BASELINES = ("uniform", "random", "rule")
 
@@ -97,7 +98,7 @@ def one_seed(seed: int, a: argparse.Namespace, log: Any) -> dict[str, Any]:
     meta.run(lambda _p: envs, progress=log)
     meta_s = earlier + time.perf_counter() - t0
     if a.reuse_meta:
-        timing.write_text(json.dumps({"seconds": meta_s}))
+        write_text(timing, json.dumps({"seconds": meta_s}))  # atomic: an interrupt leaves the old file or the new one
     meta_steps = meta.history
     warm = [h.evaluation.reward for h in meta_steps if h.warmup]
     after = [h.evaluation.reward for h in meta_steps if not h.warmup]
@@ -176,8 +177,6 @@ def plot_curves(res: dict[str, Any], path: Path, window: int = 20) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # after selecting the Agg backend
-
-    from paramverify.fileio import atomic_path
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colors = {"agent": "tab:blue", "random": "tab:orange", "scratch": "tab:green", "uniform": "tab:grey",

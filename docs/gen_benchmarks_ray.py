@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchfmt import num, table, verdict
+from benchfmt import get, num, table, verdict
 
 
 def _bnb_row(name: str, b: dict[str, Any], ok: Any) -> list[str]:
@@ -23,7 +23,7 @@ def ray(d: dict) -> str:
     w = d["workers"]
     head = (f"Measured with `{'python benchmarks/bench_ray.py --quick' if d.get('quick') else 'python benchmarks/bench_ray.py'}`"
             f" on {w} local workers, {b.get('boxes_per_task', '?')} boxes per branch-and-bound task; load average "
-            f"{', '.join(num(x, '.2f') for x in d.get('machine', {}).get('load_average_1_5_15', []))}."
+            f"{', '.join(num(x, '.2f') for x in get(d, 'machine', 'load_average_1_5_15', default=[]))}."
             + (f" Note: {d['note']}" if d.get("note") else "") + "\n")
     rows = [
         [f"(a) label certificates, {a['images']} MNIST images, {a['bits']}-bit box", num(a["one_process_s"], ".1f"), num(a["ray_s"], ".1f"),
