@@ -65,7 +65,7 @@ def run_onnxruntime(graph: Graph, x: np.ndarray, params: Mapping[str, np.ndarray
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     batch = graph.as_batch(x).astype(input_dtype(graph))
-    if _fixed_batch_of_one(graph) and batch.shape[0] != 1:  # onnxruntime takes one input at a time
+    if fixed_batch_of_one(graph.model, graph.input_name) and batch.shape[0] != 1:  # onnxruntime takes one input at a time
         y = np.concatenate([sess.run([graph.output_name], {graph.input_name: batch[i : i + 1]})[0]
                             for i in range(batch.shape[0])])
     else:
@@ -73,9 +73,10 @@ def run_onnxruntime(graph: Graph, x: np.ndarray, params: Mapping[str, np.ndarray
     return np.asarray(y, dtype=np.float64).reshape(batch.shape[0], -1)
 
 
-def _fixed_batch_of_one(graph: Graph) -> bool:
-    """Whether the model file fixes the batch dimension of its input to 1 (dynamo exports)."""
-    inp = next(i for i in graph.model.graph.input if i.name == graph.input_name)
+def fixed_batch_of_one(model: onnx.ModelProto, input_name: str) -> bool:
+    """Whether the model file fixes the batch dimension of its input ``input_name`` to 1 (dynamo
+    exports, and torch.onnx.export without ``dynamic_axes``): onnxruntime then takes one row per run."""
+    inp = next(i for i in model.graph.input if i.name == input_name)
     dims = inp.type.tensor_type.shape.dim
     return bool(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == 1
 

@@ -37,6 +37,7 @@ from paramverify.options import Deadline, ProgressSink
 from paramverify.properties import LabelInvariance, Problem, label_kept
 from paramverify.replay import (
     confirm,
+    fixed_batch_of_one,
     input_dtype,
     replay_witness,
     run_pair,
@@ -60,7 +61,8 @@ def int8_params(problem: Problem) -> dict[str, np.ndarray]:
 
 def int8_runner(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     """``xs [N, d] -> [N, k]``: the int8 file itself on onnxruntime (one session, default
-    optimizations as deployed; a batch per run unless the grid is dynamic).
+    optimizations as deployed; a batch per run unless the grid is dynamic or the file fixes
+    its batch to 1).
 
     The search scores points with it rather than with the float64 lowering: at
     an exact rounding tie (an average of grid values) onnxruntime's kernels may
@@ -73,7 +75,8 @@ def int8_runner(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     opts.log_severity_level = 3
     sess = ort.InferenceSession(qm.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     name = next(i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer})
-    per_sample = any(n.op_type == "DynamicQuantizeLinear" for n in qm.graph.node)
+    # one row per run: dynamic quantization picks its grid from the whole tensor, and a file may fix its batch to 1
+    per_sample = any(n.op_type == "DynamicQuantizeLinear" for n in qm.graph.node) or fixed_batch_of_one(qm, name)
     dtype = input_dtype(g)
 
     def run(xs: np.ndarray) -> np.ndarray:

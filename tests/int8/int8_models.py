@@ -35,13 +35,15 @@ class TinyCNN(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def export_float(path: Path, seed: int = 0, channels: int = 3) -> Path:
+def export_float(path: Path, seed: int = 0, channels: int = 3, dynamic_batch: bool = True) -> Path:
+    """``dynamic_batch=False``: exported as torch.onnx.export writes it by default, batch fixed to 1."""
     torch.manual_seed(seed)
     model = TinyCNN(channels).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, torch.zeros((1,) + SHAPE), str(path), input_names=["x"], output_names=["y"],
-                          opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+                          opset_version=17, dynamo=False,
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}} if dynamic_batch else None)
     return path
 
 

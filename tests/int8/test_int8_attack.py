@@ -178,3 +178,23 @@ def test_every_point_the_falsifiers_score_reads_as_itself_in_the_file(qdq, monke
     assert np.all((read >= lo) & (read <= hi))
     if found.lowest_input is not None:
         assert np.all((found.lowest_input >= lo) & (found.lowest_input <= hi))
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_files_with_a_batch_fixed_to_one_run_row_by_row(fmt, tmp_path):
+    """torch.onnx.export without dynamic_axes fixes the batch to 1; onnxruntime refuses a
+    batch of more rows, so the int8 runner (and the falsifiers and eps bound over it) runs
+    such a file one row at a time and gets the file's own outputs."""
+    from paramverify.quantized.attack import int8_runner
+
+    f = export_float(tmp_path / "float.onnx", seed=3, dynamic_batch=False)
+    variant = next(v for v in VARIANTS if v[0] == fmt)
+    q = quantize(f, tmp_path / "q.onnx", *variant)
+    x0 = np.full(int(np.prod(SHAPE)), 0.5)
+    problem = api.make_problem(str(f), quantized_model=str(q), x0=x0, radius=0.05)
+    xs = sample_ball(x0, 0.05, 7, seed=1)
+    got = int8_runner(problem)(xs)
+    assert np.allclose(got, ort_outputs(q, xs), rtol=0, atol=1e-6)
+    b = api.bound(problem, "eps", options=Options(timeout_s=20))  # the falsifiers score batches of points
+    assert 0.0 <= b.lower <= b.upper
+    assert float(np.max(np.abs(ort_outputs(q, xs) - ort_outputs(f, xs, optimize=False)))) <= b.upper
