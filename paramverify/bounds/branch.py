@@ -18,13 +18,17 @@ The search stops at the tolerance, at a verification threshold, at the
 deadline, at ``max_splits`` boxes or on KeyboardInterrupt, and always
 returns the best valid bracket reached.
 
-With ``Options.pool`` (``--workers``/``--ray-address``) each step's bound work
-(:class:`BoundStep`) runs as tasks, one per chunk of boxes.  A pool that can
-send a batch without waiting (``start``) gets step t+1 sent before the probe
-of step t runs here, so the probe overlaps the workers; step t's children are
-then queued, and step t+1 chosen, with the lower bound from before that probe
-(keeping a box longer is sound: it is dropped when popped if it cannot beat
-the lower bound by then).
+Two steps are in flight: step t+1 is chosen from the queue and sent before
+step t's children are probed and queued (so step t+1 is chosen without
+them, and with the lower bound from before step t's probe: keeping a box
+longer is sound, it is dropped when popped if it cannot beat the lower
+bound by then).  One process runs the same sequence, so the numbers do not
+depend on where the bound work runs.  With ``Options.pool``
+(``--workers``/``--ray-address``) each step's bound work (:class:`BoundStep`)
+runs as tasks, one per chunk of boxes; a pool that can send a batch without
+waiting (``start``) then computes step t+1 while the driver waits for the
+last tasks of step t and probes its children, so the workers do not wait
+for each other at every step.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +45,9 @@ import numpy as np
 
 from paramverify.errors import check
 from paramverify.options import Deadline, Options
+
+#: search steps sent before the oldest one is waited for (see the module docstring)
+IN_FLIGHT = 2
 
 BoundFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: tighten(lo, hi, ub) -> a (costlier) sound bound of the same boxes, applied only to boxes that survive ``ub``
@@ -261,7 +269,23 @@ def branch_and_bound(
         best = got
     push(lo[None], hi[None], ub0)
     reason, complete = "exhausted", True
-    late: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # children whose probe is still to run (pipelined)
+    # steps sent and not yet settled, oldest first: (children lo, hi, bounds to wait for, tightened?,
+    # time sent, largest parent bound).  Step t+1 is chosen and sent before step t is settled
+    # (its children queued and probed), in one process as on workers, so the numbers do not
+    # depend on the pool; on workers the next step's tasks fill the cores while the last
+    # tasks of a step finish, and the probe runs while they compute.
+    inflight: deque[tuple[np.ndarray, np.ndarray, Callable[[], np.ndarray], bool, float, float]] = deque()
+
+    def settle() -> None:
+        """Wait for the oldest step in flight, probe its children and queue them."""
+        nonlocal best, pending
+        clo, chi, finish, use, t_sent, _ = inflight.popleft()
+        ub = finish()
+        pace[use] = (time.monotonic() - t_sent) / len(clo)
+        best = probe_better(best, clo, chi, ub)
+        push(clo, chi, ub)
+        pending = max((step[5] for step in inflight), default=-np.inf)
+
     try:
         while True:
             up_now = upper()
@@ -269,10 +293,10 @@ def branch_and_bound(
             if refute_at is not None and best.value > refute_at:
                 reason = "above-threshold"
                 break
-            if verify_at is not None and not heap and (final_ub < verify_at if strict else final_ub <= verify_at):
+            if not inflight and verify_at is not None and not heap and (final_ub < verify_at if strict else final_ub <= verify_at):
                 reason = "below-threshold"
                 break
-            if not heap:
+            if not heap and not inflight:
                 reason = "exhausted"
                 break
             if verify_at is None and up_now - best.value <= options.tolerance:
@@ -284,6 +308,9 @@ def branch_and_bound(
             if boxes >= options.max_splits:
                 reason, complete = "max-splits", False
                 break
+            if not heap or len(inflight) >= IN_FLIGHT:
+                settle()
+                continue
             use = gate_next()
             room = fit(batch, use)
             if use and room == 0:  # the costly pass would overrun: this step goes without it
@@ -296,7 +323,6 @@ def branch_and_bound(
                 negub, _, blo, bhi = heapq.heappop(heap)
                 if keep(-negub):
                     take.append((blo, bhi, -negub))
-                    pending = max(pending, -negub)
             if not take:
                 continue
             plo = np.stack([t[0] for t in take])
@@ -310,23 +336,15 @@ def branch_and_bound(
             lo_b[rows, dim] = mid
             clo = np.concatenate([lo_a, lo_b])
             chi = np.concatenate([hi_a, hi_b])
-            t_step = time.monotonic()
             caps = np.array([t[2] for t in take])
+            top = float(np.max(caps))
+            pending = max(pending, top)
+            t_sent = time.monotonic()
             finish = bound_start(clo, chi, np.concatenate([caps, caps]), use)  # a child lies inside its parent
-            if late is not None:  # pipelined: the previous step's probe, while the workers bound this step
-                best = probe_better(best, *late)
-                late = None
-            ub = finish()
+            inflight.append((clo, chi, finish, use, t_sent, top))
             boxes += len(clo)
-            if pipelined:
-                late = (clo, chi, ub)
-            else:
-                best = probe_better(best, clo, chi, ub)
-            pace[use] = (time.monotonic() - t_step) / len(clo)
-            push(clo, chi, ub)
-            pending = -np.inf
-        if late is not None:  # the last step's probe (it can only raise the lower end)
-            best = probe_better(best, *late)
+        while inflight:  # the steps already sent: their bounds and probes only tighten the bracket
+            settle()
     except KeyboardInterrupt:
         reason, complete = "interrupted", False  # a batch in flight on Ray is dropped (see distributed/runtime.py)
     return SearchResult(best.value, upper(), best.witness, boxes, complete, reason)
