@@ -323,6 +323,7 @@ def branch_and_bound(
                 negub, _, blo, bhi = heapq.heappop(heap)
                 if keep(-negub):
                     take.append((blo, bhi, -negub))
+                    pending = max(pending, -negub)  # off the heap: the bracket counts it from now on
             if not take:
                 continue
             plo = np.stack([t[0] for t in take])
@@ -338,7 +339,6 @@ def branch_and_bound(
             chi = np.concatenate([hi_a, hi_b])
             caps = np.array([t[2] for t in take])
             top = float(np.max(caps))
-            pending = max(pending, top)
             t_sent = time.monotonic()
             finish = bound_start(clo, chi, np.concatenate([caps, caps]), use)  # a child lies inside its parent
             inflight.append((clo, chi, finish, use, t_sent, top))
