@@ -50,7 +50,7 @@ SCRIPTS = """| script | what | scale down / up |
 """ + SL.SCRIPT_ROW + """
 | `bench_compress.py` | robust compression search: the meta-trained agent fine-tuned on a held-out task against uniform scaling, random search and the deepen-before-widening rule at equal evaluation counts, 3 seeds; writes `compress_curves.png` | `--seeds`, `--meta-episodes`, `--evaluations`, `--finetune-steps`, `--eval-images`, `--test-images`, `--work DIR`, `--reuse-meta` |
 | `bench_int8.py` | the digits CNN against its onnxruntime int8 QDQ and QOperator copies: label agreement and the bracket on the largest int8-float output difference on balls around test images, checked on onnxruntime samples | `--n`, `--radius`, `--timeout`, `--eps-timeout`, `--samples` |
-| `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and two branch-and-bound queries (MNIST, digits), task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--digits-splits N`, `--digits-radius R`, `--boxes-per-task K`, `--note TEXT` |
+| `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and two branch-and-bound queries (MNIST, digits), task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--digits-splits N`, `--digits-radius R`, `--boxes-per-task K`, `--repeat R`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
 | `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
 
