@@ -281,7 +281,8 @@ def branch_and_bound(
         nonlocal best, pending
         clo, chi, finish, use, t_sent, _ = inflight.popleft()
         ub = finish()
-        pace[use] = (time.monotonic() - t_sent) / len(clo)
+        if pipelined:  # from sending to receiving, which may include the end of the step before
+            pace[use] = (time.monotonic() - t_sent) / len(clo)
         best = probe_better(best, clo, chi, ub)
         push(clo, chi, ub)
         pending = max((step[5] for step in inflight), default=-np.inf)
@@ -341,6 +342,8 @@ def branch_and_bound(
             top = float(np.max(caps))
             t_sent = time.monotonic()
             finish = bound_start(clo, chi, np.concatenate([caps, caps]), use)  # a child lies inside its parent
+            if not pipelined:  # computed right here
+                pace[use] = (time.monotonic() - t_sent) / len(clo)
             inflight.append((clo, chi, finish, use, t_sent, top))
             boxes += len(clo)
         while inflight:  # the steps already sent: their bounds and probes only tighten the bracket
