@@ -144,3 +144,48 @@ def test_tighten_gate_handles_infinite_first_bounds() -> None:
         res = branch_and_bound(bound, _probe, np.array([0.0]), np.array([1.0]), opts, opts.deadline(), batch=2, tighten=tighten)
     assert res.reason == "tolerance" and res.lower <= 1.0 <= res.upper
     assert calls["tighten"] == calls["bound"] and _non_increasing(rec.uppers)
+
+
+class _Interrupting:
+    """A pool (sends without waiting, like RayPool.start) that raises KeyboardInterrupt at its
+    ``n``-th send (``where="send"``) or at its ``n``-th wait (``where="wait"``)."""
+
+    def __init__(self, n: int, where: str) -> None:
+        self.n, self.where, self.sends, self.waits = n, where, 0, 0
+
+    def start(self, fn):
+        def begin(*args):
+            self.sends += 1
+            if self.where == "send" and self.sends == self.n:
+                raise KeyboardInterrupt
+            out = fn(*args)
+
+            def finish():
+                self.waits += 1
+                if self.where == "wait" and self.waits == self.n:
+                    raise KeyboardInterrupt
+                return out
+            return finish
+        return begin
+
+
+@pytest.mark.parametrize("where", ["send", "wait", "probe"])
+def test_an_interrupt_anywhere_in_a_step_keeps_the_bracket(where: str) -> None:
+    """With steps in flight, boxes taken off the queue for a step count in the upper end until
+    their children are queued: an interrupt while a step is sent, awaited or probed leaves a
+    bracket around the true supremum (f(x) = x1 on [0, 1]^2: sup 1, exact box bounds)."""
+    for n in range(2, 12):
+        calls = {"probe": 0}
+
+        def probe(lo, hi, ub, best, n=n, calls=calls):
+            calls["probe"] += 1
+            if where == "probe" and calls["probe"] == n:
+                raise KeyboardInterrupt
+            return _probe(lo, hi, ub, best)
+
+        pool = None if where == "probe" else _Interrupting(n, where)
+        res = branch_and_bound(lambda lo, hi: hi[:, 0].copy(), probe, np.zeros(2), np.ones(2),
+                               Options(timeout_s=None, tolerance=1e-9, max_splits=10_000, pool=pool),
+                               Options(timeout_s=None).deadline(), batch=4)
+        assert res.reason == "interrupted" and not res.complete, (where, n)
+        assert res.lower <= 1.0 <= res.upper, (where, n, res.lower, res.upper)
