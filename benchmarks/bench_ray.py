@@ -62,7 +62,7 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_common import machine_info, write_results  # noqa: E402  (benchmarks/bench_common.py)
+from bench_common import machine_info, write_results  # benchmarks/bench_common.py
 from train_mnist_mlp import MODEL_PATH, held_out  # benchmarks/train_mnist_mlp.py
 
 from paramverify import api
