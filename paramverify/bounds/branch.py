@@ -92,6 +92,20 @@ class BoundStep:
 
 
 @dataclass(frozen=True, eq=False)
+class _Step:
+    """A search step sent and not yet settled: its children, the bounds to wait for, whether
+    ``tighten`` runs on them, when it was sent, and its parents' largest bound (which the
+    bracket's upper end counts until the children are queued)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    finish: Callable[[], np.ndarray]
+    tightened: bool
+    sent: float
+    top: float
+
+
+@dataclass(frozen=True, eq=False)
 class SearchResult:
     """Outcome of :func:`branch_and_bound`; ``lower <= sup <= upper`` always holds."""
 
@@ -269,23 +283,18 @@ def branch_and_bound(
         best = got
     push(lo[None], hi[None], ub0)
     reason, complete = "exhausted", True
-    # steps sent and not yet settled, oldest first: (children lo, hi, bounds to wait for, tightened?,
-    # time sent, largest parent bound).  Step t+1 is chosen and sent before step t is settled
-    # (its children queued and probed), in one process as on workers, so the numbers do not
-    # depend on the pool; on workers the next step's tasks fill the cores while the last
-    # tasks of a step finish, and the probe runs while they compute.
-    inflight: deque[tuple[np.ndarray, np.ndarray, Callable[[], np.ndarray], bool, float, float]] = deque()
+    inflight: deque[_Step] = deque()  # oldest first; at most IN_FLIGHT (see the module docstring)
 
     def settle() -> None:
         """Wait for the oldest step in flight, probe its children and queue them."""
         nonlocal best, pending
-        clo, chi, finish, use, t_sent, _ = inflight.popleft()
-        ub = finish()
+        step = inflight.popleft()
+        ub = step.finish()
         if pipelined:  # from sending to receiving, which may include the end of the step before
-            pace[use] = (time.monotonic() - t_sent) / len(clo)
-        best = probe_better(best, clo, chi, ub)
-        push(clo, chi, ub)
-        pending = max((step[5] for step in inflight), default=-np.inf)
+            pace[step.tightened] = (time.monotonic() - step.sent) / len(step.lo)
+        best = probe_better(best, step.lo, step.hi, ub)
+        push(step.lo, step.hi, ub)
+        pending = max((other.top for other in inflight), default=-np.inf)
 
     try:
         while True:
@@ -339,12 +348,11 @@ def branch_and_bound(
             clo = np.concatenate([lo_a, lo_b])
             chi = np.concatenate([hi_a, hi_b])
             caps = np.array([t[2] for t in take])
-            top = float(np.max(caps))
             t_sent = time.monotonic()
             finish = bound_start(clo, chi, np.concatenate([caps, caps]), use)  # a child lies inside its parent
             if not pipelined:  # computed right here
                 pace[use] = (time.monotonic() - t_sent) / len(clo)
-            inflight.append((clo, chi, finish, use, t_sent, top))
+            inflight.append(_Step(clo, chi, finish, use, t_sent, float(np.max(caps))))
             boxes += len(clo)
         while inflight:  # the steps already sent: their bounds and probes only tighten the bracket
             settle()
