@@ -160,3 +160,32 @@ def test_parameters_outside_the_box_stay_constant() -> None:
     out = box_outputs(graph, box, x, x)
     y = graph.evaluate(x)
     assert out.n.lo[0, 0] <= y[0, 0] <= out.n.hi[0, 0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.sampled_from([1, 3, 2000]), symmetric=st.booleans())
+def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: int, rows: int, symmetric: bool) -> None:
+    """``x W`` with W a point (trained weights) and its box: the two-vertex rule for a point W
+    gives the range of the general four-vertex rule (to rounding), and contains every
+    sampled ``(x + dx)(W + dW) - x W``, ends of the boxes included; 2,000 rows span several chunks."""
+    from paramverify.bounds.differential import _diff_matmul
+
+    rng = np.random.default_rng(seed)
+    k, n = 5, 4
+    xn = rng.normal(size=(rows, k))
+    xn_iv = Interval(xn, xn + rng.uniform(0, 0.5, (rows, k)))
+    dlo = rng.normal(scale=0.1, size=(rows, k))
+    dx = Interval(dlo, dlo + rng.uniform(0, 0.2, (rows, k)))
+    w = rng.normal(size=(k, n))
+    r = rng.uniform(0, 0.1, (k, n))
+    dw = Interval(-r, r) if symmetric else Interval(-r, 2 * r)
+    a = DiffValue(xn_iv, Interval(xn_iv.lo + dx.lo, xn_iv.hi + dx.hi), dx)
+    b_point = DiffValue(Interval(w, w, point=True), Interval(w + dw.lo, w + dw.hi), dw)
+    b_wide = DiffValue(Interval(w, np.nextafter(w, np.inf)), b_point.p, dw)  # not a point: the general rule
+    fast, general = _diff_matmul(a, b_point), _diff_matmul(a, b_wide)
+    assert np.allclose(fast.lo, general.lo, rtol=1e-9, atol=1e-9) and np.allclose(fast.hi, general.hi, rtol=1e-9, atol=1e-9)
+    for i in range(60):
+        pick = (lambda iv: np.where(rng.random(iv.lo.shape) < 0.5, iv.lo, iv.hi)) if i % 2 else (lambda iv: rng.uniform(iv.lo, iv.hi))
+        x, d, e = pick(xn_iv), pick(dx), pick(dw)
+        diff = (x + d) @ (w + e) - x @ w
+        assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
