@@ -32,8 +32,8 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
     64-64-64-10 MLP trained here on scikit-learn's digits (:func:`digits_problem`),
     its logits over the L-inf box of radius ``--digits-radius`` around a held-out
     image, to ``--digits-splits`` boxes (30,000 by default: 64 s in one process on the
-    Intel machine of docs/scaling.md, about 40 s on the AMD one, where the committed run
-    used 50,000).
+    Intel machine of docs/scaling.md, 30-40 s on the AMD one, where the committed run
+    used 60,000).
     Its products are small, so per-call costs weigh more than on MNIST.
 (c) overhead: per-task round trip of empty tasks, bytes shipped per task, the
     per-box bound cost, fitted into the model of docs/scaling.md.
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bnb-splits", type=int, default=25_000, help="boxes of the MNIST B&B query (default 25,000: >= 60 s in one process)")
     ap.add_argument("--digits-radius", type=float, default=0.05, help="L-inf radius of the digits query's input box (default 0.05)")
     ap.add_argument("--digits-splits", type=int, default=30_000, help="boxes of the digits B&B query (default 30,000: 64 s in one process on one 2-core machine, "
-                         "40 s on a faster one, which needs 50,000 for >= 60 s)")
+                         "30-40 s on a faster one, which needs 60,000 for >= 60 s)")
     ap.add_argument("--boxes-per-task", type=int, default=ParallelConfig.boxes_per_task,
                     help=f"boxes per branch-and-bound task (default {ParallelConfig.boxes_per_task}, as the CLI's --boxes-per-task)")
     ap.add_argument("--repeat", type=int, default=1,
