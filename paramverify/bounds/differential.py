@@ -170,8 +170,8 @@ def _vertex_terms_point(a: Interval, da: Interval, b: np.ndarray, db: Interval, 
 
 
 #: elements per temporary array of the chunked vertex rule: small enough that a chunk's dozen
-#: temporaries stay in a core's L2 cache (2**18 ran 2.8x slower per element, and two processes
-#: bounding at once slowed each other: they streamed through memory)
+#: temporaries stay in a core's L2 cache (with 2**18 the four-vertex rule ran 2.8x slower per
+#: element on the 2-core development machine: its temporaries streamed through memory)
 VERTEX_CHUNK = 1 << 14
 
 

@@ -13,6 +13,7 @@ from scipy.special import expit
 from paramverify.bounds.differential import (
     DiffKernel,
     DiffValue,
+    _diff_matmul,
     diff_parameters,
     sigmoidal_difference,
 )
@@ -168,8 +169,6 @@ def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: 
     """``x W`` with W a point (trained weights) and its box: the two-vertex rule for a point W
     gives the range of the general four-vertex rule (to rounding), and contains every
     sampled ``(x + dx)(W + dW) - x W``, ends of the boxes included; 2,000 rows span several chunks."""
-    from paramverify.bounds.differential import _diff_matmul
-
     rng = np.random.default_rng(seed)
     k, n = 5, 4
     xn = rng.normal(size=(rows, k))
