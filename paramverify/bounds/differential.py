@@ -182,34 +182,60 @@ def _diff_mul(a: DiffValue, b: DiffValue) -> Interval:
     return Interval(down(lo - m), up(hi + m))
 
 
+def _bcast(xl: np.ndarray, xh: np.ndarray, yl: np.ndarray, yh: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Matmul terms ``[..., m, k, n]``: the first pair is the left operand, the second the right."""
+    return xl[..., :, :, None], xh[..., :, :, None], yl[..., None, :, :], yh[..., None, :, :]
+
+
+def _bcast_swapped(xl: np.ndarray, xh: np.ndarray, yl: np.ndarray, yh: np.ndarray) -> tuple[np.ndarray, ...]:
+    """As :func:`_bcast` with the first pair the right operand and the second the left."""
+    return xl[..., None, :, :], xh[..., None, :, :], yl[..., :, :, None], yh[..., :, :, None]
+
+
+def _matmul_terms(a: DiffValue, b: DiffValue) -> tuple[np.ndarray, np.ndarray]:
+    """Per-term bounds ``[..., m, k, n]`` of ``a @ b``'s difference: two vertices when either
+    side's trained values are a point (weights on the right, as in a Gemm, or on the left,
+    as in a convolution; the product of each term commutes), else four."""
+    if b.n.point:
+        return _vertex_terms_point(a.n, a.d, b.n.lo, b.d, _bcast)
+    if a.n.point:
+        return _vertex_terms_point(b.n, b.d, a.n.lo, a.d, _bcast_swapped)
+    return _vertex_terms(a.n, a.d, b.n, b.d, _bcast)
+
+
+def _summed_terms(a: DiffValue, b: DiffValue, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_matmul_terms` summed over the contraction axis, ``rows`` rows of ``a`` at a time."""
+    los, his = [], []
+    for s in range(0, a.shape[-2], rows):
+        lo, hi = _matmul_terms(a.map(lambda v, s=s: v[..., s : s + rows, :]), b)
+        los.append(lo.sum(axis=-2))
+        his.append(hi.sum(axis=-2))
+    if len(los) == 1:
+        return los[0], his[0]
+    return np.concatenate(los, axis=-2), np.concatenate(his, axis=-2)
+
+
 def _diff_matmul(a: DiffValue, b: DiffValue) -> Interval:
-    """Exact per-term vertex rule summed over the contraction axis (chunked over rows)."""
+    """Exact per-term vertex rule summed over the contraction axis (chunked over rows, and over
+    the right operand's stack when the left one is a matrix)."""
     sa, sb = a.n.lo.ndim == 1, b.n.lo.ndim == 1
     if sa:
         a = a.map(lambda v: v[None, :])
     if sb:
         b = b.map(lambda v: v[:, None])
     k = a.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m_rows, n_cols = a.shape[-2], b.shape[-1]
-    per_row = max(1, int(np.prod(batch, dtype=np.int64)) * k * n_cols)
-    chunk = max(1, VERTEX_CHUNK // per_row)
-    point_b = b.n.point
-    los, his = [], []
-
-    def bcast(xl: np.ndarray, xh: np.ndarray, yl: np.ndarray, yh: np.ndarray) -> tuple[np.ndarray, ...]:
-        return xl[..., :, :, None], xh[..., :, :, None], yl[..., None, :, :], yh[..., None, :, :]
-
-    for s in range(0, m_rows, chunk):
-        sl = a.map(lambda v, s=s: v[..., s : s + chunk, :])
-        if point_b:
-            lo, hi = _vertex_terms_point(sl.n, sl.d, b.n.lo, b.d, bcast)
-        else:
-            lo, hi = _vertex_terms(sl.n, sl.d, b.n, b.d, bcast)
-        los.append(lo.sum(axis=-2))
-        his.append(hi.sum(axis=-2))
-    lo = np.concatenate(los, axis=-2) if len(los) > 1 else los[0]
-    hi = np.concatenate(his, axis=-2) if len(his) > 1 else his[0]
+    if len(a.shape) == 2 and len(b.shape) == 3:
+        # a matrix times a stack (a convolution's weights times each sample's patches)
+        rows = max(1, min(m_rows, VERTEX_CHUNK // (k * n_cols)))
+        items = max(1, VERTEX_CHUNK // (rows * k * n_cols))
+        parts = [_summed_terms(a, b.map(lambda v, i=i: v[i : i + items]), rows) for i in range(0, b.shape[0], items)]
+        lo = np.concatenate([q[0] for q in parts], axis=0)
+        hi = np.concatenate([q[1] for q in parts], axis=0)
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        per_row = max(1, int(np.prod(batch, dtype=np.int64)) * k * n_cols)
+        lo, hi = _summed_terms(a, b, max(1, VERTEX_CHUNK // per_row))
     mag = np.matmul(a.n.mag, b.d.mag) + np.matmul(a.d.mag, b.n.mag) + np.matmul(a.d.mag, b.d.mag)
     m = mag * gamma(2 * k + 16) + (3 * k + 8) * TINY
     out = Interval(down(lo - m), up(hi + m))

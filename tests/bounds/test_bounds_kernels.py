@@ -188,3 +188,31 @@ def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: 
         x, d, e = pick(xn_iv), pick(dx), pick(dw)
         diff = (x + d) @ (w + e) - x @ w
         assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), stack=st.sampled_from([1, 2, 700]), symmetric=st.booleans())
+def test_convolution_difference_with_trained_weights_on_the_left(seed: int, stack: int, symmetric: bool) -> None:
+    """``W @ patches`` as a convolution lowers it (W a point with its box, patches a stack of
+    intervals): the swapped two-vertex rule gives the general rule's range and contains
+    sampled differences; 700 samples span several chunks of the stack."""
+    rng = np.random.default_rng(seed)
+    m, k, n = 3, 5, 6
+    w = rng.normal(size=(m, k))
+    r = rng.uniform(0, 0.1, (m, k))
+    dw = Interval(-r, r) if symmetric else Interval(-2 * r, r)
+    xn = rng.normal(size=(stack, k, n))
+    xn_iv = Interval(xn, xn + rng.uniform(0, 0.5, xn.shape))
+    dlo = rng.normal(scale=0.1, size=xn.shape)
+    dx = Interval(dlo, dlo + rng.uniform(0, 0.2, xn.shape))
+    a_point = DiffValue(Interval(w, w, point=True), Interval(w + dw.lo, w + dw.hi), dw)
+    a_wide = DiffValue(Interval(w, np.nextafter(w, np.inf)), a_point.p, dw)  # not a point: the general rule
+    b = DiffValue(xn_iv, Interval(xn_iv.lo + dx.lo, xn_iv.hi + dx.hi), dx)
+    fast, general = _diff_matmul(a_point, b), _diff_matmul(a_wide, b)
+    assert fast.lo.shape == (stack, m, n)
+    assert np.allclose(fast.lo, general.lo, rtol=1e-9, atol=1e-9) and np.allclose(fast.hi, general.hi, rtol=1e-9, atol=1e-9)
+    for i in range(40):
+        pick = (lambda iv: np.where(rng.random(iv.lo.shape) < 0.5, iv.lo, iv.hi)) if i % 2 else (lambda iv: rng.uniform(iv.lo, iv.hi))
+        e, x, d = pick(dw), pick(xn_iv), pick(dx)
+        diff = (w + e) @ (x + d) - w @ x
+        assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
