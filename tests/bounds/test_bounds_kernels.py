@@ -163,56 +163,45 @@ def test_parameters_outside_the_box_stay_constant() -> None:
     assert out.n.lo[0, 0] <= y[0, 0] <= out.n.hi[0, 0]
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.sampled_from([1, 3, 2000]), symmetric=st.booleans())
-def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: int, rows: int, symmetric: bool) -> None:
-    """``x W`` with W a point (trained weights) and its box: the two-vertex rule for a point W
-    gives the range of the general four-vertex rule (to rounding), and contains every
-    sampled ``(x + dx)(W + dW) - x W``, ends of the boxes included; 2,000 rows span several chunks."""
-    rng = np.random.default_rng(seed)
-    k, n = 5, 4
-    xn = rng.normal(size=(rows, k))
-    xn_iv = Interval(xn, xn + rng.uniform(0, 0.5, (rows, k)))
-    dlo = rng.normal(scale=0.1, size=(rows, k))
-    dx = Interval(dlo, dlo + rng.uniform(0, 0.2, (rows, k)))
-    w = rng.normal(size=(k, n))
-    r = rng.uniform(0, 0.1, (k, n))
-    dw = Interval(-r, r) if symmetric else Interval(-r, 2 * r)
-    a = DiffValue(xn_iv, Interval(xn_iv.lo + dx.lo, xn_iv.hi + dx.hi), dx)
-    b_point = DiffValue(Interval(w, w, point=True), Interval(w + dw.lo, w + dw.hi), dw)
-    b_wide = DiffValue(Interval(w, np.nextafter(w, np.inf)), b_point.p, dw)  # not a point: the general rule
-    fast, general = _diff_matmul(a, b_point), _diff_matmul(a, b_wide)
-    assert np.allclose(fast.lo, general.lo, rtol=1e-9, atol=1e-9) and np.allclose(fast.hi, general.hi, rtol=1e-9, atol=1e-9)
-    for i in range(60):
-        pick = (lambda iv: np.where(rng.random(iv.lo.shape) < 0.5, iv.lo, iv.hi)) if i % 2 else (lambda iv: rng.uniform(iv.lo, iv.hi))
-        x, d, e = pick(xn_iv), pick(dx), pick(dw)
-        diff = (x + d) @ (w + e) - x @ w
-        assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), stack=st.sampled_from([1, 2, 700]), symmetric=st.booleans())
-def test_convolution_difference_with_trained_weights_on_the_left(seed: int, stack: int, symmetric: bool) -> None:
-    """``W @ patches`` as a convolution lowers it (W a point with its box, patches a stack of
-    intervals): the swapped two-vertex rule gives the general rule's range and contains
-    sampled differences; 700 samples span several chunks of the stack."""
-    rng = np.random.default_rng(seed)
-    m, k, n = 3, 5, 6
-    w = rng.normal(size=(m, k))
-    r = rng.uniform(0, 0.1, (m, k))
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], symmetric: bool) -> tuple[np.ndarray, Interval, DiffValue, DiffValue]:
+    """Trained weights, their box, and two DiffValues of them: a point (the two-vertex rule) and a
+    one-ulp interval (the general four-vertex rule)."""
+    w = rng.normal(size=shape)
+    r = rng.uniform(0, 0.1, shape)
     dw = Interval(-r, r) if symmetric else Interval(-2 * r, r)
-    xn = rng.normal(size=(stack, k, n))
-    xn_iv = Interval(xn, xn + rng.uniform(0, 0.5, xn.shape))
-    dlo = rng.normal(scale=0.1, size=xn.shape)
-    dx = Interval(dlo, dlo + rng.uniform(0, 0.2, xn.shape))
-    a_point = DiffValue(Interval(w, w, point=True), Interval(w + dw.lo, w + dw.hi), dw)
-    a_wide = DiffValue(Interval(w, np.nextafter(w, np.inf)), a_point.p, dw)  # not a point: the general rule
-    b = DiffValue(xn_iv, Interval(xn_iv.lo + dx.lo, xn_iv.hi + dx.hi), dx)
-    fast, general = _diff_matmul(a_point, b), _diff_matmul(a_wide, b)
-    assert fast.lo.shape == (stack, m, n)
+    point = DiffValue(Interval(w, w, point=True), Interval(w + dw.lo, w + dw.hi), dw)
+    return w, dw, point, DiffValue(Interval(w, np.nextafter(w, np.inf)), point.p, dw)
+
+
+def _activations(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Interval, Interval, DiffValue]:
+    xn = rng.normal(size=shape)
+    x = Interval(xn, xn + rng.uniform(0, 0.5, shape))
+    dlo = rng.normal(scale=0.1, size=shape)
+    dx = Interval(dlo, dlo + rng.uniform(0, 0.2, shape))
+    return x, dx, DiffValue(x, Interval(x.lo + dx.lo, x.hi + dx.hi), dx)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), stack=st.sampled_from([1, 3, 2000]), symmetric=st.booleans(), left=st.booleans())
+def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: int, stack: int, symmetric: bool, left: bool) -> None:
+    """``x W`` (a Gemm: W on the right, ``stack`` rows of x) or ``W @ patches`` (a convolution: W
+    on the left, a stack of ``stack`` samples' patches), W a point with its box: the two-vertex
+    rule gives the range of the general four-vertex rule (to rounding) and contains every
+    sampled ``(x + dx)(W + dW) - x W``, ends of the boxes included; 2,000 rows or samples
+    span several chunks."""
+    rng = np.random.default_rng(seed)
+    if left:
+        w, dw, w_point, w_wide = _weights(rng, (3, 5), symmetric)
+        x, dx, xv = _activations(rng, (stack, 5, 6))
+        fast, general = _diff_matmul(w_point, xv), _diff_matmul(w_wide, xv)
+        assert fast.lo.shape == (stack, 3, 6)
+    else:
+        w, dw, w_point, w_wide = _weights(rng, (5, 4), symmetric)
+        x, dx, xv = _activations(rng, (stack, 5))
+        fast, general = _diff_matmul(xv, w_point), _diff_matmul(xv, w_wide)
     assert np.allclose(fast.lo, general.lo, rtol=1e-9, atol=1e-9) and np.allclose(fast.hi, general.hi, rtol=1e-9, atol=1e-9)
     for i in range(40):
         pick = (lambda iv: np.where(rng.random(iv.lo.shape) < 0.5, iv.lo, iv.hi)) if i % 2 else (lambda iv: rng.uniform(iv.lo, iv.hi))
-        e, x, d = pick(dw), pick(xn_iv), pick(dx)
-        diff = (w + e) @ (x + d) - w @ x
+        e, xs, d = pick(dw), pick(x), pick(dx)
+        diff = (w + e) @ (xs + d) - w @ xs if left else (xs + d) @ (w + e) - xs @ w
         assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
