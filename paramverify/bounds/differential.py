@@ -175,13 +175,6 @@ def _vertex_terms_point(a: Interval, da: Interval, b: np.ndarray, db: Interval, 
 VERTEX_CHUNK = 1 << 14
 
 
-def _diff_mul(a: DiffValue, b: DiffValue) -> Interval:
-    lo, hi = _vertex_terms(a.n, a.d, b.n, b.d, lambda *v: v)
-    mag = a.n.mag * b.d.mag + a.d.mag * b.n.mag + a.d.mag * b.d.mag
-    m = mag * gamma(8) + 4 * TINY
-    return Interval(down(lo - m), up(hi + m))
-
-
 def _bcast(xl: np.ndarray, xh: np.ndarray, yl: np.ndarray, yh: np.ndarray) -> tuple[np.ndarray, ...]:
     """Matmul terms ``[..., m, k, n]``: the first pair is the left operand, the second the right."""
     return xl[..., :, :, None], xh[..., :, :, None], yl[..., None, :, :], yh[..., None, :, :]
@@ -192,22 +185,37 @@ def _bcast_swapped(xl: np.ndarray, xh: np.ndarray, yl: np.ndarray, yh: np.ndarra
     return xl[..., None, :, :], xh[..., None, :, :], yl[..., :, :, None], yh[..., :, :, None]
 
 
-def _matmul_terms(a: DiffValue, b: DiffValue) -> tuple[np.ndarray, np.ndarray]:
-    """Per-term bounds ``[..., m, k, n]`` of ``a @ b``'s difference: two vertices when either
-    side's trained values are a point (weights on the right, as in a Gemm, or on the left,
-    as in a convolution; the product of each term commutes), else four."""
+def _same(*v: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Elementwise terms: the operands as they are (numpy broadcasts them)."""
+    return v
+
+
+def _product_terms(a: DiffValue, b: DiffValue, lo_hi: Callable[..., Any], swapped: Callable[..., Any]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-term bounds of the difference of ``a * b`` (``lo_hi`` lays out the terms: elementwise,
+    or ``[..., m, k, n]`` for a matmul, with ``swapped`` the same layout for the operands given
+    the other way round): two vertices when either side's trained values are a point (weights
+    on the right, as in a Gemm, or on the left, as in a convolution; each term's product
+    commutes), else four."""
     if b.n.point:
-        return _vertex_terms_point(a.n, a.d, b.n.lo, b.d, _bcast)
+        return _vertex_terms_point(a.n, a.d, b.n.lo, b.d, lo_hi)
     if a.n.point:
-        return _vertex_terms_point(b.n, b.d, a.n.lo, a.d, _bcast_swapped)
-    return _vertex_terms(a.n, a.d, b.n, b.d, _bcast)
+        return _vertex_terms_point(b.n, b.d, a.n.lo, a.d, swapped)
+    return _vertex_terms(a.n, a.d, b.n, b.d, lo_hi)
+
+
+def _diff_mul(a: DiffValue, b: DiffValue) -> Interval:
+    lo, hi = _product_terms(a, b, _same, _same)
+    mag = a.n.mag * b.d.mag + a.d.mag * b.n.mag + a.d.mag * b.d.mag
+    m = mag * gamma(8) + 4 * TINY
+    return Interval(down(lo - m), up(hi + m))
 
 
 def _summed_terms(a: DiffValue, b: DiffValue, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_matmul_terms` summed over the contraction axis, ``rows`` rows of ``a`` at a time."""
+    """The matmul's :func:`_product_terms` summed over the contraction axis, ``rows`` rows of ``a`` at a time."""
     los, his = [], []
     for s in range(0, a.shape[-2], rows):
-        lo, hi = _matmul_terms(a.map(lambda v, s=s: v[..., s : s + rows, :]), b)
+        lo, hi = _product_terms(a.map(lambda v, s=s: v[..., s : s + rows, :]), b, _bcast, _bcast_swapped)
         los.append(lo.sum(axis=-2))
         his.append(hi.sum(axis=-2))
     if len(los) == 1:

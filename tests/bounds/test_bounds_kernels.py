@@ -14,6 +14,7 @@ from paramverify.bounds.differential import (
     DiffKernel,
     DiffValue,
     _diff_matmul,
+    _diff_mul,
     diff_parameters,
     sigmoidal_difference,
 )
@@ -181,27 +182,37 @@ def _activations(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[Inte
     return x, dx, DiffValue(x, Interval(x.lo + dx.lo, x.hi + dx.hi), dx)
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), stack=st.sampled_from([1, 3, 2000]), symmetric=st.booleans(), left=st.booleans())
-def test_matmul_difference_with_trained_weights_is_the_exact_vertex_range(seed: int, stack: int, symmetric: bool, left: bool) -> None:
-    """``x W`` (a Gemm: W on the right, ``stack`` rows of x) or ``W @ patches`` (a convolution: W
-    on the left, a stack of ``stack`` samples' patches), W a point with its box: the two-vertex
-    rule gives the range of the general four-vertex rule (to rounding) and contains every
-    sampled ``(x + dx)(W + dW) - x W``, ends of the boxes included; 2,000 rows or samples
-    span several chunks."""
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), stack=st.sampled_from([1, 3, 2000]), symmetric=st.booleans(),
+       form=st.sampled_from(["gemm", "conv", "mul"]))
+def test_product_difference_with_trained_weights_is_the_exact_vertex_range(seed: int, stack: int, symmetric: bool, form: str) -> None:
+    """``x W`` (a Gemm: W on the right, ``stack`` rows of x), ``W @ patches`` (a convolution: W
+    on the left, a stack of ``stack`` samples' patches) or ``x * w`` (elementwise), W a point
+    with its box: the two-vertex rule gives the range of the general four-vertex rule (to
+    rounding) and contains every sampled ``(x + dx)(W + dW) - x W``, ends of the boxes
+    included; 2,000 rows or samples span several chunks."""
     rng = np.random.default_rng(seed)
-    if left:
+    if form == "conv":
         w, dw, w_point, w_wide = _weights(rng, (3, 5), symmetric)
         x, dx, xv = _activations(rng, (stack, 5, 6))
         fast, general = _diff_matmul(w_point, xv), _diff_matmul(w_wide, xv)
         assert fast.lo.shape == (stack, 3, 6)
-    else:
+    elif form == "gemm":
         w, dw, w_point, w_wide = _weights(rng, (5, 4), symmetric)
         x, dx, xv = _activations(rng, (stack, 5))
         fast, general = _diff_matmul(xv, w_point), _diff_matmul(xv, w_wide)
+    else:
+        w, dw, w_point, w_wide = _weights(rng, (5,), symmetric)
+        x, dx, xv = _activations(rng, (stack, 5))
+        fast, general = _diff_mul(xv, w_point), _diff_mul(w_wide, xv)  # the general rule, operands swapped
     assert np.allclose(fast.lo, general.lo, rtol=1e-9, atol=1e-9) and np.allclose(fast.hi, general.hi, rtol=1e-9, atol=1e-9)
     for i in range(40):
         pick = (lambda iv: np.where(rng.random(iv.lo.shape) < 0.5, iv.lo, iv.hi)) if i % 2 else (lambda iv: rng.uniform(iv.lo, iv.hi))
         e, xs, d = pick(dw), pick(x), pick(dx)
-        diff = (w + e) @ (xs + d) - w @ xs if left else (xs + d) @ (w + e) - xs @ w
+        if form == "conv":
+            diff = (w + e) @ (xs + d) - w @ xs
+        elif form == "gemm":
+            diff = (xs + d) @ (w + e) - xs @ w
+        else:
+            diff = (xs + d) * (w + e) - xs * w
         assert np.all(fast.lo <= diff + 1e-12) and np.all(diff <= fast.hi + 1e-12)
