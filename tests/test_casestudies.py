@@ -103,9 +103,10 @@ def test_cat_predicts_male_mostly() -> None:
 #: Retraining the ATH MLPs (float64 Adam, hundreds of epochs) amplifies the last-bit
 #: differences of numpy/BLAS summation order between library builds and CPU kernels:
 #: numpy 2.4.6 moves weights by up to 1.6e-5 from the committed ones on the Intel
-#: machines they were trained on, and by up to 1.6e-4 on an AMD EPYC machine of the same kind.  What must be stable across library versions is compared instead: the weights
-#: within WEIGHT_ATOL, the function within OUTPUT_ATOL, the labels of the data, and the
-#: proved bracket of the case study.
+#: machines they were trained on, and by up to 1.6e-4 on an AMD EPYC machine.  What must
+#: be stable across library versions is compared instead: the weights within WEIGHT_ATOL,
+#: the function within OUTPUT_ATOL, the labels of the data, and the proved bracket of the
+#: case study.
 WEIGHT_ATOL = 1e-3
 OUTPUT_ATOL = 1e-3
 
