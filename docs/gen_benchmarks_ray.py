@@ -32,8 +32,16 @@ def ray(d: dict) -> str:
     ]
     if digits is not None:
         rows.append(_bnb_row("(b2) branch and bound, digits 64-64-64-10 at image 1,500", digits, t.get("bnb_digits")))
+    cnn = d.get("bnb_cnn")
+    if cnn is not None:
+        rows.append(_bnb_row("(b3) branch and bound, MNIST CNN with pooling at image 0", cnn, t.get("bnb_cnn")))
     out = head + "\n" + table(["workload", "one process s", f"{w} workers s", "speedup", "results (one process / Ray)",
                                f">= {t.get('speedup')}x"], rows)
+    if "bnb_met_by" in t:
+        met = t["bnb_met_by"]
+        out += ("\n\nTarget (b), one branch-and-bound query of >= 60 s in one process at >= "
+                f"{t.get('speedup')}x: {'met by ' + ', '.join(met) if met else 'not met by any query'}; "
+                "per query in the last column (a query's per-box cost decides it: docs/scaling.md).")
     out += ("\n\nThe one-process column's cores are its CPU time over wall time: numpy's BLAS threads run on both cores "
             "in one process (docs/scaling.md says what they buy on each query).")
     out += (f"\n\nTask overhead: Ray start-up {num(d.get('ray_startup_s'), '.1f')} s; an empty task "
@@ -46,7 +54,12 @@ def ray(d: dict) -> str:
             f"{num(b.get('one_process_runs_s', [b['one_process_s']])[0], '.1f')} s in the first one-process run "
             f"(driver's serial share {num(100 * b['serial_fraction'], '.0f')}%), "
             f"{num(b['per_box_bound_s'] * 1e3, '.1f')} ms per box; boxes per task for < 5% task overhead: "
-            f"{m['bnb']['boxes_per_task_for_5pct']}.\n\n")
+            f"{m['bnb']['boxes_per_task_for_5pct']}.")
+    if cnn is not None:
+        out += (f" B&B (b3): {num(cnn['per_box_bound_s'], '.2f')} s per box, driver's serial share "
+                f"{num(100 * cnn['serial_fraction'], '.0f')}%, {cnn['tasks']} tasks in {cnn['steps']} steps; workers busy "
+                f"{num(100 * cnn['split']['worker_busy_fraction'], '.0f')}% of the time.")
+    out += "\n\n"
     rows = [[wk, num(m["dataset"][wk]["50"], ".1f"), num(m["dataset"][wk]["10000"], ".1f"), num(m["bnb"][wk]["batch_128"], ".2f"),
              f"{num(m['bnb'][wk]['batch_grown'], '.2f')} ({m['bnb'][wk]['grown_batch_boxes']} boxes)"] for wk in m["dataset"]]
     out += "Predicted speedup (model of `docs/scaling.md`, fitted to the numbers above):\n\n"

@@ -22,7 +22,14 @@ import pytest
 from paramverify import api
 from paramverify.cli import main
 from paramverify.distributed.dataset import RowJob, portable, run_rows
-from paramverify.distributed.runtime import ParallelConfig, RayPool, pack, unpack
+from paramverify.distributed.runtime import (
+    MIN_TASKS_PER_BATCH,
+    ParallelConfig,
+    RayPool,
+    chunk_size,
+    pack,
+    unpack,
+)
 from paramverify.options import Options
 from tests.netgen import random_mlp
 
@@ -330,6 +337,28 @@ def test_lost_worker_beyond_retries_reports_finished_rows(files, ray_up, tmp_pat
     assert stopped is not None and "lost" in stopped
     assert got[3] is None
     assert all(g is None or strip_times(g[1]) == strip_times(r[1]) for g, r in zip(got, reference))
+
+
+def test_chunk_size_cuts_small_batches_into_several_tasks():
+    """A search's first steps (1, 2, 4, ... boxes) go out in MIN_TASKS_PER_BATCH tasks where
+    they have the rows, full batches in chunks of boxes_per_task; the size depends on the batch
+    and boxes_per_task only (never on the number of workers)."""
+    assert MIN_TASKS_PER_BATCH == 4
+    assert [chunk_size(n, 32) for n in (1, 2, 4, 8, 16, 64, 127, 128, 129, 1000)] == [1, 1, 1, 2, 4, 16, 31, 32, 32, 32]
+    assert [chunk_size(n, 3) for n in (1, 5, 12, 13, 100)] == [1, 1, 3, 3, 3]
+    for n in range(1, 300):
+        for k in (1, 4, 32):
+            c = chunk_size(n, k)
+            assert 1 <= c <= k and -(-n // c) >= min(n, MIN_TASKS_PER_BATCH)
+
+
+def test_a_small_batch_is_spread_over_the_workers(ray_up):
+    """Eight rows at 32 boxes per task are four tasks of two rows, joined back in order."""
+    pool = RayPool(ParallelConfig(workers=2), ray_up)
+    lo, hi = np.zeros((8, 3)), np.arange(24.0).reshape(8, 3)
+    before = pool.stats["tasks"]
+    got = pool.spread(lambda a, b: (b - a).sum(axis=1))(lo, hi)
+    assert np.array_equal(got, hi.sum(axis=1)) and pool.stats["tasks"] - before == 4
 
 
 def test_branch_and_bound_falls_back_to_the_driver_when_workers_are_lost(ray_up):

@@ -36,6 +36,22 @@ def install_hint() -> str:
     return INSTALL
 
 
+MIN_TASKS_PER_BATCH = 4
+
+
+def chunk_size(n: int, boxes_per_task: int) -> int:
+    """Rows per task for a batch of ``n`` rows: ``boxes_per_task``, or fewer where that would
+    leave fewer than :data:`MIN_TASKS_PER_BATCH` tasks (at least one row each).
+
+    A branch-and-bound search's first steps double from one box, and on a model whose
+    boxes take seconds each (a convolutional network's CROWN pass) a step of 16 boxes in
+    one task of 32 would run on one worker while the others wait.  The size depends on
+    ``n`` and ``boxes_per_task`` only, never on the number of workers, so every worker
+    count computes the same numbers.
+    """
+    return max(1, min(boxes_per_task, n // MIN_TASKS_PER_BATCH))
+
+
 @dataclass(frozen=True)
 class ParallelConfig:
     """Where tasks run: ``workers`` local CPUs (a Ray instance the command starts)
@@ -43,8 +59,9 @@ class ParallelConfig:
 
     ``max_retries``: Ray re-runs a task whose worker died this many times.
     ``boxes_per_task``: branch and bound ships its batches in chunks of this
-    many boxes; the chunking does not depend on the number of workers, so
-    every worker count computes the same numbers.  A step bounds 128 boxes,
+    many boxes (a batch of fewer than 4 x that many in 4 smaller chunks:
+    :func:`chunk_size`); the chunking does not depend on the number of workers,
+    so every worker count computes the same numbers.  A step bounds 128 boxes,
     so at most 128 / ``boxes_per_task`` workers share one step (4 at the
     default 32, which 2 workers on 2 cores ran fastest: docs/scaling.md).
     ``cpus_per_task``: CPUs Ray reserves for each task (2 on a 2-CPU instance
@@ -84,8 +101,9 @@ def add_parallel_args(p: argparse.ArgumentParser, boxes: bool = False) -> None:
     if boxes:
         default = ParallelConfig.boxes_per_task
         g.add_argument("--boxes-per-task", type=int, metavar="K", default=default,
-                       help=f"branch and bound (--domain): boxes per task (default {default}); a step bounds 128 boxes, "
-                            "so at most 128/K workers share it: use 8 or 16 on larger clusters")
+                       help=f"branch and bound (--domain): boxes per task (default {default}; a smaller step goes out "
+                            "in 4 tasks); a step bounds 128 boxes, so at most 128/K workers share it: "
+                            "use 8 or 16 on larger clusters")
 
 
 def parallel_config(args: argparse.Namespace) -> ParallelConfig:
@@ -297,10 +315,9 @@ class RayPool:
         """
         ray = self.ray
         holder: dict[str, Any] = {}
-        per = self.config.boxes_per_task
-
         def begin(*args: Any) -> Pending:
             n = len(args[0])
+            per = chunk_size(n, self.config.boxes_per_task)
             rows = [isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == n for a in args]
             cuts = [(s, min(s + per, n)) for s in range(0, n, per)]
 
