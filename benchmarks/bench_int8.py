@@ -1,10 +1,11 @@
 """The deployed int8 digits CNN against its float model (issue: int8 vs float, differential).
 
-    nice python benchmarks/bench_int8.py [--n 20] [--radius 0.02] [--timeout 28] [--eps-timeout 10]
+    nice python benchmarks/bench_int8.py [--variant standard|penalized] [--n 20] [--radius 0.02] [--timeout 28] [--eps-timeout 10]
 
 Models: ``benchmarks/train_int8_cnn.py`` (a digits CNN with max and average
 pooling, and its onnxruntime ``quantize_static`` copies in QDQ and
-QOperator format).  For each of the first ``--n`` held-out test images and
+QOperator format; ``--variant penalized``: the same network trained with
+``--penalty 3``, a penalty on its first-order sensitivity to activation rounding).  For each of the first ``--n`` held-out test images and
 each int8 copy, on the L-inf ball of radius ``--radius`` around the image:
 
 * ``verify --property label`` (the int8 label equals the float label on the
@@ -40,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_common import machine_info, write_results
-from train_int8_cnn import FLOAT, QDQ, QOP, data
+from train_int8_cnn import VARIANTS, data, paths
 
 from paramverify import api
 from paramverify.options import Options
@@ -72,8 +73,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=28.0, help="time limit of the label verification (s)")
     ap.add_argument("--eps-timeout", type=float, default=10.0, help="time limit of the eps bracket (s)")
     ap.add_argument("--samples", type=int, default=10_000)
-    ap.add_argument("--out", default=str(HERE / "results" / "int8.json"))
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="standard",
+                    help="standard: the cross-entropy-trained CNN (results/int8.json); penalized: the one trained "
+                         "with the rounding-sensitivity penalty, train_int8_cnn.py --penalty 3 (results/int8_penalized.json)")
+    ap.add_argument("--out", default=None, help="JSON path (default by --variant)")
     args = ap.parse_args()
+    FLOAT, QDQ, QOP, _ = paths(VARIANTS[args.variant])
+    out_path = args.out or str(HERE / "results" / ("int8.json" if args.variant == "standard" else "int8_penalized.json"))
     _, _, xte, _ = data()
     rows = []
     for fmt, qpath in (("QDQ", QDQ), ("QOperator", QOP)):
@@ -118,10 +124,10 @@ def main() -> None:
         decided = sum(r["label_verdict"] in ("verified", "falsified") for r in rs)
         target[fmt] = {"verdicts": decided, "of": len(rs), "max_label_time_s": max((r["label_time_s"] for r in rs), default=0.0),
                        "met": bool(rs) and decided >= 0.9 * len(rs) and all(r["label_time_s"] < 30 for r in rs)}
-    out = {"benchmark": "int8", "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
+    out = {"benchmark": "int8", "variant": args.variant, "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
            "models": {"float": FLOAT.name, "QDQ": QDQ.name, "QOperator": QOP.name}, "machine": machine_info(),
            "command": " ".join(["python"] + sys.argv), "rows": rows}
-    print(f"wrote {write_results(args.out, out)}")
+    print(f"wrote {write_results(out_path, out)}")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
-def section(d: dict) -> str:
-    rows = d["rows"]
-    m = d["machine"]
-    parts = [(
-        f"The digits CNN of `benchmarks/train_int8_cnn.py` (Conv, Relu, MaxPool, Conv, Relu, AveragePool, two Gemm; "
-        f"`{d['models']['float']}`) against its onnxruntime `quantize_static` copies in QDQ format "
-        f"(`{d['models']['QDQ']}`) and QOperator format (`{d['models']['QOperator']}`), on the L-inf ball of radius "
-        f"{d['radius']} around each of the first {d['n_images']} held-out test images (pixels in [0, 1]), activation "
-        f"rounding included (`--quantized`, [int8.md](int8.md)). Label: `verify --property label` with a "
-        f"{d['timeout_s']:g} s limit; eps: `bound --property eps` (largest |int8(x) - float(x)|) with a "
-        f"{d['eps_timeout_s']:g} s limit. Soundness: {rows[0]['samples']:,} points per ball through onnxruntime on both "
-        f"models. Measured with `{d.get('command', 'python benchmarks/bench_int8.py')}` on {m['cpus']} shared cores "
-        f"(load average {m['load_average_1_5_15']}).\n"
-    )]
+def _summary(rows: list[dict]) -> str:
     summary = []
     for fmt in ("QDQ", "QOperator"):
         rs = [r for r in rows if r["format"] == fmt]
@@ -46,10 +33,10 @@ def section(d: dict) -> str:
             f"{max(r['sampled_max_diff'] for r in rs):.3g}",
             "**PASS**" if all(r["sound"] for r in rs) else "FAIL",
         ])
-    parts.append(_table(["int8 model", "label verdicts (target >= 18 / 20, each < 30 s)", "verified", "falsified (replayed)",
+    out = [_table(["int8 model", "label verdicts (target >= 18 / 20, each < 30 s)", "verified", "falsified (replayed)",
                          "label time median / max (s)", "eps lower (witness)",
-                         "eps upper (proof)", "largest sampled diff", "sound on samples"], summary))
-    parts.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|; for an unknown "
+                         "eps upper (proof)", "largest sampled diff", "sound on samples"], summary)]
+    out.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|; for an unknown "
                  "ball the int8 margin of the float label: proved lower end, lowest found by the falsifier, lowest of "
                  "the samples):\n")
 
@@ -60,10 +47,28 @@ def section(d: dict) -> str:
         found = "-" if m["lowest_found"] is None else f"{m['lowest_found']:.3g}"
         return f"[{m['proved_at_least']:.3g}, {found}], samples {m['sampled_min']:.3g}"
 
-    parts.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max", "int8 margin (unknown)"],
+    out.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max", "int8 margin (unknown)"],
                         [[r["format"], r["image"], r["label_verdict"], f"{r['label_time_s']:.2f}",
                           f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}", margin(r)]
                          for r in rows]))
+    return "\n".join(out)
+
+
+def section(d: dict) -> str:
+    rows = d["rows"]
+    m = d["machine"]
+    parts = [(
+        f"The digits CNN of `benchmarks/train_int8_cnn.py` (Conv, Relu, MaxPool, Conv, Relu, AveragePool, two Gemm; "
+        f"`{d['models']['float']}`) against its onnxruntime `quantize_static` copies in QDQ format "
+        f"(`{d['models']['QDQ']}`) and QOperator format (`{d['models']['QOperator']}`), on the L-inf ball of radius "
+        f"{d['radius']} around each of the first {d['n_images']} held-out test images (pixels in [0, 1]), activation "
+        f"rounding included (`--quantized`, [int8.md](int8.md)). Label: `verify --property label` with a "
+        f"{d['timeout_s']:g} s limit; eps: `bound --property eps` (largest |int8(x) - float(x)|) with a "
+        f"{d['eps_timeout_s']:g} s limit. Soundness: {rows[0]['samples']:,} points per ball through onnxruntime on both "
+        f"models. Measured with `{d.get('command', 'python benchmarks/bench_int8.py')}` on {m['cpus']} shared cores "
+        f"(load average {m['load_average_1_5_15']}).\n"
+    )]
+    parts.append(_summary(rows))
     parts.append(
         "\nHow to read it: VERIFIED comes from CROWN margin rows of both networks over the ball (split into pieces by "
         "the float margin's slope); FALSIFIED from a float-margin descent and a random coordinate search scored on the int8 "
@@ -97,3 +102,19 @@ def section(d: dict) -> str:
         "and stay several times wider for the same reason."
     )
     return "\n".join(parts) + "\n"
+
+
+def penalized(d: dict) -> str:
+    """The section of results/int8_penalized.json: the same flow on the CNN trained with the penalty."""
+    rows, m = d["rows"], d["machine"]
+    intro = (
+        f"The same network and flow as above, trained by `python benchmarks/train_int8_cnn.py --penalty 3` "
+        f"(`{d['models']['float']}`, its copies `{d['models']['QDQ']}` and `{d['models']['QOperator']}`): on top of "
+        "the cross-entropy, a hinge on the margin of the true class against its first-order change under an input move "
+        "of 0.05 per pixel plus half an int8 step on every activation, which is what the bounds pay for each rounding "
+        "([int8.md](int8.md), \"A model trained for it\"). Same balls (radius "
+        f"{d['radius']}, the first {d['n_images']} held-out images), limits ({d['timeout_s']:g} s label, "
+        f"{d['eps_timeout_s']:g} s eps) and sampling check. Measured with `{d.get('command', '')}` on {m['cpus']} shared "
+        f"cores (load average {m['load_average_1_5_15']}).\n"
+    )
+    return intro + "\n" + _summary(rows) + "\n"
