@@ -167,9 +167,10 @@ def main() -> None:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         accs[name] = float((sess.run(None, {"x": xte})[0].argmax(1) == yte).mean())
     perm = np.random.default_rng(0).permutation(len(xtr) + len(xte))
-    split_path.write_text(json.dumps({"test_indices": perm[:N_TEST].tolist(), "epochs": epochs,
-                                      "penalty": args.penalty, "penalty_eps": args.penalty_eps if args.penalty > 0 else None, "accuracy_train": acc_train,
-                                 "accuracy_test": acc_test, "accuracy_test_int8": accs}, indent=1) + "\n")
+    split = {"test_indices": perm[:N_TEST].tolist(), "epochs": epochs, "penalty": args.penalty,
+             "penalty_eps": args.penalty_eps if args.penalty > 0 else None, "accuracy_train": acc_train,
+             "accuracy_test": acc_test, "accuracy_test_int8": accs}
+    split_path.write_text(json.dumps(split, indent=1) + "\n")
     print(f"float: train {acc_train:.3f} test {acc_test:.3f}; int8 test {accs}")
 
 
