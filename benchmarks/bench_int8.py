@@ -78,14 +78,14 @@ def main() -> None:
                          "with the rounding-sensitivity penalty, train_int8_cnn.py --penalty 3 (results/int8_penalized.json)")
     ap.add_argument("--out", default=None, help="JSON path (default by --variant)")
     args = ap.parse_args()
-    FLOAT, QDQ, QOP, _ = paths(VARIANTS[args.variant])
+    float_path, qdq_path, qop_path, _ = paths(VARIANTS[args.variant])
     out_path = args.out or str(HERE / "results" / ("int8.json" if args.variant == "standard" else "int8_penalized.json"))
     _, _, xte, _ = data()
     rows = []
-    for fmt, qpath in (("QDQ", QDQ), ("QOperator", QOP)):
+    for fmt, qpath in (("QDQ", qdq_path), ("QOperator", qop_path)):
         for i in range(args.n):
             x0 = xte[i].reshape(-1).astype(np.float64)
-            problem = api.make_problem(str(FLOAT), quantized_model=str(qpath), x0=x0, radius=args.radius)
+            problem = api.make_problem(str(float_path), quantized_model=str(qpath), x0=x0, radius=args.radius)
             t = time.monotonic()
             v = api.verify(problem, "label", options=Options(timeout_s=args.timeout))
             t_label = time.monotonic() - t
@@ -93,7 +93,7 @@ def main() -> None:
             b = api.bound(problem, "eps", options=Options(timeout_s=args.eps_timeout, tolerance=1e-3))
             t_eps = time.monotonic() - t
             xs = sample(x0, args.radius, args.samples, seed=i)
-            y_f, y_q = ort_rows(FLOAT, xs, optimize=False), ort_rows(qpath, xs, optimize=True)
+            y_f, y_q = ort_rows(float_path, xs, optimize=False), ort_rows(qpath, xs, optimize=True)
             observed = float(np.max(np.abs(y_q - y_f)))
             disagree = int(np.sum(np.argmax(y_q, 1) != np.argmax(y_f, 1)))
             row = {"format": fmt, "image": i, "label_verdict": v.name, "label_time_s": round(t_label, 3),
@@ -125,7 +125,7 @@ def main() -> None:
         target[fmt] = {"verdicts": decided, "of": len(rs), "max_label_time_s": max((r["label_time_s"] for r in rs), default=0.0),
                        "met": bool(rs) and decided >= 0.9 * len(rs) and all(r["label_time_s"] < 30 for r in rs)}
     out = {"benchmark": "int8", "variant": args.variant, "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
-           "models": {"float": FLOAT.name, "QDQ": QDQ.name, "QOperator": QOP.name}, "machine": machine_info(),
+           "models": {"float": float_path.name, "QDQ": qdq_path.name, "QOperator": qop_path.name}, "machine": machine_info(),
            "command": " ".join(["python"] + sys.argv), "rows": rows}
     print(f"wrote {write_results(out_path, out)}")
 

@@ -48,8 +48,6 @@ def paths(stem: str = "int8_digits_cnn") -> tuple[Path, Path, Path, Path]:
     return (MODELS / f"{stem}.onnx", MODELS / f"{stem}.qdq.onnx", MODELS / f"{stem}.qop.onnx",
             MODELS / f"{stem}.split.json")
 
-
-FLOAT, QDQ, QOP, SPLIT = paths()
 VARIANTS = {"standard": "int8_digits_cnn", "penalized": "int8_digits_cnn_rs"}
 
 
@@ -75,10 +73,17 @@ def build():
             self.f1 = torch.nn.Linear(8 * 2 * 2, 32)
             self.f2 = torch.nn.Linear(32, 10)
 
+        def activations(self, x):
+            """The hidden activations (first conv's relu, second conv's relu, average pool,
+            hidden Gemm's relu) and the logits."""
+            a1 = torch.relu(self.c1(x))
+            a2 = torch.relu(self.c2(torch.nn.functional.max_pool2d(a1, 2)))
+            p2 = torch.nn.functional.avg_pool2d(a2, 2)
+            h = torch.relu(self.f1(torch.flatten(p2, 1)))
+            return [a1, a2, p2, h], self.f2(h)
+
         def forward(self, x):
-            x = torch.nn.functional.max_pool2d(torch.relu(self.c1(x)), 2)
-            x = torch.nn.functional.avg_pool2d(torch.relu(self.c2(x)), 2)
-            return self.f2(torch.relu(self.f1(torch.flatten(x, 1))))
+            return self.activations(x)[1]
 
     return DigitsCNN()
 
@@ -89,14 +94,9 @@ def rounding_slack(model, x, y, eps: float):
     import torch.nn.functional as F
 
     x = x.clone().requires_grad_(True)
-    a1 = torch.relu(model.c1(x))
-    a2 = torch.relu(model.c2(F.max_pool2d(a1, 2)))
-    p2 = F.avg_pool2d(a2, 2)
-    h = torch.relu(model.f1(torch.flatten(p2, 1)))
-    z = model.f2(h)
+    acts, z = model.activations(x)
     true = F.one_hot(y, 10).bool()
     margin = z[true] - torch.where(true, -torch.inf, z).max(1).values
-    acts = [a1, a2, p2, h]
     grads = torch.autograd.grad(margin.sum(), [x, *acts], create_graph=True)
     slack = eps * grads[0].abs().flatten(1).sum(1)
     for a, g in zip(acts, grads[1:]):
