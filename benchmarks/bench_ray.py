@@ -42,7 +42,7 @@ on 2 local cores: >= 1.7x with 2 workers, results identical to one process):
     box costs seconds (CROWN through two convolutions), not milliseconds: the query a
     user takes to a cluster, where the driver's per-step work and the task overhead vanish
     beside the bound work.  The search's first steps double from one box, so steps of fewer
-    than 4 x ``boxes_per_task`` boxes go out in 4 smaller tasks
+    than 4 x ``boxes_per_task`` boxes go out in 4 or more smaller tasks
     (``paramverify.distributed.runtime.chunk_size``).
 (c) overhead: per-task round trip of empty tasks, bytes shipped per task, the
     per-box bound cost, fitted into the model of docs/scaling.md.

@@ -340,7 +340,7 @@ def test_lost_worker_beyond_retries_reports_finished_rows(files, ray_up, tmp_pat
 
 
 def test_chunk_size_cuts_small_batches_into_several_tasks():
-    """A search's first steps (1, 2, 4, ... boxes) go out in MIN_TASKS_PER_BATCH tasks where
+    """A search's first steps (1, 2, 4, ... boxes) go out in at least MIN_TASKS_PER_BATCH tasks where
     they have the rows, full batches in chunks of boxes_per_task; the size depends on the batch
     and boxes_per_task only (never on the number of workers)."""
     assert MIN_TASKS_PER_BATCH == 4

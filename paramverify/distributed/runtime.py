@@ -59,8 +59,8 @@ class ParallelConfig:
 
     ``max_retries``: Ray re-runs a task whose worker died this many times.
     ``boxes_per_task``: branch and bound ships its batches in chunks of this
-    many boxes (a batch of fewer than 4 x that many in 4 smaller chunks:
-    :func:`chunk_size`); the chunking does not depend on the number of workers,
+    many boxes (a batch of fewer than 4 x that many in at least 4 smaller
+    chunks: :func:`chunk_size`); the chunking does not depend on the number of workers,
     so every worker count computes the same numbers.  A step bounds 128 boxes,
     so at most 128 / ``boxes_per_task`` workers share one step (4 at the
     default 32, which 2 workers on 2 cores ran fastest: docs/scaling.md).
@@ -102,7 +102,7 @@ def add_parallel_args(p: argparse.ArgumentParser, boxes: bool = False) -> None:
         default = ParallelConfig.boxes_per_task
         g.add_argument("--boxes-per-task", type=int, metavar="K", default=default,
                        help=f"branch and bound (--domain): boxes per task (default {default}; a smaller step goes out "
-                            "in 4 tasks); a step bounds 128 boxes, so at most 128/K workers share it: "
+                            "in 4 or more tasks); a step bounds 128 boxes, so at most 128/K workers share it: "
                             "use 8 or 16 on larger clusters")
 
 
@@ -315,6 +315,7 @@ class RayPool:
         """
         ray = self.ray
         holder: dict[str, Any] = {}
+
         def begin(*args: Any) -> Pending:
             n = len(args[0])
             per = chunk_size(n, self.config.boxes_per_task)
