@@ -34,11 +34,11 @@ def _summary(rows: list[dict]) -> str:
             "**PASS**" if all(r["sound"] for r in rs) else "FAIL",
         ])
     out = [_table(["int8 model", "label verdicts (target >= 18 / 20, each < 30 s)", "verified", "falsified (replayed)",
-                         "label time median / max (s)", "eps lower (witness)",
-                         "eps upper (proof)", "largest sampled diff", "sound on samples"], summary)]
+                   "label time median / max (s)", "eps lower (witness)",
+                   "eps upper (proof)", "largest sampled diff", "sound on samples"], summary)]
     out.append("\nPer image (label verdict, label time, eps bracket, largest sampled |int8 - float|; for an unknown "
-                 "ball the int8 margin of the float label: proved lower end, lowest found by the falsifier, lowest of "
-                 "the samples):\n")
+               "ball the int8 margin of the float label: proved lower end, lowest found by the falsifier, lowest of "
+               "the samples):\n")
 
     def margin(r: dict) -> str:
         m = r.get("int8_margin")
@@ -48,9 +48,9 @@ def _summary(rows: list[dict]) -> str:
         return f"[{m['proved_at_least']:.3g}, {found}], samples {m['sampled_min']:.3g}"
 
     out.append(_table(["model", "image", "label", "time (s)", "eps bracket", "sampled max", "int8 margin (unknown)"],
-                        [[r["format"], r["image"], r["label_verdict"], f"{r['label_time_s']:.2f}",
-                          f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}", margin(r)]
-                         for r in rows]))
+                      [[r["format"], r["image"], r["label_verdict"], f"{r['label_time_s']:.2f}",
+                        f"[{r['eps_lower']:.3g}, {r['eps_upper']:.3g}]", f"{r['sampled_max_diff']:.3g}", margin(r)]
+                       for r in rows]))
     return "\n".join(out)
 
 
