@@ -52,7 +52,8 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_int8.py` | the digits CNN against its onnxruntime int8 QDQ and QOperator copies: label agreement and the bracket on the largest int8-float output difference on balls around test images, checked on onnxruntime samples | `--variant standard|penalized`, `--n`, `--radius`, `--timeout`, `--eps-timeout`, `--samples` |
 | `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and three branch-and-bound queries (MNIST and digits MLPs, MNIST CNN), task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--digits-splits N`, `--digits-radius R`, `--cnn-splits N`, `--cnn-radius R`, `--boxes-per-task K`, `--repeat R`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
-| `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |"""
+| `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |
+| `train_int8_cnn.py` | rebuilds `models/int8_digits_cnn.onnx` and its QDQ and QOperator copies; `--penalty L` the rounding-sensitivity-penalized variant `int8_digits_cnn_rs.*` (`bench_int8.py --variant penalized`) | `--epochs`, `--penalty L`, `--penalty-eps E` |"""
 
 
 def intro(R: dict) -> str:
