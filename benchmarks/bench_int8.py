@@ -1,12 +1,13 @@
 """The deployed int8 digits CNN against its float model (issue: int8 vs float, differential).
 
-    nice python benchmarks/bench_int8.py [--variant standard|penalized] [--n 20] [--radius 0.02] [--timeout 28] [--eps-timeout 10]
+    nice python benchmarks/bench_int8.py [--variant standard|penalized] [--n 20] [--first 0] [--radius 0.02] [--timeout 28] [--eps-timeout 10]
 
 Models: ``benchmarks/train_int8_cnn.py`` (a digits CNN with max and average
 pooling, and its onnxruntime ``quantize_static`` copies in QDQ and
 QOperator format; ``--variant penalized``: the same network trained with
-``--penalty 3``, a penalty on its first-order sensitivity to activation rounding).  For each of the first ``--n`` held-out test images and
-each int8 copy, on the L-inf ball of radius ``--radius`` around the image:
+``--penalty 3``, a penalty on its first-order sensitivity to activation rounding).  For each of ``--n`` held-out
+test images from index ``--first`` on (``--first 20``: images 20-39, which played no part in choosing the
+penalty; their JSON gets the suffix ``_from20``) and each int8 copy, on the L-inf ball of radius ``--radius`` around the image:
 
 * ``verify --property label`` (the int8 label equals the float label on the
   whole ball), with a time limit of ``--timeout`` seconds (the target: a
@@ -68,7 +69,8 @@ def sample(x0: np.ndarray, r: float, n: int, seed: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--n", type=int, default=20, help="number of test images")
+    ap.add_argument("--first", type=int, default=0, help="index of the first test image (default 0)")
     ap.add_argument("--radius", type=float, default=0.02)
     ap.add_argument("--timeout", type=float, default=28.0, help="time limit of the label verification (s)")
     ap.add_argument("--eps-timeout", type=float, default=10.0, help="time limit of the eps bracket (s)")
@@ -79,11 +81,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON path (default by --variant)")
     args = ap.parse_args()
     float_path, qdq_path, qop_path, _ = paths(VARIANTS[args.variant])
-    out_path = args.out or str(HERE / "results" / ("int8.json" if args.variant == "standard" else "int8_penalized.json"))
+    stem = "int8" if args.variant == "standard" else "int8_penalized"
+    out_path = args.out or str(HERE / "results" / (stem + (f"_from{args.first}" if args.first else "") + ".json"))
     _, _, xte, _ = data()
     rows = []
     for fmt, qpath in (("QDQ", qdq_path), ("QOperator", qop_path)):
-        for i in range(args.n):
+        for i in range(args.first, args.first + args.n):
             x0 = xte[i].reshape(-1).astype(np.float64)
             problem = api.make_problem(str(float_path), quantized_model=str(qpath), x0=x0, radius=args.radius)
             t = time.monotonic()
@@ -124,7 +127,7 @@ def main() -> None:
         decided = sum(r["label_verdict"] in ("verified", "falsified") for r in rs)
         target[fmt] = {"verdicts": decided, "of": len(rs), "max_label_time_s": max((r["label_time_s"] for r in rs), default=0.0),
                        "met": bool(rs) and decided >= 0.9 * len(rs) and all(r["label_time_s"] < 30 for r in rs)}
-    out = {"benchmark": "int8", "variant": args.variant, "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n,
+    out = {"benchmark": "int8", "variant": args.variant, "radius": args.radius, "target": target, "timeout_s": args.timeout, "eps_timeout_s": args.eps_timeout, "n_images": args.n, "first_image": args.first,
            "models": {"float": float_path.name, "QDQ": qdq_path.name, "QOperator": qop_path.name}, "machine": machine_info(),
            "command": " ".join(["python"] + sys.argv), "rows": rows}
     print(f"wrote {write_results(out_path, out)}")

@@ -24,10 +24,12 @@ Everything here only proposes points; what is reported is replayed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from paramverify.bounds.falsify import evaluate, nominal_margin, output_change
@@ -69,20 +71,35 @@ def int8_runner(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     round the other way, and a counterexample must hold on the file.
     """
     check(problem.graph.replay_models is not None, "int8_runner needs an int8 lowering")
+    return _file_runner(problem, problem.graph.replay_models[1])  # type: ignore[index]
+
+
+def float_runner(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
+    """``xs [N, d] -> [N, k]``: the float file on onnxruntime (float32), a batch per run.
+
+    The searches score candidates with it: it is several times faster than the
+    float64 lowering on a batch.  Only scores come from it; a point is reported
+    after ``confirm`` / :func:`confirm_int8` re-evaluate it in float64.
+    """
+    check(problem.graph.replay_models is not None, "float_runner needs an int8 lowering")
+    return _file_runner(problem, problem.graph.replay_models[0])  # type: ignore[index]
+
+
+def _file_runner(problem: Problem, model: onnx.ModelProto) -> Callable[[np.ndarray], np.ndarray]:
     g = problem.graph
-    qm = g.replay_models[1]  # type: ignore[index]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(qm.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    name = next(i.name for i in qm.graph.input if i.name not in {t.name for t in qm.graph.initializer})
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+    out = model.graph.output[0].name
     # one row per run: dynamic quantization picks its grid from the whole tensor, and a file may fix its batch to 1
-    per_sample = any(n.op_type == "DynamicQuantizeLinear" for n in qm.graph.node) or fixed_batch_of_one(qm, name)
+    per_sample = any(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node) or fixed_batch_of_one(model, name)
     dtype = input_dtype(g)
 
     def run(xs: np.ndarray) -> np.ndarray:
         batch = g.as_batch(xs).astype(dtype)
         parts = [batch[i : i + 1] for i in range(len(batch))] if per_sample else [batch]
-        ys = [np.asarray(sess.run(None, {name: b})[0], dtype=np.float64).reshape(len(b), -1) for b in parts]
+        ys = [np.asarray(sess.run([out], {name: b})[0], dtype=np.float64).reshape(len(b), -1) for b in parts]
         return np.concatenate(ys, axis=0)
 
     return run
@@ -110,6 +127,9 @@ def confirm_int8(problem: Problem, x: np.ndarray) -> Counterexample | None:
     return Counterexample(xs, params, y0[0], rq[0], replayed=True, onnxruntime_outputs=(r0[0], rq[0]),
                           note="int8 outputs are the int8 file's on onnxruntime")
 
+
+#: rounds of the coordinate search when it has no deadline
+ROUNDS_UNTIMED = 400
 
 #: weight of the float margin in the coordinate search's score (orders the points of one int8 step)
 TIE_BREAK = 0.01
@@ -143,7 +163,7 @@ class LabelSearch:
 
 
 def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, restarts: int = 6, steps: int = 30,
-                       neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int = 400,
+                       neighbours: int = 32, max_replays: int = 4, batch: int = 256, rounds: int | None = None,
                        restart_after: int = 40, progress: ProgressSink | None = None) -> LabelSearch:
     """A replayed input where the int8 model does not keep the float label, if one is found
     (:class:`LabelSearch`, which also keeps the lowest int8 margin seen).
@@ -155,7 +175,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     0.5) of 0: a search over box coordinates that drives the int8 margin of ``c``
     down (the rounding errors of the int8 model line up at such coordinate choices,
     which gradients of the step function cannot see).  Each of at most ``rounds``
-    rounds scores ``batch`` random moves of 1 to 7 coordinates (to a box end or a
+    rounds (default: until the deadline, or 400 without one) scores ``batch`` random moves of 1 to 7 coordinates (to a box end or a
     uniform value) and a sweep of 16 values of each of up to 64 coordinates; it
     moves to the best point when that is better (int8 margin first, 0.01 x the float
     margin to order the points of one int8 step), else to a random point of the
@@ -179,7 +199,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
     c = int(np.argmax(g.evaluate(centre)[0]))
     objective = nominal_margin(c, problem.level, False)
     tried = [0]
-    run_int8 = int8_runner(problem)
+    run_int8, run_float = int8_runner(problem), float_runner(problem)
     low = [np.inf, None]  # the lowest int8 margin of c seen, and where
 
     def int8(xs: np.ndarray) -> np.ndarray:
@@ -229,7 +249,7 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             _, xv, _, _ = evaluate(g, problem.box, x, params, objective)
             u = rng.uniform(-0.3, 0.3, (neighbours, x.size)) * width
             xs = np.clip(np.concatenate([x[None], x[None] + u]), lo, hi)
-            y_f, y_q = g.evaluate(xs), int8(xs)
+            y_f, y_q = run_float(xs), int8(xs)
             gap = max(gap, float(np.max(np.abs(y_q - y_f))))
             fm = _margins(y_f, c)
             if fm[0] < low_m:
@@ -253,6 +273,8 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
         return level, level - TIE_BREAK * _margins(y_f, c)
 
     x, level, best, stall = low_x, -np.inf, -np.inf, restart_after  # round 0 starts at low_x
+    if rounds is None:
+        rounds = ROUNDS_UNTIMED if deadline.remaining() is None else sys.maxsize
     for n in range(rounds):
         if deadline.expired() or tried[0] >= max_replays:
             break
@@ -260,10 +282,10 @@ def label_disagreement(problem: Problem, deadline: Deadline, seed: int = 0, rest
             report(f"coordinates {n + 1}")
         if stall >= restart_after:  # long on one plateau of the int8 step function: start again
             x = low_x if n % (2 * restart_after) < restart_after else rng.uniform(lo, hi)
-            level, best = (float(v[0]) for v in key(g.evaluate(x[None]), int8(x[None])))
+            level, best = (float(v[0]) for v in key(run_float(x[None]), int8(x[None])))
             stall = 0
         cand = np.concatenate([_coordinate_moves(x, lo, hi, rng, batch), _coordinate_sweep(x, lo, hi, rng)])
-        y_f, y_q = g.evaluate(cand), int8(cand)
+        y_f, y_q = run_float(cand), int8(cand)
         ce = replay(cand, y_f, y_q)
         if ce is not None:
             return result(ce)
@@ -299,7 +321,8 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     u = rng.uniform(0, 1, (samples, lo.size))
     u[: samples // 4] = np.round(u[: samples // 4])
     xs = lo + u * (hi - lo)
-    gap = int8(xs) - g.evaluate(xs)
+    flt = float_runner(problem)
+    gap = int8(xs) - flt(xs)
     out, scores = [xs], [np.max(np.abs(gap), axis=1)]
     k = gap.shape[1]
     for o in np.argsort(-np.abs(gap).max(axis=0))[: min(k, 4)]:
@@ -316,7 +339,7 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
             step = np.sign(np.asarray(xv.grad).reshape(-1)) * (hi - lo)
             cand = np.clip(x[None] + np.array([eta, eta / 2, eta / 4])[:, None] * step[None], lo, hi)
             out.append(cand)
-            scores.append(np.max(np.abs(int8(cand) - g.evaluate(cand)), axis=1))
+            scores.append(np.max(np.abs(int8(cand) - flt(cand)), axis=1))
             x = cand[0]
             eta = max(eta * 0.7, 0.02)
     allx, alls = np.concatenate(out), np.concatenate(scores)
@@ -328,7 +351,7 @@ def gap_points(problem: Problem, deadline: Deadline, seed: int = 0, samples: int
     moved_x, moved_s = [], []
     while not stop.expired():
         cand = _coordinate_moves(x, lo, hi, rng, 256)
-        sc = np.max(np.abs(int8(cand) - g.evaluate(cand)), axis=1)
+        sc = np.max(np.abs(int8(cand) - flt(cand)), axis=1)
         b = int(np.argmax(sc))
         if sc[b] > best:
             best, x = float(sc[b]), cand[b]
@@ -363,12 +386,14 @@ def _coordinate_sweep(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.ran
 
 def _coordinate_moves(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` copies of ``x``, each with 1-7 random coordinates moved to a box end (even rows) or a uniform value."""
-    cand = np.repeat(x[None], n, axis=0)
     d = x.size
-    for j, k in enumerate(rng.integers(1, 8, n)):
-        idx = rng.choice(d, size=min(int(k), d), replace=False)
-        cand[j, idx] = np.where(rng.random(idx.size) < 0.5, lo[idx], hi[idx]) if j % 2 == 0 else rng.uniform(lo[idx], hi[idx])
-    return cand
+    k = np.minimum(rng.integers(1, 8, n), d)
+    # row j moves the k_j coordinates whose random keys rank lowest in that row (distinct coordinates)
+    ranks = np.argsort(np.argsort(rng.random((n, d)), axis=1), axis=1)
+    moved = ranks < k[:, None]
+    ends = np.where(rng.random((n, d)) < 0.5, lo, hi)
+    values = np.where((np.arange(n) % 2 == 0)[:, None], ends, rng.uniform(lo, hi, (n, d)))
+    return np.where(moved, values, x[None])
 
 
 def best_gap(problem: Problem, deadline: Deadline, seed: int = 0) -> tuple[float, Counterexample] | None:

@@ -185,7 +185,7 @@ def test_files_with_a_batch_fixed_to_one_run_row_by_row(fmt, tmp_path):
     """torch.onnx.export without dynamic_axes fixes the batch to 1; onnxruntime refuses a
     batch of more rows, so the int8 runner (and the falsifiers and eps bound over it) runs
     such a file one row at a time and gets the file's own outputs."""
-    from paramverify.quantized.attack import int8_runner
+    from paramverify.quantized.attack import float_runner, int8_runner
 
     f = export_float(tmp_path / "float.onnx", seed=3, dynamic_batch=False)
     variant = next(v for v in VARIANTS if v[0] == fmt)
@@ -195,6 +195,32 @@ def test_files_with_a_batch_fixed_to_one_run_row_by_row(fmt, tmp_path):
     xs = sample_ball(x0, 0.05, 7, seed=1)
     got = int8_runner(problem)(xs)
     assert np.allclose(got, ort_outputs(q, xs), rtol=0, atol=1e-6)
+    # the float file scores the searches' candidates too (float32, several times faster than float64)
+    assert np.allclose(float_runner(problem)(xs), ort_outputs(f, xs, optimize=False), rtol=1e-5, atol=1e-5)
     b = api.bound(problem, "eps", options=Options(timeout_s=20))  # the falsifiers score batches of points
     assert 0.0 <= b.lower <= b.upper
     assert float(np.max(np.abs(ort_outputs(q, xs) - ort_outputs(f, xs, optimize=False)))) <= b.upper
+
+
+def test_coordinate_moves_change_one_to_seven_distinct_coordinates_inside_the_box():
+    """Each candidate of the coordinate search moves 1-7 coordinates of x: even rows to a box end,
+    odd rows to a value inside the box; the rest stay x's."""
+    from paramverify.quantized.attack import _coordinate_moves
+
+    rng = np.random.default_rng(0)
+    d = 20
+    lo, hi = -np.arange(1, d + 1, dtype=float), np.arange(1, d + 1, dtype=float)
+    x = np.full(d, 0.25)
+    cand = _coordinate_moves(x, lo, hi, rng, 400)
+    assert cand.shape == (400, d)
+    moved = cand != x
+    assert np.all((moved.sum(axis=1) >= 1) & (moved.sum(axis=1) <= 7))
+    assert set(moved.sum(axis=1)) == set(range(1, 8))
+    assert np.all((cand >= lo) & (cand <= hi))
+    even = cand[::2][moved[::2]]
+    ends = np.concatenate([np.broadcast_to(lo, cand.shape)[::2][moved[::2]], np.broadcast_to(hi, cand.shape)[::2][moved[::2]]])
+    assert np.all(np.isin(even, ends))
+    assert not np.any(np.isin(cand[1::2][moved[1::2]], np.concatenate([lo, hi])))
+    assert np.unique(np.flatnonzero(moved.any(axis=0))).size == d  # every coordinate gets moved somewhere
+    tiny = _coordinate_moves(np.zeros(3), -np.ones(3), np.ones(3), rng, 50)  # fewer coordinates than 7
+    assert np.all(((tiny != 0).sum(axis=1) >= 1) & ((tiny != 0).sum(axis=1) <= 3))
