@@ -14,7 +14,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: the script that writes a result file, where it is not benchmarks/bench_NAME.py
 SCRIPT = {"smoothing_incremental_N20000": "python benchmarks/bench_smoothing.py --skip-throughput",
           "soundness_extreme": "python benchmarks/bench_soundness.py --tier extreme",
-          "int8_penalized": "python benchmarks/train_int8_cnn.py --penalty 3 && python benchmarks/bench_int8.py --variant penalized"}
+          "int8_penalized": "python benchmarks/train_int8_cnn.py --penalty 3 && python benchmarks/bench_int8.py --variant penalized",
+          "int8_penalized_from20": "python benchmarks/bench_int8.py --variant penalized --first 20"}
 #: what a malformed JSON file raises in a section; it renders as a "not measured" line instead
 ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
 

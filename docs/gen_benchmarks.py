@@ -49,7 +49,7 @@ SCRIPTS = """| script | what | scale down / up |
 | `bench_search.py` | mixed-precision search (DDPG against baselines) | `--budgets`, `--episodes`, `--device`, `--no-formal` |
 """ + SL.SCRIPT_ROW + """
 | `bench_compress.py` | robust compression search: the meta-trained agent fine-tuned on a held-out task against uniform scaling, random search and the deepen-before-widening rule at equal evaluation counts, 3 seeds; writes `compress_curves.png` | `--seeds`, `--meta-episodes`, `--evaluations`, `--finetune-steps`, `--eval-images`, `--test-images`, `--work DIR`, `--reuse-meta` |
-| `bench_int8.py` | the digits CNN against its onnxruntime int8 QDQ and QOperator copies: label agreement and the bracket on the largest int8-float output difference on balls around test images, checked on onnxruntime samples | `--variant standard|penalized`, `--n`, `--radius`, `--timeout`, `--eps-timeout`, `--samples` |
+| `bench_int8.py` | the digits CNN against its onnxruntime int8 QDQ and QOperator copies: label agreement and the bracket on the largest int8-float output difference on balls around test images, checked on onnxruntime samples | `--variant standard|penalized`, `--n`, `--first`, `--radius`, `--timeout`, `--eps-timeout`, `--samples` |
 | `bench_ray.py` | scale-out on Ray (`.[ray]` extra): 2-worker speedup on MNIST label certificates and three branch-and-bound queries (MNIST and digits MLPs, MNIST CNN), task overhead, the model of `docs/scaling.md` | `--quick`, `--workers W`, `--images N`, `--bnb-splits N`, `--digits-splits N`, `--digits-radius R`, `--cnn-splits N`, `--cnn-radius R`, `--boxes-per-task K`, `--repeat R`, `--note TEXT` |
 | `train_mnist_mlp.py` | rebuilds `models/mnist_784_64_64_10.onnx` (deterministic) | `--epochs`, `--lr`, `--seed` |
 | `train_mnist_large.py` | rebuilds the robust 1.6M-parameter model of `bench_large.py` (`--mode standard`: the standard one) | `--mode`, `--epochs`, `--kappa`, `--lam`, `--out` |
@@ -525,6 +525,7 @@ python benchmarks/bench_search.py --test-n 500 --out benchmarks/results/search_T
 python benchmarks/bench_search_learning.py     # about 40-60 min on 2 idle cores
 python benchmarks/train_int8_cnn.py && nice python benchmarks/bench_int8.py   # int8 vs float
 python benchmarks/train_int8_cnn.py --penalty 3 && nice python benchmarks/bench_int8.py --variant penalized
+nice python benchmarks/bench_int8.py --variant penalized --first 20   # the next 20 images, held out from the tuning
 python docs/gen_benchmarks.py                   # rewrite this page from the JSON files
 ```
 
@@ -555,6 +556,8 @@ def render() -> str:
         "## int8 model vs float model (`results/int8.json`)\n", guarded("int8", gen_benchmarks_int8.section, R["int8"]),
         "### The same, on a CNN trained with a rounding-sensitivity penalty (`results/int8_penalized.json`)\n",
         guarded("int8_penalized", gen_benchmarks_int8.penalized, load("int8_penalized")),
+        "### The penalized CNN on the next 20 images (`results/int8_penalized_from20.json`)\n",
+        guarded("int8_penalized_from20", gen_benchmarks_int8.penalized, load("int8_penalized_from20")),
         "## f. Networks not trained for the verifier (`results/standard.json`)\n", guarded("standard", gen_standard.render, load("standard")),
         REPRODUCING,
     ]

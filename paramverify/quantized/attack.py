@@ -15,6 +15,9 @@ boundaries cross at slightly different places.  So:
   point where the int8 model does not keep the float label is snapped and
   replayed on onnxruntime on both files (``replay.confirm``, or
   :func:`confirm_int8` where only the file shows it) before it is returned.
+  Candidates are scored with both files on onnxruntime (:func:`float_runner`,
+  :func:`int8_runner`), several times faster on a batch than the float64
+  lowering; only the replay decides what is reported.
 * :func:`gap_points` returns candidate inputs for the largest
   ``|int8(x) - float(x)|``: box corners, uniform samples and moves along
   the straight-through gradient of each output gap from the best of them.
