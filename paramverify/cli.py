@@ -308,6 +308,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         cex = verdict.counterexample  # type: ignore[union-attr]
         text += f"\ncounterexample input: {np.array2string(cex.input, precision=6)}"
         text += f"\nnominal output {np.array2string(cex.nominal_output, precision=6)} -> perturbed {np.array2string(cex.perturbed_output, precision=6)} (replayed on onnxruntime)"
+        if args.property in ("label", "sigma"):
+            text += label_line(cex)
         if args.bits is not None and not args.rounded:
             text += ("\nnote: this refutes the whole rounding box: SOME parameter values within half a step of the weights "
                      "break the property, not necessarily the round-to-nearest model; check that model with --rounded")
@@ -315,6 +317,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _side_files(args, problem, payload, "counterexample")
     _emit(args, payload, text)
     return EXIT_INTERRUPTED if verdict.name == "unknown" and _interrupted(verdict.reason) else verdict.exit_code  # type: ignore[union-attr]
+
+
+def label_line(cex: Any) -> str:
+    """The labels a label counterexample shows on onnxruntime (float64 outputs where it was not
+    replayed), naming a tie: the perturbed model does not give the nominal label strictly
+    there, whatever argmax picks.  Empty for a single-output (threshold) model."""
+    y0, yp = cex.onnxruntime_outputs if cex.onnxruntime_outputs is not None else (cex.nominal_output, cex.perturbed_output)
+    y0, yp = np.asarray(y0, dtype=np.float64).ravel(), np.asarray(yp, dtype=np.float64).ravel()
+    if y0.size < 2:
+        return ""
+    c = int(np.argmax(y0))
+    top = np.flatnonzero(yp == yp.max())
+    where = "onnxruntime" if cex.onnxruntime_outputs is not None else "float64"
+    if top.size > 1:
+        tied = ", ".join(str(int(i)) for i in top)
+        return (f"\nlabels ({where}): nominal {c}; perturbed: outputs {tied} tie at {yp.max():.6g}, so it does not "
+                f"give {c} strictly (argmax picks {int(top[0])})")
+    return f"\nlabels ({where}): nominal {c}, perturbed {int(top[0])}"
 
 
 def _interrupted(note: str) -> bool:
