@@ -116,19 +116,16 @@ def penalized(d: dict) -> str:
     the same flow on the CNN trained with the penalty."""
     rows, m = d["rows"], d["machine"]
     if d.get("first_image", 0):
-        intro = (f"The penalized CNN of the section above and its two int8 copies, on balls of radius {d['radius']} around "
-                 f"{_images(d)} (it was tried against images 0-19, QDQ only); the same limits ({d['timeout_s']:g} s label, "
-                 f"{d['eps_timeout_s']:g} s eps) and sampling check. Measured with `{d.get('command', '')}` on {m['cpus']} "
-                 f"shared cores (load average {m['load_average_1_5_15']}).\n")
-        return intro + "\n" + _summary(rows) + "\n"
-    intro = (
-        f"The same network and flow as above, trained by `python benchmarks/train_int8_cnn.py --penalty 3` "
-        f"(`{d['models']['float']}`, its copies `{d['models']['QDQ']}` and `{d['models']['QOperator']}`): on top of "
-        "the cross-entropy, a hinge on the margin of the true class against its first-order change under an input move "
-        "of 0.05 per pixel plus half an int8 step on every activation, which is what the bounds pay for each rounding "
-        "([int8.md](int8.md), \"A model trained for it\"). Balls of radius "
-        f"{d['radius']} around {_images(d)}; the same limits ({d['timeout_s']:g} s label, "
-        f"{d['eps_timeout_s']:g} s eps) and sampling check. Measured with `{d.get('command', '')}` on {m['cpus']} shared "
-        f"cores (load average {m['load_average_1_5_15']}).\n"
-    )
+        what = (f"The penalized CNN of the section above and its two int8 copies, on balls of radius {d['radius']} around "
+                f"{_images(d)} (it was tried against images 0-19, QDQ only)")
+    else:
+        what = (
+            f"The same network and flow as above, trained by `python benchmarks/train_int8_cnn.py --penalty 3` "
+            f"(`{d['models']['float']}`, its copies `{d['models']['QDQ']}` and `{d['models']['QOperator']}`): on top of "
+            "the cross-entropy, a hinge on the margin of the true class against its first-order change under an input move "
+            "of 0.05 per pixel plus half an int8 step on every activation, which is what the bounds pay for each rounding "
+            f"([int8.md](int8.md), \"A model trained for it\"). Balls of radius {d['radius']} around {_images(d)}"
+        )
+    intro = (f"{what}; the same limits ({d['timeout_s']:g} s label, {d['eps_timeout_s']:g} s eps) and sampling check. "
+             f"Measured with `{d.get('command', '')}` on {m['cpus']} shared cores (load average {m['load_average_1_5_15']}).\n")
     return intro + "\n" + _summary(rows) + "\n"
